@@ -1,0 +1,83 @@
+package kv
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Bucket names. The layout is fixed from the first schema version so that later steps
+// (relay, presence, mirror) fill buckets that already exist rather than migrating.
+var (
+	bucketMeta     = []byte("meta")     // "schema" → schema version
+	bucketMessages = []byte("messages") // message id (ULID text) → JSON record
+	bucketQueue    = []byte("queue")    // queueKey → message id, per-recipient FIFO
+	bucketCores    = []byte("cores")    // FreeSWITCH Core-UUID → first-seen unix nanos (8 bytes BE)
+	bucketReach    = []byte("reach")    // AOR → reachability record (presence, Step 2)
+	bucketOutbox   = []byte("outbox")   // 8-byte BE sequence → mirror event (Step 4)
+
+	keySchema = []byte("schema")
+
+	allBuckets = [][]byte{bucketMeta, bucketMessages, bucketQueue, bucketCores, bucketReach, bucketOutbox}
+)
+
+// SchemaVersion is the on-disk layout version written to the meta bucket.
+const SchemaVersion = 1
+
+// maxAORLen bounds the recipient part of a queue key; bbolt keys must stay below 32 KiB
+// and a SIP AOR this long is hostile input anyway.
+const maxAORLen = 1024
+
+var errAORTooLong = errors.New("recipient address too long")
+
+// OrderKey positions a message in its recipient's queue (DESIGN.md, Decisions 2). For
+// messages from FreeSWITCH, Epoch is the time sipsilo first saw the message's Core-UUID
+// and Seq its Event-Sequence: FreeSWITCH's two chat threads reorder back-to-back
+// messages on their way to the chatplan, but Event-Sequence keeps the send order.
+// Messages without a Core-UUID (injected through the API) use the intake time and a
+// counter of sipsilo's own.
+type OrderKey struct {
+	Epoch int64  // unix nanoseconds
+	Seq   uint64 // Event-Sequence, or sipsilo's counter
+}
+
+// queueKey is len(aor) (2 bytes BE) | aor | epoch (8 BE) | seq (8 BE) | id. The length
+// prefix makes a recipient's messages one contiguous, unambiguous key range whatever
+// bytes the AOR holds; the id suffix keeps two messages with the same order key apart.
+func queueKey(aor string, ok OrderKey, id string) ([]byte, error) {
+	if len(aor) > maxAORLen {
+		return nil, errAORTooLong
+	}
+	k := make([]byte, 0, 2+len(aor)+16+len(id))
+	k = binary.BigEndian.AppendUint16(k, uint16(len(aor)))
+	k = append(k, aor...)
+	k = binary.BigEndian.AppendUint64(k, uint64(ok.Epoch))
+	k = binary.BigEndian.AppendUint64(k, ok.Seq)
+	return append(k, id...), nil
+}
+
+// queuePrefix is the key prefix shared by all of aor's queued messages.
+func queuePrefix(aor string) []byte {
+	k := make([]byte, 0, 2+len(aor))
+	k = binary.BigEndian.AppendUint16(k, uint16(len(aor)))
+	return append(k, aor...)
+}
+
+// parseQueueKey splits a queue key back into its parts (for inspection).
+func parseQueueKey(k []byte) (aor string, ok OrderKey, id string, err error) {
+	if len(k) < 2 {
+		return "", ok, "", fmt.Errorf("queue key too short (%d bytes)", len(k))
+	}
+	n := int(binary.BigEndian.Uint16(k))
+	if len(k) < 2+n+16 {
+		return "", ok, "", fmt.Errorf("queue key too short (%d bytes)", len(k))
+	}
+	aor = string(k[2 : 2+n])
+	ok.Epoch = int64(binary.BigEndian.Uint64(k[2+n:]))
+	ok.Seq = binary.BigEndian.Uint64(k[2+n+8:])
+	return aor, ok, string(k[2+n+16:]), nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func be64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }

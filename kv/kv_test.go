@@ -1,0 +1,221 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "sipsilo.db")
+	}
+	s, err := Open(path, Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func msg(to string, core string, seq uint64, body string) *Message {
+	return &Message{From: "1000@127.0.0.1", To: to, CoreUUID: core, EventSeq: seq,
+		ContentType: "text/plain", Body: []byte(body), BodySource: BodyQuery}
+}
+
+func TestEnqueueRoundTripKeepsBodyBytes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sipsilo.db")
+	s := openTest(t, path)
+	body := "hé \xff\xfe invalid utf-8\r\n<x>]]>${system(rm -rf /)}\x00end"
+	id, err := s.Enqueue(context.Background(), msg("1001@127.0.0.1", "core-a", 7, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, path)
+	got, err := s2.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Body, []byte(body)) {
+		t.Fatalf("body = %q, want %q", got.Body, body)
+	}
+	if got.State != StateQueued || got.EventSeq != 7 || got.To != "1001@127.0.0.1" {
+		t.Fatalf("record = %+v", got)
+	}
+}
+
+func TestQueueOrderFollowsCoreFirstSeenThenSequence(t *testing.T) {
+	now := time.Unix(1795665297, 0)
+	s, err := Open(filepath.Join(t.TempDir(), "db"), Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx := context.Background()
+	to := "1001@127.0.0.1"
+	// FreeSWITCH's chat threads hand over seq 12 before 11; a restarted FreeSWITCH
+	// (new Core-UUID, lower sequence numbers) comes after both.
+	add := func(core string, seq uint64, at time.Time) string {
+		m := msg(to, core, seq, "x")
+		m.Received = at
+		id, err := s.Enqueue(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	id12 := add("core-a", 12, now)
+	id11 := add("core-a", 11, now.Add(time.Millisecond))
+	idNew := add("core-b", 3, now.Add(time.Second))
+	id13 := add("core-a", 13, now.Add(2*time.Second))
+	add("core-a", 1, now) // another recipient's queue must not mix in
+	if _, err := s.Enqueue(ctx, msg("1002@127.0.0.1", "core-a", 5, "y")); err != nil {
+		t.Fatal(err)
+	}
+	q, err := s.Queue(to, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, m := range q {
+		got = append(got, m.EventSeq)
+	}
+	want := []uint64{1, 11, 12, 13, 3}
+	if len(got) != len(want) {
+		t.Fatalf("queue seqs = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("queue seqs = %v, want %v", got, want)
+		}
+	}
+	if q[1].ID != id11 || q[2].ID != id12 || q[3].ID != id13 || q[4].ID != idNew {
+		t.Fatalf("queue ids out of order")
+	}
+}
+
+func TestConcurrentEnqueueSharesCommits(t *testing.T) {
+	s := openTest(t, "")
+	const writers, each = 64, 20
+	var wg sync.WaitGroup
+	ids := make(chan string, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				id, err := s.Enqueue(context.Background(), msg("1001@127.0.0.1", "core", uint64(w*each+i), "hi"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- id
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Fatalf("duplicate id %s", id)
+		}
+		seen[id] = true
+		if _, err := s.Get(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != writers*each {
+		t.Fatalf("stored %d, want %d", len(seen), writers*each)
+	}
+	if c := s.Commits(); c >= writers*each {
+		t.Fatalf("%d commits for %d writes: no group commit", c, writers*each)
+	}
+	if !s.Durable() {
+		t.Fatal("store runs without fsync")
+	}
+}
+
+func TestReleaseTakesMessageOutOfQueue(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	id, err := s.Enqueue(ctx, msg("1001@127.0.0.1", "c", 1, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, id, "answer write failed"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.State != StateReleased || m.Reason != "answer write failed" {
+		t.Fatalf("state %s reason %q", m.State, m.Reason)
+	}
+	if q, _ := s.Queue("1001@127.0.0.1", 0); len(q) != 0 {
+		t.Fatalf("released message still queued: %d", len(q))
+	}
+	if err := s.Release(ctx, "01NOSUCHID", "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("release unknown: %v", err)
+	}
+}
+
+func TestSecondOpenFailsFastWhenLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	openTest(t, path)
+	start := time.Now()
+	_, err := Open(path, Options{LockTimeout: 100 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("err = %v, want ErrLocked", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("locked open took %s", time.Since(start))
+	}
+	_, err = Open(path, Options{LockTimeout: 100 * time.Millisecond, ReadOnly: true})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("read-only open: err = %v, want ErrLocked", err)
+	}
+}
+
+func TestCorruptFilesAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not bbolt "), 2000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(garbage, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("garbage: err = %v, want ErrCorrupt", err)
+	}
+	// A valid bbolt file of another schema version.
+	other := filepath.Join(dir, "other.db")
+	s := openTest(t, other)
+	if err := s.submit(context.Background(), newOp(func(tx *bboltTx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte("99"))
+	}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(context.Background())
+	if _, err := Open(other, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("schema 99: err = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestEnqueueAfterCloseFails(t *testing.T) {
+	s := openTest(t, "")
+	s.Close(context.Background())
+	if _, err := s.Enqueue(context.Background(), msg("a@b", "c", 1, "x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("err = %v, want ErrClosed", err)
+	}
+}

@@ -1,0 +1,66 @@
+package kv
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// State is where a message is in its life.
+type State string
+
+const (
+	// StateQueued: sipsilo owns the message and will deliver it.
+	StateQueued State = "queued"
+	// StateReleased: sipsilo stored the message but its chatplan answer did not reach
+	// FreeSWITCH in time, so FreeSWITCH delivered it itself (DESIGN.md, Decisions 5).
+	// Kept for the record, never delivered by sipsilo.
+	StateReleased State = "released"
+)
+
+// BodySource says where the stored body came from.
+type BodySource string
+
+const (
+	// BodyAwaiting: the chatplan request had no body parameter; the exact body comes
+	// from the post-chatplan ESL MESSAGE event.
+	BodyAwaiting BodySource = ""
+	// BodyQuery: the body is the dynamic-URL query copy, exact except for literal %XX
+	// text and leading/trailing spaces (captures README, addenda).
+	BodyQuery BodySource = "query"
+	// BodyESL: the body is the exact copy from the ESL MESSAGE event.
+	BodyESL BodySource = "esl"
+)
+
+// Message is one stored SIP MESSAGE. Body is []byte, not string, because it must come
+// back byte for byte even when it is not valid UTF-8 (encoding/json would replace
+// invalid sequences in a string; a []byte round-trips as base64).
+type Message struct {
+	ID          string     `json:"id"`
+	State       State      `json:"state"`
+	From        string     `json:"from"`      // sender AOR, user@host
+	To          string     `json:"to"`        // recipient AOR, user@host
+	FromFull    string     `json:"from_full"` // the sender's From header, tag included
+	ContentType string     `json:"content_type"`
+	Body        []byte     `json:"body"`
+	BodySource  BodySource `json:"body_source"`
+	Profile     string     `json:"sip_profile"`
+	Context     string     `json:"context"`
+	Hostname    string     `json:"fs_hostname"`
+	CoreUUID    string     `json:"core_uuid"`
+	EventSeq    uint64     `json:"event_sequence"`
+	EventTime   int64      `json:"event_timestamp_us"` // FreeSWITCH's Event-Date-Timestamp
+	Received    time.Time  `json:"received"`
+	Order       OrderKey   `json:"order"`
+	Reason      string     `json:"reason,omitempty"` // why the last state change happened
+	Updated     time.Time  `json:"updated"`
+}
+
+func encodeMessage(m *Message) ([]byte, error) { return json.Marshal(m) }
+
+func decodeMessage(b []byte) (*Message, error) {
+	m := new(Message)
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,78 @@
+package kv
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Get returns the message with the given id.
+func (s *Store) Get(id string) (*Message, error) {
+	var m *Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMessages).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%s: %w", id, ErrNotFound)
+		}
+		var err error
+		m, err = decodeMessage(v)
+		return err
+	})
+	return m, err
+}
+
+// Queue returns up to limit of aor's queued messages in delivery order (limit <= 0:
+// all of them).
+func (s *Store) Queue(aor string, limit int) ([]*Message, error) {
+	var out []*Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		prefix := queuePrefix(aor)
+		c := tx.Bucket(bucketQueue).Cursor()
+		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+			v := msgs.Get(id)
+			if v == nil {
+				return fmt.Errorf("queue entry %q: %w: message %s missing", k, ErrCorrupt, id)
+			}
+			m, err := decodeMessage(v)
+			if err != nil {
+				return fmt.Errorf("message %s: %w: %v", id, ErrCorrupt, err)
+			}
+			out = append(out, m)
+			if limit > 0 && len(out) >= limit {
+				return nil
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Stats counts what the store holds.
+type Stats struct {
+	Messages int           `json:"messages"`
+	ByState  map[State]int `json:"by_state"`
+	Queued   int           `json:"queue_entries"`
+	Bytes    int64         `json:"file_bytes"`
+}
+
+// Stats walks the messages and the queue. It reads every record, so it is for
+// inspection, not for a hot path.
+func (s *Store) Stats() (Stats, error) {
+	st := Stats{ByState: map[State]int{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		st.Bytes = tx.Size()
+		st.Queued = tx.Bucket(bucketQueue).Stats().KeyN
+		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+			m, err := decodeMessage(v)
+			if err != nil {
+				return fmt.Errorf("message %s: %w: %v", k, ErrCorrupt, err)
+			}
+			st.Messages++
+			st.ByState[m.State]++
+			return nil
+		})
+	})
+	return st, err
+}

@@ -1,0 +1,190 @@
+// Package kv is sipsilo's durable store: one bbolt file holding the messages, the
+// per-recipient queues, the reachability cache and the mirror outbox. All writes go
+// through one writer goroutine that commits many operations per transaction (group
+// commit); a write returns only after the fsync that covers it.
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	// ErrLocked means another process holds the database file (bbolt takes an
+	// exclusive flock for as long as the file is open read-write).
+	ErrLocked = errors.New("database file is locked by another process")
+	// ErrCorrupt means the file is not a readable bbolt database of a known schema.
+	ErrCorrupt = errors.New("database file is corrupt or not a sipsilo database")
+	// ErrClosed is returned for writes submitted after Close.
+	ErrClosed = errors.New("store is closed")
+	// ErrNotFound is returned when a message id is unknown.
+	ErrNotFound = errors.New("message not found")
+)
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock; bbolt waits forever without it.
+	LockTimeout time.Duration
+	// MaxBatch caps the operations committed in one transaction.
+	MaxBatch int
+	// ReadOnly opens the file for inspection, sharing it with other readers.
+	ReadOnly bool
+	// OpenFile replaces os.OpenFile (tests use it to hand bbolt an unwritable file).
+	OpenFile func(string, int, os.FileMode) (*os.File, error)
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Store is the bbolt-backed message store.
+type Store struct {
+	db   *bolt.DB
+	path string
+	log  *slog.Logger
+	now  func() time.Time
+	ids  *idSource
+
+	maxBatch  int
+	ops       chan *op
+	quit      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	commits   atomic.Uint64
+}
+
+// Open opens (creating if needed) the database at path and starts its writer.
+func Open(path string, o Options) (*Store, error) {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1024
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:  o.LockTimeout,
+		ReadOnly: o.ReadOnly,
+		OpenFile: o.OpenFile,
+		// Queue churn frees pages on every delivery; without these bbolt rewrites the
+		// whole freelist in each commit (etcd-io/bbolt#401). The price is a freelist
+		// rebuild when the file is opened.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		// NoSync stays false: a message is acknowledged only once it is on disk.
+	})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	s := &Store{
+		db: db, path: path, log: o.Logger, now: o.Now, ids: newIDSource(),
+		maxBatch: o.MaxBatch,
+		ops:      make(chan *op, o.MaxBatch),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if err := s.initSchema(o.ReadOnly); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if o.ReadOnly {
+		close(s.done)
+		return s, nil
+	}
+	go s.run()
+	return s, nil
+}
+
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("open %s: %w (is sipsilo serve running? its admin API gives the live view)", path, ErrLocked)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
+		errors.Is(err, bolterrors.ErrVersionMismatch):
+		return fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
+	}
+	return fmt.Errorf("open %s: %w", path, err)
+}
+
+func (s *Store) initSchema(readOnly bool) error {
+	check := func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return nil
+		}
+		v := meta.Get(keySchema)
+		if v == nil {
+			return nil
+		}
+		if n, err := strconv.Atoi(string(v)); err != nil || n != SchemaVersion {
+			return fmt.Errorf("open %s: %w: schema version %q, this sipsilo reads %d", s.path, ErrCorrupt, v, SchemaVersion)
+		}
+		return nil
+	}
+	ready := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if err := check(tx); err != nil {
+			return err
+		}
+		ready = tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketMeta).Get(keySchema) != nil
+		for _, name := range allBuckets {
+			ready = ready && tx.Bucket(name) != nil
+		}
+		return nil
+	})
+	// An initialised file is opened without writing, so that opening does not depend
+	// on the file being writable: a store that cannot write still serves reads and
+	// its writes fail one by one, visibly.
+	if err != nil || ready || readOnly {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := check(tx); err != nil {
+			return err
+		}
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keySchema) == nil {
+			return meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+		}
+		return nil
+	})
+}
+
+// Commits counts the write transactions attempted so far (for metrics and tests).
+func (s *Store) Commits() uint64 { return s.commits.Load() }
+
+// Path is the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Durable reports whether every commit is fsynced; sipsilo never runs otherwise.
+func (s *Store) Durable() bool { return !s.db.NoSync }
+
+// Close stops the writer once it has committed what was already submitted, then closes
+// the file. It gives up waiting for the writer when ctx ends.
+func (s *Store) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { close(s.quit) })
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return fmt.Errorf("close store: writer still committing: %w", ctx.Err())
+	}
+	return s.db.Close()
+}
