@@ -1,0 +1,222 @@
+// Package dialplan turns mod_xml_curl requests into typed lookups and renders the XML
+// documents FreeSWITCH expects back: a chatplan that hands a message to sipsilo, or
+// "not found", which makes FreeSWITCH carry on as if sipsilo were not there.
+package dialplan
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrMalformed is wrapped by every Parse error: the request is not a well-formed
+// xml_curl lookup.
+var ErrMalformed = errors.New("malformed xml_curl request")
+
+// Lookup is one xml_curl request. For a chatplan lookup the fields are the headers of
+// the inbound MESSAGE event (FreeSWITCH 1.10.12 sends them in this order; see
+// testdata/xmlcurl). All strings are percent-decoded.
+type Lookup struct {
+	Hostname string // FreeSWITCH's switchname
+	Section  string // "chatplan" for messages
+	TagName  string
+	KeyName  string
+	KeyValue string
+
+	EventName     string
+	CoreUUID      string
+	EventSequence uint64
+	// EventTimestamp is Event-Date-Timestamp, microseconds since the epoch; it does
+	// not order messages (it repeats across a burst), Event-Sequence does.
+	EventTimestamp int64
+	EventDateGMT   string
+
+	Login       string
+	Proto       string
+	ToProto     string
+	DestProto   string
+	From        string // user@host
+	FromUser    string
+	FromHost    string
+	FromFull    string // the From header with its tag
+	FromSIPIP   string
+	FromSIPPort string
+	To          string // user@host
+	ToUser      string
+	ToHost      string
+	Subject     string
+	Context     string
+	Type        string // the MESSAGE's Content-Type
+	SIPProfile  string
+	MaxForwards int
+
+	// SIPHeaders holds the sip_h_* fields (custom headers on the MESSAGE), prefix
+	// stripped, in order.
+	SIPHeaders []Field
+	// Fields is every form field in the order sent, duplicates included.
+	Fields []Field
+
+	// Body is the MESSAGE body from the dynamic URL's body query parameter. HasBody
+	// is false when the parameter is absent: the exact body then comes only from the
+	// ESL MESSAGE event. Present but empty is an empty message (DESIGN.md, Decisions 4).
+	Body    []byte
+	HasBody bool
+}
+
+// Get returns the first form field with the given name.
+func (l *Lookup) Get(name string) (string, bool) {
+	for _, f := range l.Fields {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return "", false
+}
+
+// Parse reads an xml_curl request: rawQuery is the URL's raw query (it carries the
+// body with use-dynamic-url) and form the request body.
+func Parse(rawQuery string, form []byte) (*Lookup, error) {
+	fields := splitForm(string(form))
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("%w: empty form", ErrMalformed)
+	}
+	l := &Lookup{Fields: fields}
+	seen := map[string]bool{}
+	for _, f := range fields {
+		if f.Name == "" {
+			return nil, fmt.Errorf("%w: field without a name", ErrMalformed)
+		}
+		if strings.HasPrefix(f.Name, "sip_h_") {
+			l.SIPHeaders = append(l.SIPHeaders, Field{Name: f.Name[len("sip_h_"):], Value: f.Value})
+		}
+		// The first value wins: later passes through the chatplan append copies.
+		if seen[f.Name] {
+			continue
+		}
+		seen[f.Name] = true
+		if p := l.slot(f.Name); p != nil {
+			*p = f.Value
+		}
+	}
+	if err := l.numbers(); err != nil {
+		return nil, err
+	}
+	for _, p := range strings.Split(rawQuery, "&") {
+		if v, ok := strings.CutPrefix(p, "body="); ok {
+			l.Body, l.HasBody = []byte(unescape(v)), true
+			break
+		}
+	}
+	if l.Section == "" {
+		return nil, fmt.Errorf("%w: no section field", ErrMalformed)
+	}
+	return l, nil
+}
+
+func (l *Lookup) slot(name string) *string {
+	switch name {
+	case "hostname":
+		return &l.Hostname
+	case "section":
+		return &l.Section
+	case "tag_name":
+		return &l.TagName
+	case "key_name":
+		return &l.KeyName
+	case "key_value":
+		return &l.KeyValue
+	case "Event-Name":
+		return &l.EventName
+	case "Core-UUID":
+		return &l.CoreUUID
+	case "Event-Date-GMT":
+		return &l.EventDateGMT
+	case "login":
+		return &l.Login
+	case "proto":
+		return &l.Proto
+	case "to_proto":
+		return &l.ToProto
+	case "dest_proto":
+		return &l.DestProto
+	case "from":
+		return &l.From
+	case "from_user":
+		return &l.FromUser
+	case "from_host":
+		return &l.FromHost
+	case "from_full":
+		return &l.FromFull
+	case "from_sip_ip":
+		return &l.FromSIPIP
+	case "from_sip_port":
+		return &l.FromSIPPort
+	case "to":
+		return &l.To
+	case "to_user":
+		return &l.ToUser
+	case "to_host":
+		return &l.ToHost
+	case "subject":
+		return &l.Subject
+	case "context":
+		return &l.Context
+	case "type":
+		return &l.Type
+	case "sip_profile":
+		return &l.SIPProfile
+	}
+	return nil
+}
+
+func (l *Lookup) numbers() error {
+	var err error
+	if v, ok := l.Get("Event-Sequence"); ok && v != "" {
+		if l.EventSequence, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return fmt.Errorf("%w: Event-Sequence %q", ErrMalformed, v)
+		}
+	}
+	if v, ok := l.Get("Event-Date-Timestamp"); ok && v != "" {
+		if l.EventTimestamp, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return fmt.Errorf("%w: Event-Date-Timestamp %q", ErrMalformed, v)
+		}
+	}
+	if v, ok := l.Get("max_forwards"); ok && v != "" {
+		if l.MaxForwards, err = strconv.Atoi(v); err != nil {
+			return fmt.Errorf("%w: max_forwards %q", ErrMalformed, v)
+		}
+	}
+	return nil
+}
+
+// Recipient is the AOR the message is for, user@host.
+func (l *Lookup) Recipient() string { return l.ToUser + "@" + l.ToHost }
+
+// Sender is the AOR the message came from, user@host.
+func (l *Lookup) Sender() string { return l.FromUser + "@" + l.FromHost }
+
+// CheckMessage reports why a chatplan lookup cannot be stored as a message: a field
+// sipsilo needs is missing or is not text it can keep exactly (stored strings must be
+// valid UTF-8; only the body may hold arbitrary bytes).
+func (l *Lookup) CheckMessage() error {
+	required := []struct{ name, v string }{
+		{"Core-UUID", l.CoreUUID}, {"from_user", l.FromUser}, {"from_host", l.FromHost},
+		{"to_user", l.ToUser}, {"to_host", l.ToHost}, {"context", l.Context},
+	}
+	for _, r := range required {
+		if r.v == "" {
+			return fmt.Errorf("%w: no %s", ErrMalformed, r.name)
+		}
+	}
+	if _, ok := l.Get("Event-Sequence"); !ok {
+		return fmt.Errorf("%w: no Event-Sequence", ErrMalformed)
+	}
+	for _, f := range l.Fields {
+		if !utf8.ValidString(f.Value) || !utf8.ValidString(f.Name) {
+			return fmt.Errorf("%w: field %q is not valid UTF-8", ErrMalformed, f.Name)
+		}
+	}
+	return nil
+}
