@@ -1,0 +1,200 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sipsilo/sipsilo/dialplan"
+	"github.com/sipsilo/sipsilo/kv"
+)
+
+// ChatplanConfig decides which messages sipsilo takes over.
+type ChatplanConfig struct {
+	// Domains are the local domains whose users sipsilo serves; empty means every
+	// recipient the chatplan sends.
+	Domains []string
+	// SkipTypes are content types left to FreeSWITCH (typing notifications and
+	// delivery reports are not worth storing).
+	SkipTypes []string
+	// MaxBody is the largest message body stored, in bytes.
+	MaxBody int
+	// MaxForm bounds the form FreeSWITCH posts (event headers only, ~1 KB).
+	MaxForm int64
+	// AnswerTimeout is the hard deadline for answering; it must stay far below the
+	// xml_curl binding's timeout (DESIGN.md, Decisions 5).
+	AnswerTimeout time.Duration
+	// User and Password, when set, are required as HTTP basic auth (what xml_curl's
+	// gateway-credentials sends).
+	User, Password string
+}
+
+// Defaults for ChatplanConfig's zero fields.
+const (
+	DefaultMaxBody       = 64 << 10
+	DefaultMaxForm       = 64 << 10
+	DefaultAnswerTimeout = 500 * time.Millisecond
+)
+
+// DefaultSkipTypes are the content types not stored unless configured otherwise.
+var DefaultSkipTypes = []string{"application/im-iscomposing+xml", "message/imdn+xml"}
+
+type chatplan struct {
+	cfg     ChatplanConfig
+	domains map[string]bool
+	skip    map[string]bool
+	store   Store
+	log     *slog.Logger
+}
+
+func newChatplan(cfg ChatplanConfig, store Store, log *slog.Logger) (*chatplan, error) {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.MaxForm <= 0 {
+		cfg.MaxForm = DefaultMaxForm
+	}
+	if cfg.AnswerTimeout <= 0 {
+		cfg.AnswerTimeout = DefaultAnswerTimeout
+	}
+	if cfg.SkipTypes == nil {
+		cfg.SkipTypes = DefaultSkipTypes
+	}
+	h := &chatplan{cfg: cfg, domains: map[string]bool{}, skip: map[string]bool{}, store: store, log: log}
+	for _, d := range cfg.Domains {
+		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {
+			h.domains[d] = true
+		}
+	}
+	for _, t := range cfg.SkipTypes {
+		mt, _, err := mime.ParseMediaType(t)
+		if err != nil {
+			return nil, errorf("skip type %q: %v", t, err)
+		}
+		h.skip[mt] = true
+	}
+	return h, nil
+}
+
+// serve implements DESIGN.md "Intake": decide, store durably, then answer the chatplan
+// that makes FreeSWITCH hand the message over. Every other outcome answers "not found"
+// (or an HTTP error, which FreeSWITCH treats the same way), and FreeSWITCH delivers the
+// message as it would without sipsilo.
+func (h *chatplan) serve(c echo.Context) error {
+	req := c.Request()
+	ctx, cancel := context.WithTimeout(req.Context(), h.cfg.AnswerTimeout)
+	defer cancel()
+
+	form, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, h.cfg.MaxForm))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.log.Warn("chatplan form over limit", "limit", h.cfg.MaxForm)
+			return notFound(c, http.StatusRequestEntityTooLarge)
+		}
+		h.log.Warn("chatplan form unreadable", "err", err)
+		return notFound(c, http.StatusBadRequest)
+	}
+	l, err := dialplan.Parse(req.URL.RawQuery, form)
+	if err != nil {
+		h.log.Warn("chatplan request rejected", "err", err)
+		return notFound(c, http.StatusBadRequest)
+	}
+	if l.Section != "chatplan" {
+		return notFound(c, http.StatusOK)
+	}
+	if err := l.CheckMessage(); err != nil {
+		h.log.Warn("chatplan request rejected", "err", err)
+		return notFound(c, http.StatusBadRequest)
+	}
+	if why := h.pass(l); why != "" {
+		h.log.Debug("left to FreeSWITCH", "why", why, "from", l.Sender(), "to", l.Recipient())
+		return notFound(c, http.StatusOK)
+	}
+
+	id, err := h.store.Enqueue(ctx, newMessage(l))
+	if err != nil {
+		// FreeSWITCH delivers it as stock; nothing is lost, nothing is owned.
+		h.log.Error("message not stored, left to FreeSWITCH", "err", err)
+		return notFound(c, http.StatusOK)
+	}
+	doc, err := dialplan.Chatplan(l.Context, id)
+	if err == nil {
+		err = req.Context().Err() // FreeSWITCH gave up on this request
+	}
+	if err == nil {
+		err = c.Blob(http.StatusOK, "text/xml", doc)
+	}
+	if err == nil {
+		// Push the answer out now: a failed write is the last sign that FreeSWITCH did
+		// not get it and will deliver the message itself.
+		err = http.NewResponseController(c.Response().Writer).Flush()
+	}
+	if err != nil {
+		h.release(id, err)
+		return nil
+	}
+	h.log.Debug("stored", "id", id, "from", l.Sender(), "to", l.Recipient(), "bytes", len(l.Body))
+	return nil
+}
+
+// pass returns why a message is left to FreeSWITCH, or "" to store it.
+func (h *chatplan) pass(l *dialplan.Lookup) string {
+	if len(h.domains) > 0 && !h.domains[strings.ToLower(l.ToHost)] {
+		return "recipient domain not local"
+	}
+	if l.DestProto != "" && l.DestProto != "sip" {
+		return "not for SIP"
+	}
+	if mt, _, err := mime.ParseMediaType(l.Type); err == nil && h.skip[mt] {
+		return "content type not stored"
+	}
+	if len(l.Body) > h.cfg.MaxBody {
+		return "body over size limit"
+	}
+	return ""
+}
+
+// release records that FreeSWITCH did not get the answer, so it delivers the message
+// itself and sipsilo must not (DESIGN.md, Decisions 5).
+func (h *chatplan) release(id string, cause error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.store.Release(ctx, id, "chatplan answer not delivered: "+cause.Error()); err != nil {
+		// The message stays queued: a possible duplicate, never a loss.
+		h.log.Error("answer lost and release failed; message may be delivered twice", "id", id, "cause", cause, "err", err)
+		return
+	}
+	h.log.Warn("answer not delivered, message released to FreeSWITCH", "id", id, "cause", cause)
+}
+
+func newMessage(l *dialplan.Lookup) *kv.Message {
+	m := &kv.Message{
+		From:        l.Sender(),
+		To:          l.Recipient(),
+		FromFull:    l.FromFull,
+		ContentType: l.Type,
+		Profile:     l.SIPProfile,
+		Context:     l.Context,
+		Hostname:    l.Hostname,
+		CoreUUID:    l.CoreUUID,
+		EventSeq:    l.EventSequence,
+		EventTime:   l.EventTimestamp,
+		Received:    time.Now(),
+	}
+	if l.HasBody {
+		m.Body, m.BodySource = l.Body, kv.BodyQuery
+	}
+	return m
+}
+
+func notFound(c echo.Context, status int) error {
+	return c.Blob(status, "text/xml", dialplan.NotFound())
+}
