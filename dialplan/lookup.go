@@ -218,5 +218,9 @@ func (l *Lookup) CheckMessage() error {
 			return fmt.Errorf("%w: field %q is not valid UTF-8", ErrMalformed, f.Name)
 		}
 	}
+	// Checked before storing, so that nothing is stored that cannot be answered.
+	if _, err := attr(l.Context); err != nil {
+		return fmt.Errorf("%w: context: %v", ErrMalformed, err)
+	}
 	return nil
 }

@@ -11,8 +11,10 @@ type doc struct {
 	XMLName  xml.Name `xml:"document"`
 	Type     string   `xml:"type,attr"`
 	Sections []struct {
-		Name     string `xml:"name,attr"`
-		Result   *struct{ Status string `xml:"status,attr"` } `xml:"result"`
+		Name   string `xml:"name,attr"`
+		Result *struct {
+			Status string `xml:"status,attr"`
+		} `xml:"result"`
 		Contexts []struct {
 			Name       string `xml:"name,attr"`
 			Extensions []struct {

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/sipsilo/sipsilo/handlers"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+	}
+	return v
+}
+
+// Config is everything `sipsilo serve` is told from outside.
+type Config struct {
+	HTTPAddr        string
+	DBPath          string
+	ESLAddr         string
+	ESLPassword     string
+	LogLevel        slog.Level
+	LogFormat       string
+	ShutdownTimeout time.Duration
+	Chatplan        handlers.ChatplanConfig
+}
+
+// parseServe reads serve's flags; each flag can also come from SIPSILO_<NAME> in the
+// environment (--esl-password is SIPSILO_ESL_PASSWORD), and a flag given on the command
+// line wins over the environment.
+func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
+	var cfg Config
+	var domains, skipTypes string
+	fs := flag.NewFlagSet("sipsilo serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8484", "HTTP listen address (xml_curl chatplan endpoint, health)")
+	fs.StringVar(&cfg.DBPath, "db", "./sipsilo.db", "bbolt database file")
+	fs.StringVar(&cfg.ESLAddr, "esl", "127.0.0.1:8021", "FreeSWITCH event socket address")
+	fs.StringVar(&cfg.ESLPassword, "esl-password", "ClueCon", "FreeSWITCH event socket password (prefer SIPSILO_ESL_PASSWORD)")
+	fs.StringVar(&domains, "domains", "", "comma-separated local domains whose users sipsilo serves (empty: every recipient)")
+	fs.StringVar(&skipTypes, "skip-types", strings.Join(handlers.DefaultSkipTypes, ","), "comma-separated content types left to FreeSWITCH")
+	fs.IntVar(&cfg.Chatplan.MaxBody, "max-body", handlers.DefaultMaxBody, "largest message body stored, in bytes")
+	fs.DurationVar(&cfg.Chatplan.AnswerTimeout, "answer-timeout", handlers.DefaultAnswerTimeout, "deadline for a chatplan answer; keep it far below xml_curl's timeout")
+	fs.StringVar(&cfg.Chatplan.User, "chatplan-user", "", "HTTP basic auth user required on /fs/chatplan (xml_curl gateway-credentials)")
+	fs.StringVar(&cfg.Chatplan.Password, "chatplan-password", "", "HTTP basic auth password for /fs/chatplan (prefer SIPSILO_CHATPLAN_PASSWORD)")
+	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error (message text is logged only at debug)")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown")
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "SIPSILO_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookupEnv(name); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	cfg.Chatplan.Domains = splitList(domains)
+	cfg.Chatplan.SkipTypes = splitList(skipTypes)
+	if cfg.Chatplan.SkipTypes == nil {
+		cfg.Chatplan.SkipTypes = []string{} // explicitly empty: store every type
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return cfg, errors.New("serve: --log-format must be text or json")
+	}
+	if cfg.Chatplan.AnswerTimeout <= 0 || cfg.Chatplan.MaxBody <= 0 || cfg.ShutdownTimeout <= 0 {
+		return cfg, errors.New("serve: --answer-timeout, --max-body and --shutdown-timeout must be positive")
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

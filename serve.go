@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/sipsilo/sipsilo/handlers"
+	"github.com/sipsilo/sipsilo/kv"
+)
+
+// serve runs the daemon until ctx ends, then shuts down within cfg.ShutdownTimeout:
+// HTTP first (no new messages), then the store (its writer commits what it holds).
+func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
+	log := newLogger(cfg, logOut)
+	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv")})
+	if err != nil {
+		return err
+	}
+	e, err := handlers.New(handlers.Config{Chatplan: cfg.Chatplan}, store, log)
+	if err != nil {
+		store.Close(ctx)
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		store.Close(context.Background())
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := handlers.NewServer(cfg.HTTPAddr, e, log)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "version", versionString())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-serveErr:
+		log.Error("http server stopped", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		log.Warn("http shutdown incomplete", "err", serr)
+	}
+	if cerr := store.Close(sctx); cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	log.Info("stopped")
+	return err
+}
+
+func newLogger(cfg Config, out io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
