@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,6 +131,8 @@ func (h *chatplan) serve(c echo.Context) error {
 		err = req.Context().Err() // FreeSWITCH gave up on this request
 	}
 	if err == nil {
+		// With its length known the answer leaves in one write, not chunked in two.
+		c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(doc)))
 		err = c.Blob(http.StatusOK, "text/xml", doc)
 	}
 	if err == nil {

@@ -1,0 +1,16 @@
+// Package fsemu is a test-only emulator of the FreeSWITCH 1.10.12 pieces
+// sipsilo talks to. This part covers mod_xml_curl's chatplan lookup (the
+// exact HTTP request FreeSWITCH sends) and mod_sms's chatplan semantics
+// (what FreeSWITCH does with the XML sipsilo answers).
+//
+// Ground truth is the captures in shared/freeswitch/captures (copied into
+// testdata/xmlcurl) and, where the captures are silent, the FreeSWITCH C
+// source; each function names the C function it reproduces, quirks included,
+// because a quirk sipsilo does not expect is exactly what a test must show.
+//
+// Entry points: NewMessageEvent builds the MESSAGE event of an inbound SIP
+// MESSAGE; XMLCurl.BuildRequest and XMLCurl.Lookup produce and send the
+// chatplan request; ApplyChatplan (or XMLCurl.Process for both steps) says
+// what FreeSWITCH then does: how many times the message is delivered
+// directly, what is replied, and the event ESL would see.
+package fsemu
