@@ -83,7 +83,8 @@ func Parse(rawQuery string, form []byte) (*Lookup, error) {
 		return nil, fmt.Errorf("%w: empty form", ErrMalformed)
 	}
 	l := &Lookup{Fields: fields}
-	seen := map[string]bool{}
+	var seen uint64 // slots already filled: the first value wins, later chatplan passes append copies
+	var nums [3]string
 	for _, f := range fields {
 		if f.Name == "" {
 			return nil, fmt.Errorf("%w: field without a name", ErrMalformed)
@@ -91,16 +92,14 @@ func Parse(rawQuery string, form []byte) (*Lookup, error) {
 		if strings.HasPrefix(f.Name, "sip_h_") {
 			l.SIPHeaders = append(l.SIPHeaders, Field{Name: f.Name[len("sip_h_"):], Value: f.Value})
 		}
-		// The first value wins: later passes through the chatplan append copies.
-		if seen[f.Name] {
+		p, i := l.slot(f.Name, &nums)
+		if p == nil || seen&(1<<i) != 0 {
 			continue
 		}
-		seen[f.Name] = true
-		if p := l.slot(f.Name); p != nil {
-			*p = f.Value
-		}
+		seen |= 1 << i
+		*p = f.Value
 	}
-	if err := l.numbers(); err != nil {
+	if err := l.numbers(nums); err != nil {
 		return nil, err
 	}
 	for _, p := range strings.Split(rawQuery, "&") {
@@ -115,75 +114,82 @@ func Parse(rawQuery string, form []byte) (*Lookup, error) {
 	return l, nil
 }
 
-func (l *Lookup) slot(name string) *string {
+// slot returns where a field's value goes, and a small index unique to that place.
+func (l *Lookup) slot(name string, nums *[3]string) (*string, int) {
 	switch name {
 	case "hostname":
-		return &l.Hostname
+		return &l.Hostname, 1
 	case "section":
-		return &l.Section
+		return &l.Section, 2
 	case "tag_name":
-		return &l.TagName
+		return &l.TagName, 3
 	case "key_name":
-		return &l.KeyName
+		return &l.KeyName, 4
 	case "key_value":
-		return &l.KeyValue
+		return &l.KeyValue, 5
 	case "Event-Name":
-		return &l.EventName
+		return &l.EventName, 6
 	case "Core-UUID":
-		return &l.CoreUUID
+		return &l.CoreUUID, 7
 	case "Event-Date-GMT":
-		return &l.EventDateGMT
+		return &l.EventDateGMT, 8
 	case "login":
-		return &l.Login
+		return &l.Login, 9
 	case "proto":
-		return &l.Proto
+		return &l.Proto, 10
 	case "to_proto":
-		return &l.ToProto
+		return &l.ToProto, 11
 	case "dest_proto":
-		return &l.DestProto
+		return &l.DestProto, 12
 	case "from":
-		return &l.From
+		return &l.From, 13
 	case "from_user":
-		return &l.FromUser
+		return &l.FromUser, 14
 	case "from_host":
-		return &l.FromHost
+		return &l.FromHost, 15
 	case "from_full":
-		return &l.FromFull
+		return &l.FromFull, 16
 	case "from_sip_ip":
-		return &l.FromSIPIP
+		return &l.FromSIPIP, 17
 	case "from_sip_port":
-		return &l.FromSIPPort
+		return &l.FromSIPPort, 18
 	case "to":
-		return &l.To
+		return &l.To, 19
 	case "to_user":
-		return &l.ToUser
+		return &l.ToUser, 20
 	case "to_host":
-		return &l.ToHost
+		return &l.ToHost, 21
 	case "subject":
-		return &l.Subject
+		return &l.Subject, 22
 	case "context":
-		return &l.Context
+		return &l.Context, 23
 	case "type":
-		return &l.Type
+		return &l.Type, 24
 	case "sip_profile":
-		return &l.SIPProfile
+		return &l.SIPProfile, 25
+	case "Event-Sequence":
+		return &nums[0], 40
+	case "Event-Date-Timestamp":
+		return &nums[1], 41
+	case "max_forwards":
+		return &nums[2], 42
 	}
-	return nil
+	return nil, 0
 }
 
-func (l *Lookup) numbers() error {
+func (l *Lookup) numbers(nums [3]string) error {
 	var err error
-	if v, ok := l.Get("Event-Sequence"); ok && v != "" {
+	if v := nums[0]; v != "" {
 		if l.EventSequence, err = strconv.ParseUint(v, 10, 64); err != nil {
 			return fmt.Errorf("%w: Event-Sequence %q", ErrMalformed, v)
 		}
 	}
-	if v, ok := l.Get("Event-Date-Timestamp"); ok && v != "" {
+	if v := nums[1]; v != "" {
 		if l.EventTimestamp, err = strconv.ParseInt(v, 10, 64); err != nil {
 			return fmt.Errorf("%w: Event-Date-Timestamp %q", ErrMalformed, v)
 		}
 	}
-	if v, ok := l.Get("max_forwards"); ok && v != "" {
+	if v := nums[2]; v != "" {
 		if l.MaxForwards, err = strconv.Atoi(v); err != nil {
 			return fmt.Errorf("%w: max_forwards %q", ErrMalformed, v)
 		}
