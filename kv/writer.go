@@ -37,6 +37,12 @@ func newOp(apply, undo func(*bolt.Tx) error) *op {
 
 // submit hands o to the writer and waits for the commit that covers it, or for ctx.
 func (s *Store) submit(ctx context.Context, o *op) error {
+	// Checked first: a select with a free slot in ops would pick at random.
+	select {
+	case <-s.quit:
+		return ErrClosed
+	default:
+	}
 	select {
 	case s.ops <- o:
 	case <-s.quit:
@@ -47,6 +53,18 @@ func (s *Store) submit(ctx context.Context, o *op) error {
 	select {
 	case err := <-o.done:
 		return err
+	case <-s.done:
+		// The writer has exited; an op it never took (sent while Close ran) is
+		// abandoned here, since nothing else will ever look at it.
+		select {
+		case err := <-o.done:
+			return err
+		default:
+		}
+		if o.state.CompareAndSwap(opPending, opAbandoned) {
+			return ErrClosed
+		}
+		return <-o.done
 	case <-ctx.Done():
 		if o.state.CompareAndSwap(opPending, opAbandoned) {
 			return fmt.Errorf("not stored: %w", ctx.Err())
