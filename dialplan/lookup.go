@@ -11,8 +11,9 @@ import (
 	"unicode/utf8"
 )
 
-// ErrMalformed is wrapped by every Parse error: the request is not a well-formed
-// xml_curl lookup.
+// ErrMalformed is wrapped by every Parse and CheckMessage error: the request is not a
+// well-formed xml_curl lookup. The messages never quote values, which may come from
+// the sender, so they can be logged at any level.
 var ErrMalformed = errors.New("malformed xml_curl request")
 
 // Lookup is one xml_curl request. For a chatplan lookup the fields are the headers of
@@ -181,17 +182,17 @@ func (l *Lookup) numbers(nums [3]string) error {
 	var err error
 	if v := nums[0]; v != "" {
 		if l.EventSequence, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return fmt.Errorf("%w: Event-Sequence %q", ErrMalformed, v)
+			return fmt.Errorf("%w: Event-Sequence is not a number", ErrMalformed)
 		}
 	}
 	if v := nums[1]; v != "" {
 		if l.EventTimestamp, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return fmt.Errorf("%w: Event-Date-Timestamp %q", ErrMalformed, v)
+			return fmt.Errorf("%w: Event-Date-Timestamp is not a number", ErrMalformed)
 		}
 	}
 	if v := nums[2]; v != "" {
 		if l.MaxForwards, err = strconv.Atoi(v); err != nil {
-			return fmt.Errorf("%w: max_forwards %q", ErrMalformed, v)
+			return fmt.Errorf("%w: max_forwards is not a number", ErrMalformed)
 		}
 	}
 	return nil
@@ -219,9 +220,10 @@ func (l *Lookup) CheckMessage() error {
 	if _, ok := l.Get("Event-Sequence"); !ok {
 		return fmt.Errorf("%w: no Event-Sequence", ErrMalformed)
 	}
-	for _, f := range l.Fields {
+	for i, f := range l.Fields {
 		if !utf8.ValidString(f.Value) || !utf8.ValidString(f.Name) {
-			return fmt.Errorf("%w: field %q is not valid UTF-8", ErrMalformed, f.Name)
+			// By position: names of sip_h_* fields come from the sender.
+			return fmt.Errorf("%w: form field %d is not valid UTF-8", ErrMalformed, i+1)
 		}
 	}
 	// Checked before storing, so that nothing is stored that cannot be answered.

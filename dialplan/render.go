@@ -34,7 +34,7 @@ func Chatplan(context, id string) ([]byte, error) {
 		return nil, fmt.Errorf("context: %w", err)
 	}
 	if !isToken(id) {
-		return nil, fmt.Errorf("id %q: %w", id, ErrUnrenderable)
+		return nil, fmt.Errorf("id: %w: not a plain token", ErrUnrenderable)
 	}
 	var b strings.Builder
 	b.Grow(400 + len(ctx))

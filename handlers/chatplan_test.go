@@ -179,6 +179,11 @@ func TestChatplanHostileInput(t *testing.T) {
 	if st.Messages != 0 || st.Queued != 0 {
 		t.Fatalf("rejected requests left %d messages, %d queue entries", st.Messages, st.Queued)
 	}
+	// Rejections are logged at WARN, without the sender's text.
+	if logs := ts.logs.String(); !strings.Contains(logs, "level=WARN") ||
+		strings.Contains(logs, "DROP") || strings.Contains(logs, "pub\x01lic") || strings.Contains(logs, "AAAA") {
+		t.Fatalf("rejection logs missing or quoting user text:\n%.2000s", logs)
+	}
 
 	// Hostile text where it is legal is stored exactly and the answer still parses.
 	hostileCtx := `pub"lic'<>&$${x}` + "\n"

@@ -65,10 +65,11 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 }
 
 // BenchmarkIntake: closed loop, N clients each sending as fast as answers come back.
-// keepalive=false opens a new connection per request, as FreeSWITCH's xml_curl does.
+// keepalive=false opens a new connection per request, as FreeSWITCH's xml_curl does;
+// clients=2 is one FreeSWITCH, which asks the chatplan from its two chat threads.
 func BenchmarkIntake(b *testing.B) {
 	for _, keepAlive := range []bool{true, false} {
-		for _, clients := range []int{1, 16, 64, 256} {
+		for _, clients := range []int{1, 2, 16, 64, 256} {
 			b.Run(fmt.Sprintf("keepalive=%v/clients=%d", keepAlive, clients), func(b *testing.B) {
 				srv := startBenchServer(b)
 				var next atomic.Int64
