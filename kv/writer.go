@@ -95,15 +95,7 @@ func (s *Store) run() {
 				return
 			}
 		}
-	fill:
-		for len(batch) < s.maxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
+		batch = s.fill(batch)
 		carry = s.commit(batch)
 	}
 }
@@ -112,21 +104,25 @@ func (s *Store) run() {
 func (s *Store) drain() {
 	var carry []*op
 	for {
-		batch := carry
-	fill:
-		for len(batch) < s.maxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
+		batch := s.fill(carry)
 		if len(batch) == 0 {
 			return
 		}
 		carry = s.commit(batch)
 	}
+}
+
+// fill adds to batch whatever is queued now, without waiting.
+func (s *Store) fill(batch []*op) []*op {
+	for len(batch) < s.maxBatch {
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit writes batch in one transaction and reports to each caller. If the
