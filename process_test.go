@@ -106,6 +106,23 @@ func startChild(t *testing.T, prefix []string, args ...string) *child {
 	return c
 }
 
+// waitLog waits until the child has logged an ERROR line containing text.
+func (c *child) waitLog(t *testing.T, text string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		for _, line := range strings.Split(c.log(), "\n") {
+			if strings.Contains(line, "level=ERROR") && strings.Contains(line, text) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ERROR line with %q within %s:\n%s", text, within, c.log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // wait waits for the child to exit and returns its exit code.
 func (c *child) wait(t *testing.T, within time.Duration) int {
 	t.Helper()
