@@ -13,8 +13,9 @@ import (
 	"github.com/sipsilo/sipsilo/kv"
 )
 
-// serve runs the daemon until ctx ends, then shuts down within cfg.ShutdownTimeout:
-// HTTP first (no new messages), then the store (its writer commits what it holds).
+// serve runs the daemon until ctx ends, then shuts down in at most twice
+// cfg.ShutdownTimeout: HTTP first (no new messages), then the store (its writer
+// commits what it holds).
 func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	log := newLogger(cfg, logOut)
 	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv")})
@@ -47,7 +48,11 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Warn("http shutdown incomplete", "err", serr)
 	}
-	if cerr := store.Close(sctx); cerr != nil {
+	// The store gets its own budget: a slow HTTP drain must not leave the writer no
+	// time to commit what it already holds.
+	cctx, ccancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer ccancel()
+	if cerr := store.Close(cctx); cerr != nil {
 		return errors.Join(err, cerr)
 	}
 	if errors.Is(err, http.ErrServerClosed) {

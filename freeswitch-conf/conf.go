@@ -17,7 +17,7 @@ import "embed"
 //go:embed autoload_configs chatplan sip_profiles
 var Files embed.FS
 
-// The values below appear verbatim in the shipped files, so a renderer (sipsilo fs-config)
+// The values below appear verbatim in the shipped files, so a renderer (the planned sipsilo fs-config)
 // can substitute an operator's settings for them; conf_test.go keeps them in step.
 const (
 	// ChatplanURL is the gateway-url of the chatplan binding in
