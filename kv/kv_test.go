@@ -219,3 +219,31 @@ func TestEnqueueAfterCloseFails(t *testing.T) {
 		t.Fatalf("err = %v, want ErrClosed", err)
 	}
 }
+
+// The first-seen time of a Core-UUID outlives a restart: a message FreeSWITCH sent
+// earlier (lower Event-Sequence) but that reaches sipsilo after the restart still
+// goes first.
+func TestQueueOrderSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	t0 := time.Unix(1795665297, 0)
+	enqueue := func(now time.Time, seq uint64) {
+		s, err := Open(path, Options{Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close(context.Background())
+		if _, err := s.Enqueue(context.Background(), msg("1001@127.0.0.1", "core-a", seq, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue(t0, 5)
+	enqueue(t0.Add(time.Hour), 3)
+	s := openTest(t, path)
+	q, err := s.Queue("1001@127.0.0.1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 2 || q[0].EventSeq != 3 || q[1].EventSeq != 5 {
+		t.Fatalf("order after restart: %d messages, first seq %d", len(q), q[0].EventSeq)
+	}
+}

@@ -13,12 +13,12 @@ import (
 // holding it is on disk. It fills in ID, State, Order and Updated. When ctx ends first
 // the message is either not written or, if the commit was already under way, released
 // right after it, so a caller that saw an error never has its message delivered.
+//
+// Everything but the writes themselves (id, queue position, encoding) happens here, in
+// the caller's goroutine, to keep the single writer's transactions short.
 func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	if m.To == "" {
 		return "", errors.New("enqueue: message has no recipient")
-	}
-	if len(m.To) > maxAORLen {
-		return "", fmt.Errorf("enqueue: %w", errAORTooLong)
 	}
 	if m.Received.IsZero() {
 		m.Received = s.now()
@@ -26,17 +26,51 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	m.ID = s.ids.next(m.Received)
 	m.State = StateQueued
 	m.Updated = m.Received
-	id := m.ID
-	// The writer works on a copy: a caller that gave up may reuse m at once.
-	rec := *m
-	apply := func(tx *bolt.Tx) error { return putNew(tx, &rec) }
+	m.Order = s.order.key(m.CoreUUID, m.EventSeq, m.Received)
+	id := []byte(m.ID)
+	qk, err := queueKey(m.To, m.Order, m.ID)
+	if err != nil {
+		return "", fmt.Errorf("enqueue: %w", err)
+	}
+	rec, err := encodeMessage(m)
+	if err != nil {
+		return "", fmt.Errorf("enqueue: %w", err)
+	}
+	core, epoch := []byte(m.CoreUUID), u64(uint64(m.Order.Epoch))
+	apply := func(tx *bolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		if msgs.Get(id) != nil {
+			return fmt.Errorf("enqueue %s: id already taken", id)
+		}
+		// Append-only by key (ULIDs and per-recipient order keys grow), so full pages
+		// rather than bbolt's default half-full splits: fewer pages to write per commit.
+		msgs.FillPercent = 1.0
+		if err := msgs.Put(id, rec); err != nil {
+			return err
+		}
+		queue := tx.Bucket(bucketQueue)
+		queue.FillPercent = 1.0
+		if err := queue.Put(qk, id); err != nil {
+			return err
+		}
+		if len(core) == 0 {
+			return nil
+		}
+		// Persist the Core-UUID's first-seen time with its first stored message, so
+		// that the order survives a restart.
+		cores := tx.Bucket(bucketCores)
+		if cores.Get(core) != nil {
+			return nil
+		}
+		return cores.Put(core, epoch)
+	}
 	undo := func(tx *bolt.Tx) error {
-		return setState(tx, id, StateReleased, "chatplan answer deadline passed during commit", s.now())
+		return setState(tx, m.ID, StateReleased, "chatplan answer deadline passed during commit", s.now())
 	}
 	if err := s.submit(ctx, newOp(apply, undo)); err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
-	return id, nil
+	return m.ID, nil
 }
 
 // Release marks a queued message as delivered by FreeSWITCH itself: sipsilo stored it
@@ -48,49 +82,6 @@ func (s *Store) Release(ctx context.Context, id, reason string) error {
 		return fmt.Errorf("release %s: %w", id, err)
 	}
 	return nil
-}
-
-func putNew(tx *bolt.Tx, m *Message) error {
-	msgs := tx.Bucket(bucketMessages)
-	if msgs.Get([]byte(m.ID)) != nil {
-		return fmt.Errorf("enqueue %s: id already taken", m.ID)
-	}
-	order, err := orderFor(tx, m)
-	if err != nil {
-		return err
-	}
-	m.Order = order
-	qk, err := queueKey(m.To, order, m.ID)
-	if err != nil {
-		return err
-	}
-	v, err := encodeMessage(m)
-	if err != nil {
-		return err
-	}
-	if err := msgs.Put([]byte(m.ID), v); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketQueue).Put(qk, []byte(m.ID))
-}
-
-// orderFor computes the queue position of m inside the transaction, where the
-// first-seen time of a Core-UUID and sipsilo's counter are read and written atomically
-// with the message itself.
-func orderFor(tx *bolt.Tx, m *Message) (OrderKey, error) {
-	if m.CoreUUID == "" {
-		seq, err := tx.Bucket(bucketQueue).NextSequence()
-		return OrderKey{Epoch: m.Received.UnixNano(), Seq: seq}, err
-	}
-	cores := tx.Bucket(bucketCores)
-	if v := cores.Get([]byte(m.CoreUUID)); len(v) == 8 {
-		return OrderKey{Epoch: int64(be64(v)), Seq: m.EventSeq}, nil
-	}
-	epoch := m.Received.UnixNano()
-	if err := cores.Put([]byte(m.CoreUUID), u64(uint64(epoch))); err != nil {
-		return OrderKey{}, err
-	}
-	return OrderKey{Epoch: epoch, Seq: m.EventSeq}, nil
 }
 
 // setState moves a queued message to a final state and takes it out of its queue.

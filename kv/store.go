@@ -52,6 +52,8 @@ type Store struct {
 	log  *slog.Logger
 	now  func() time.Time
 	ids  *idSource
+	// order is set once Open has read the cores bucket.
+	order *orderKeys
 
 	maxBatch  int
 	ops       chan *op
@@ -99,6 +101,10 @@ func Open(path string, o Options) (*Store, error) {
 	if err := s.initSchema(o.ReadOnly); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := db.View(func(tx *bolt.Tx) error { s.order = loadOrderKeys(tx); return nil }); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if o.ReadOnly {
 		close(s.done)
