@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,31 +12,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sipsilo/sipsilo/internal/fsemu"
 	"github.com/sipsilo/sipsilo/kv"
 )
 
-// replay sends raw request bytes on a new connection and returns the answer body.
+// replay sends raw request bytes on a new connection, as FreeSWITCH does.
 func replay(t *testing.T, addr string, raw []byte) (int, []byte) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	status, body, err := fsemu.Exchange(ctx, addr, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write(raw); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, body
+	return status, body
 }
 
 // TestServeTakesOverCapturedMessage posts the captured dynamic-URL request (the

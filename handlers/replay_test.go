@@ -1,11 +1,8 @@
 package handlers
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,23 +52,14 @@ func TestReplayCapturedRequests(t *testing.T) {
 			if !ok || !bytes.HasPrefix(head, []byte("POST "+ChatplanPath)) {
 				t.Fatalf("not a captured xml_curl request: %.80q", raw)
 			}
-			conn, err := net.Dial("tcp", addr)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			status, answerDoc, err := fsemu.Exchange(ctx, addr, raw)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := conn.Write(raw); err != nil {
-				t.Fatal(err)
-			}
-			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			answerDoc, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("status %d\n%s", res.StatusCode, answerDoc)
+			if status != http.StatusOK {
+				t.Fatalf("status %d\n%s", status, answerDoc)
 			}
 
 			ev := eventFromForm(t, form)

@@ -188,33 +188,16 @@ func (x *XMLCurl) Lookup(ctx context.Context, ev *Event) (*Result, error) {
 		res.Fallback, res.Reason, res.Err = true, reason, err
 		return res, nil
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return fail("connect failed (curl error 7 or 28)", err)
-	}
-	defer conn.Close()
-	// Whatever ends the context (timeout or caller) unblocks the socket.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := conn.Write(req); err != nil {
-		return fail("write failed", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodPost})
-	if err != nil {
-		return fail("no HTTP answer (curl error 28 on timeout)", errors.Join(err, ctx.Err()))
-	}
-	defer resp.Body.Close()
-	res.StatusCode = resp.StatusCode
-	res.Body, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
-	if err != nil {
-		return fail("answer cut short", errors.Join(err, ctx.Err()))
+	res.StatusCode, res.Body, err = Exchange(ctx, addr, req)
+	var xe *ExchangeError
+	if errors.As(err, &xe) {
+		return fail(xe.Stage, xe.Err)
 	}
 	if len(res.Body) > maxResponseBytes {
 		return fail("answer larger than response-max-bytes", nil)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fail("Received HTTP error "+strconv.Itoa(resp.StatusCode), nil)
+	if res.StatusCode != http.StatusOK {
+		return fail("Received HTTP error "+strconv.Itoa(res.StatusCode), nil)
 	}
 	v := judgeDoc(res.Body)
 	res.NotFound = v.notFound
@@ -222,6 +205,44 @@ func (x *XMLCurl) Lookup(ctx context.Context, ev *Event) (*Result, error) {
 		return fail(v.reason, nil)
 	}
 	return res, nil
+}
+
+// ExchangeError says at which step an exchange failed, in mod_xml_curl's terms.
+type ExchangeError struct {
+	Stage string
+	Err   error
+}
+
+func (e *ExchangeError) Error() string { return e.Stage + ": " + fmt.Sprint(e.Err) }
+func (e *ExchangeError) Unwrap() error { return e.Err }
+
+// Exchange is mod_xml_curl's side of one HTTP exchange: a new TCP connection to addr,
+// req written verbatim, one answer read (at most response-max-bytes + 1 bytes of
+// body), the connection closed. Tests use it to replay captured requests byte for
+// byte. Failures are *ExchangeError.
+func Exchange(ctx context.Context, addr string, req []byte) (status int, body []byte, err error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, nil, &ExchangeError{"connect failed (curl error 7 or 28)", err}
+	}
+	defer conn.Close()
+	// Whatever ends the context (timeout or caller) unblocks the socket.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(req); err != nil {
+		return 0, nil, &ExchangeError{"write failed", err}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodPost})
+	if err != nil {
+		return 0, nil, &ExchangeError{"no HTTP answer (curl error 28 on timeout)", errors.Join(err, ctx.Err())}
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if err != nil {
+		return resp.StatusCode, body, &ExchangeError{"answer cut short", errors.Join(err, ctx.Err())}
+	}
+	return resp.StatusCode, body, nil
 }
 
 // Process runs a whole chatplan pass like mod_sms: Lookup, then the answer
