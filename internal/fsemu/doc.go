@@ -1,10 +1,11 @@
 // Package fsemu is a test-only emulator of the FreeSWITCH 1.10.12 pieces
-// sipsilo talks to. This part covers mod_xml_curl's chatplan lookup (the
-// exact HTTP request FreeSWITCH sends) and mod_sms's chatplan semantics
-// (what FreeSWITCH does with the XML sipsilo answers).
+// sipsilo talks to: mod_xml_curl's chatplan lookup (the exact HTTP request
+// FreeSWITCH sends), mod_sms's chatplan semantics (what FreeSWITCH does with
+// the XML sipsilo answers), and mod_event_socket (ESLServer: auth, commands,
+// api/bgapi, plain and JSON events with FreeSWITCH's framing and quirks).
 //
 // Ground truth is the captures in shared/freeswitch/captures (copied into
-// testdata/xmlcurl) and, where the captures are silent, the FreeSWITCH C
+// testdata/xmlcurl and testdata/esl) and, where the captures are silent, the FreeSWITCH C
 // source; each function names the C function it reproduces, quirks included,
 // because a quirk sipsilo does not expect is exactly what a test must show.
 //
@@ -12,5 +13,7 @@
 // MESSAGE; XMLCurl.BuildRequest and XMLCurl.Lookup produce and send the
 // chatplan request; ApplyChatplan (or XMLCurl.Process for both steps) says
 // what FreeSWITCH then does: how many times the message is delivered
-// directly, what is replied, and the event ESL would see.
+// directly, what is replied, and the event ESL would see. NewESLServer
+// serves the event socket; Fire sends an event to every subscribed client.
+// Not yet emulated: the registrar and chat delivery to SIP user agents.
 package fsemu
