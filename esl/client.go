@@ -1,0 +1,152 @@
+package esl
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultSubscription is DESIGN.md Decisions 3: plain event names before CUSTOM,
+// since FreeSWITCH takes every word after CUSTOM as a subclass.
+const DefaultSubscription = "event json MESSAGE PRESENCE_IN BACKGROUND_JOB HEARTBEAT CUSTOM " +
+	"sofia::register sofia::unregister sofia::expire sofia::sip_user_state sofia::error"
+
+// Errors callers can test with errors.Is.
+var (
+	ErrNotConnected = errors.New("esl: not connected")
+	ErrDisconnected = errors.New("esl: disconnected by FreeSWITCH")
+	ErrSilent       = errors.New("esl: connection silent")
+	ErrBadInput     = errors.New("esl: bad input")
+	ErrCommand      = errors.New("esl: command failed")
+)
+
+// Config configures a Client. Zero durations take the defaults noted.
+type Config struct {
+	Addr     string // host:port of mod_event_socket
+	Password string
+	// Subscription is the whole "event json ..." command sent after every connect.
+	Subscription string        // default DefaultSubscription
+	DialTimeout  time.Duration // connect + auth + subscribe; default 5 s
+	// CommandTimeout bounds one api/bgapi reply unless the caller's ctx is shorter.
+	CommandTimeout time.Duration // default 10 s
+	// HeartbeatTimeout closes and replaces an event connection that received
+	// nothing for this long; FreeSWITCH sends HEARTBEAT every 20 s.
+	HeartbeatTimeout time.Duration // default 60 s
+	// JobTimeout bounds BgAPI's wait for BACKGROUND_JOB when ctx has no deadline;
+	// a blocking chat gives up after about 20 s.
+	JobTimeout time.Duration // default 60 s
+	BackoffMin time.Duration // default 100 ms
+	BackoffMax time.Duration // default 10 s
+	Logger     *slog.Logger  // default discards
+}
+
+func (cfg *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if cfg.Subscription == "" {
+		cfg.Subscription = DefaultSubscription
+	}
+	def(&cfg.DialTimeout, 5*time.Second)
+	def(&cfg.CommandTimeout, 10*time.Second)
+	def(&cfg.HeartbeatTimeout, 60*time.Second)
+	def(&cfg.JobTimeout, 60*time.Second)
+	def(&cfg.BackoffMin, 100*time.Millisecond)
+	def(&cfg.BackoffMax, 10*time.Second)
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = cfg.BackoffMin
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Connected reports a new event connection, subscribed, before any of its events
+// is delivered. Events sent while no connection was up are lost: resync on it.
+type Connected struct {
+	CoreUUID string // FreeSWITCH's Core-UUID; "" if it could not be read
+	// Restarted is set when CoreUUID differs from the last one seen: FreeSWITCH
+	// restarted and its state (registrations, pending jobs) is gone.
+	Restarted bool
+	Count     int // connections so far, 1 for the first
+}
+
+// Client is a supervised pair of ESL connections. Use New, then Run.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	events    chan *Event
+	connected chan Connected
+	running   atomic.Bool
+	eventUp   atomic.Bool
+
+	mu      sync.Mutex
+	cmd     *conn         // current command connection, nil while down
+	cmdWake chan struct{} // closed and replaced whenever cmd is set
+	jobs    map[string]chan *Event
+	lost    chan struct{} // closed and replaced when an event connection ends
+}
+
+// New returns a Client for cfg; nothing happens until Run.
+func New(cfg Config) *Client {
+	cfg.setDefaults()
+	return &Client{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "esl"),
+		events:    make(chan *Event, 256),
+		connected: make(chan Connected, 1),
+		cmdWake:   make(chan struct{}),
+		jobs:      make(map[string]chan *Event),
+		lost:      make(chan struct{}),
+	}
+}
+
+// Events delivers every event in the order FreeSWITCH sent it, across
+// reconnects, to one consumer. A consumer that stops reading stops the event
+// connection reading too (FreeSWITCH then queues); it is never closed.
+func (c *Client) Events() <-chan *Event { return c.events }
+
+// Connected receives one value per event (re)connection, sent before that
+// connection's first event. If the consumer lags, values are merged: the latest
+// Core-UUID and Count, Restarted if any merged value had it.
+func (c *Client) Connected() <-chan Connected { return c.connected }
+
+// Run keeps both connections up until ctx ends, then closes them and returns
+// nil once every goroutine it started has ended. It may be called once.
+func (c *Client) Run(ctx context.Context) error {
+	if c.cfg.Addr == "" {
+		return errors.New("esl: no address")
+	}
+	if err := checkLine("subscription", c.cfg.Subscription); err != nil {
+		return err
+	}
+	if err := checkLine("password", c.cfg.Password); err != nil {
+		return err
+	}
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("esl: Run called twice")
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { c.superviseEvents(ctx) })
+	wg.Go(func() { c.superviseCommands(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// sleep waits out the backoff before attempt n (0-based); false if ctx ended.
+func (c *Client) sleep(ctx context.Context, n int) bool {
+	t := time.NewTimer(backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, n))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

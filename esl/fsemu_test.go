@@ -1,0 +1,84 @@
+package esl
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sipsilo/sipsilo/internal/fsemu"
+)
+
+// TestAgainstEmulator runs the client against internal/fsemu's ESL server, which
+// speaks FreeSWITCH 1.10.12's framing as captured: subscription, an ordered burst
+// of events, api, bgapi with our Job-UUID, and a FreeSWITCH restart.
+func TestAgainstEmulator(t *testing.T) {
+	srv, err := fsemu.NewESLServer(fsemu.ESLOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.HandleAPI("echo", func(args string) string { return args })
+	srv.HandleAPI("chat", func(args string) string { return "Sent" })
+
+	c := New(Config{Addr: srv.Addr(), Password: "ClueCon", BackoffMin: 10 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+	defer func() { cancel(); <-runErr }()
+
+	first := waitConnected(t, c)
+	if first.CoreUUID != srv.CoreUUID() {
+		t.Fatalf("core %q, want %q", first.CoreUUID, srv.CoreUUID())
+	}
+	const n = 500
+	for i := range n {
+		ev := fsemu.NewMessageEvent(fsemu.MessageParams{CoreUUID: srv.CoreUUID(), Sequence: uint64(1000 - i), Body: "m"})
+		ev.Headers = append(ev.Headers, fsemu.Header{Name: "sipsilo_id", Value: string(rune('A' + i%26))})
+		srv.Fire(ev)
+	}
+	for i := range n {
+		ev := nextNamed(t, c, "MESSAGE")
+		if ev.Sequence != uint64(1000-i) || ev.Body != "m" || ev.CoreUUID != srv.CoreUUID() {
+			t.Fatalf("event %d: seq %d body %q", i, ev.Sequence, ev.Body)
+		}
+	}
+	if got, err := c.API(ctx, "echo hello world"); err != nil || got != "hello world" {
+		t.Fatalf("api: %q %v", got, err)
+	}
+	if got, err := c.BgAPI(ctx, "chat", "sip|1000@127.0.0.1|1001@127.0.0.1|hi|text/plain", "job-fsemu-1"); err != nil || got != "Sent" {
+		t.Fatalf("bgapi: %q %v", got, err)
+	}
+
+	srv.Restart("5f0d8e4e-0000-4000-8000-000000000001")
+	again := waitConnected(t, c)
+	if !again.Restarted || again.CoreUUID != "5f0d8e4e-0000-4000-8000-000000000001" {
+		t.Fatalf("after restart: %+v", again)
+	}
+}
+
+func waitConnected(t *testing.T, c *Client) Connected {
+	t.Helper()
+	select {
+	case cn := <-c.Connected():
+		return cn
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection")
+	}
+	return Connected{}
+}
+
+func nextNamed(t *testing.T, c *Client, name string) *Event {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-c.Events():
+			if ev.Name == name {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s event", name)
+		}
+	}
+}
