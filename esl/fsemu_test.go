@@ -27,7 +27,7 @@ func TestAgainstEmulator(t *testing.T) {
 	go func() { runErr <- c.Run(ctx) }()
 	defer func() { cancel(); <-runErr }()
 
-	first := waitConnected(t, c)
+	first := nextConnected(t, c)
 	if first.CoreUUID != srv.CoreUUID() {
 		t.Fatalf("core %q, want %q", first.CoreUUID, srv.CoreUUID())
 	}
@@ -51,21 +51,10 @@ func TestAgainstEmulator(t *testing.T) {
 	}
 
 	srv.Restart("5f0d8e4e-0000-4000-8000-000000000001")
-	again := waitConnected(t, c)
+	again := nextConnected(t, c)
 	if !again.Restarted || again.CoreUUID != "5f0d8e4e-0000-4000-8000-000000000001" {
 		t.Fatalf("after restart: %+v", again)
 	}
-}
-
-func waitConnected(t *testing.T, c *Client) Connected {
-	t.Helper()
-	select {
-	case cn := <-c.Connected():
-		return cn
-	case <-time.After(10 * time.Second):
-		t.Fatal("no connection")
-	}
-	return Connected{}
 }
 
 func nextNamed(t *testing.T, c *Client, name string) *Event {

@@ -128,12 +128,7 @@ func (s *ESLServer) Close() error {
 	close(s.done)
 	s.mu.Unlock()
 	err := s.ln.Close()
-	s.mu.Lock()
-	conns := make([]*eslConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.connections()
 	for _, c := range conns {
 		c.kill(shutdownText)
 	}
@@ -195,12 +190,7 @@ func (s *ESLServer) Fire(ev *Event) *Event {
 	if err != nil {
 		panic(err)
 	}
-	s.mu.Lock()
-	conns := make([]*eslConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.connections()
 	for _, c := range conns {
 		c.offer(out)
 	}
@@ -274,4 +264,16 @@ func newUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// connections is a snapshot of the authenticated connections, taken so that
+// writing to them happens outside the lock.
+func (s *ESLServer) connections() []*eslConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := make([]*eslConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
 }
