@@ -68,6 +68,9 @@ func (c *Client) BgAPI(ctx context.Context, cmd, args, jobUUID string) (string, 
 		line += " " + args
 	}
 	f, err := c.command(ctx, line+"\nJob-UUID: "+jobUUID)
+	if errors.Is(err, errMaybeSent) {
+		return "", fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -83,10 +86,10 @@ func (c *Client) BgAPI(ctx context.Context, cmd, args, jobUUID string) (string, 
 	case e := <-ch:
 		return e.Body, nil
 	case <-lost:
-		return "", fmt.Errorf("%w: event connection lost before the result of job %s; outcome unknown",
-			ErrNotConnected, jobUUID)
+		return "", fmt.Errorf("%w: %w: event connection lost before the result of job %s",
+			ErrOutcomeUnknown, ErrNotConnected, jobUUID)
 	case <-ctx.Done():
-		return "", fmt.Errorf("esl: bgapi %s: no BACKGROUND_JOB for %s: %w", cmd, jobUUID, ctx.Err())
+		return "", fmt.Errorf("%w: bgapi %s: no BACKGROUND_JOB for %s: %w", ErrOutcomeUnknown, cmd, jobUUID, ctx.Err())
 	}
 }
 

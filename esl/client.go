@@ -21,6 +21,12 @@ var (
 	ErrSilent       = errors.New("esl: connection silent")
 	ErrBadInput     = errors.New("esl: bad input")
 	ErrCommand      = errors.New("esl: command failed")
+	// ErrOutcomeUnknown: a bgapi job may have run, but its result cannot be known
+	// (the command or event connection failed after the command was written). A
+	// chat may still reach the device: do not resend at once.
+	ErrOutcomeUnknown = errors.New("esl: job outcome unknown")
+	// errMaybeSent marks a command error that came after the command was written.
+	errMaybeSent = errors.New("the command may have been received")
 )
 
 // Config configures a Client. Zero durations take the defaults noted.
@@ -149,4 +155,15 @@ func (c *Client) sleep(ctx context.Context, n int) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// Up reports whether both connections are established: events are flowing and
+// commands can be sent (the /readyz check).
+func (c *Client) Up() bool {
+	if !c.eventUp.Load() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cmd != nil
 }

@@ -192,16 +192,16 @@ func (c *conn) command(ctx context.Context, cmd string) (*frame, error) {
 	}
 	if _, err := c.nc.Write([]byte(cmd + "\n\n")); err != nil {
 		c.close()
-		return nil, fmt.Errorf("esl: write: %w", err)
+		return nil, fmt.Errorf("esl: write: %w (%w)", err, errMaybeSent)
 	}
 	select {
 	case f := <-c.replies:
 		return f, nil
 	case <-c.done:
-		return nil, c.closedErr()
+		return nil, fmt.Errorf("%w (%w)", c.closedErr(), errMaybeSent)
 	case <-ctx.Done():
 		c.close()
-		return nil, fmt.Errorf("esl: no reply, connection replaced: %w", ctx.Err())
+		return nil, fmt.Errorf("esl: no reply, connection replaced: %w (%w)", ctx.Err(), errMaybeSent)
 	}
 }
 

@@ -35,6 +35,9 @@ type ChatplanConfig struct {
 	// User and Password, when set, are required as HTTP basic auth (what xml_curl's
 	// gateway-credentials sends).
 	User, Password string
+	// Queued, if set, is told about each message sipsilo now owns: stored, and its
+	// answer written to FreeSWITCH. It must not block (relay wakes the recipient).
+	Queued func(m *kv.Message)
 }
 
 // Defaults for ChatplanConfig's zero fields.
@@ -120,7 +123,8 @@ func (h *chatplan) serve(c echo.Context) error {
 		return notFound(c, http.StatusOK)
 	}
 
-	id, err := h.store.Enqueue(ctx, newMessage(l))
+	m := newMessage(l)
+	id, err := h.store.Enqueue(ctx, m)
 	if err != nil {
 		// FreeSWITCH delivers it as stock; nothing is lost, nothing is owned.
 		h.log.Error("message not stored, left to FreeSWITCH", "err", err)
@@ -145,6 +149,9 @@ func (h *chatplan) serve(c echo.Context) error {
 		return nil
 	}
 	h.log.Debug("stored", "id", id, "from", l.Sender(), "to", l.Recipient(), "bytes", len(l.Body))
+	if h.cfg.Queued != nil {
+		h.cfg.Queued(m)
+	}
 	return nil
 }
 

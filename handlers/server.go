@@ -27,6 +27,9 @@ var _ Store = (*kv.Store)(nil)
 // Config configures the HTTP handlers.
 type Config struct {
 	Chatplan ChatplanConfig
+	// Ready are the /readyz checks by name (e.g. "esl", "store"); each returns nil
+	// when its part is ready.
+	Ready map[string]func(ctx context.Context) error
 }
 
 // New builds the echo router with every sipsilo route.
@@ -64,6 +67,7 @@ func New(cfg Config, store Store, log *slog.Logger) (*echo.Echo, error) {
 	// configuration with method=post arrives in lower case.
 	e.Add("post", ChatplanPath, cp.serve, chatplanMW...)
 	e.GET("/healthz", healthz)
+	e.GET("/readyz", readyz(cfg.Ready))
 	return e, nil
 }
 
@@ -89,6 +93,24 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 
 func healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when every check passes and 503 with what failed otherwise,
+// each check bounded so a hung store cannot hang the probe.
+func readyz(checks map[string]func(ctx context.Context) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		out, status := map[string]string{}, http.StatusOK
+		for name, check := range checks {
+			if err := check(ctx); err != nil {
+				out[name], status = err.Error(), http.StatusServiceUnavailable
+			} else {
+				out[name] = "ok"
+			}
+		}
+		return c.JSON(status, out)
+	}
 }
 
 // accessLog logs one line per request without the query string, which carries the

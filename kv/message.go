@@ -15,6 +15,13 @@ const (
 	// FreeSWITCH in time, so FreeSWITCH delivered it itself (DESIGN.md, Decisions 5).
 	// Kept for the record, never delivered by sipsilo.
 	StateReleased State = "released"
+	// StateDelivered: the recipient's device answered 2xx.
+	StateDelivered State = "delivered"
+	// StateDead: the recipient is alive but kept refusing the message (dead letter).
+	StateDead State = "dead"
+	// StateNoBody: the chatplan request carried no body and the exact copy from the
+	// ESL MESSAGE event never came: there is nothing to deliver, and it is recorded.
+	StateNoBody State = "no_body"
 )
 
 // BodySource says where the stored body came from.
@@ -53,6 +60,23 @@ type Message struct {
 	Order       OrderKey   `json:"order"`
 	Reason      string     `json:"reason,omitempty"` // why the last state change happened
 	Updated     time.Time  `json:"updated"`
+
+	// BodyFinal is set once the body can be delivered: the exact ESL copy arrived, or
+	// the grace period for it passed and the query copy stands (BodyFallback).
+	BodyFinal    bool `json:"body_final,omitempty"`
+	BodyFallback bool `json:"body_fallback,omitempty"`
+
+	// Delivery attempts. InFlight is the attempt id of a send that was started and
+	// whose result is not yet recorded; found set after a restart, it means the send
+	// may have reached the device, so a new one may duplicate it (DESIGN.md,
+	// Decisions 1).
+	Attempts         int       `json:"attempts,omitempty"`
+	Refusals         int       `json:"refusals,omitempty"` // errors while the recipient was alive
+	InFlight         string    `json:"in_flight,omitempty"`
+	LastAttempt      time.Time `json:"last_attempt,omitzero"`
+	LastResult       string    `json:"last_result,omitempty"`
+	UncertainResends int       `json:"uncertain_resends,omitempty"` // resends after an attempt of unknown outcome (crash, lost ESL)
+	Delivered        time.Time `json:"delivered,omitzero"`
 }
 
 func encodeMessage(m *Message) ([]byte, error) { return json.Marshal(m) }

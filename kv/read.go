@@ -76,3 +76,46 @@ func (s *Store) Stats() (Stats, error) {
 	})
 	return st, err
 }
+
+// QueuedAORs returns every recipient with at least one queued message, in key
+// order. It skips from one recipient's key range to the next, so its cost grows with
+// the number of recipients, not of messages.
+func (s *Store) QueuedAORs() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketQueue).Cursor()
+		for k, _ := c.First(); k != nil; {
+			aor, _, _, err := parseQueueKey(k)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			out = append(out, aor)
+			// The smallest key after every key of this recipient: its prefix with
+			// the order part all 0xff is above them all, and Seek lands after.
+			next := append(queuePrefix(aor), bytes.Repeat([]byte{0xff}, 17)...)
+			k, _ = c.Seek(next)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AwaitingBody returns the queued messages whose exact body has not arrived and
+// whose grace period was not yet closed; after a restart their grace restarts.
+func (s *Store) AwaitingBody() ([]*Message, error) {
+	var out []*Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		return tx.Bucket(bucketQueue).ForEach(func(k, id []byte) error {
+			m, err := decodeMessage(msgs.Get(id))
+			if err != nil {
+				return fmt.Errorf("message %s: %w: %v", id, ErrCorrupt, err)
+			}
+			if !m.BodyFinal {
+				out = append(out, m)
+			}
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,171 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrNotQueued is returned when a delivery step is asked for a message that has
+// already left its queue (delivered, released, dead-lettered).
+var ErrNotQueued = errors.New("message is not queued")
+
+// change runs fn on message id inside one write transaction and stores the result.
+// fn reports whether it changed anything. A message that leaves StateQueued is taken
+// out of its recipient's queue in the same transaction, and one that returns to it
+// is put back in its place. The returned copy is the message as committed.
+func (s *Store) change(ctx context.Context, what, id string, fn func(m *Message) (bool, error)) (*Message, error) {
+	var out *Message
+	apply := func(tx *bolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		v := msgs.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%s: %w", id, ErrNotFound)
+		}
+		m, err := decodeMessage(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w: %v", id, ErrCorrupt, err)
+		}
+		was := m.State
+		changed, err := fn(m)
+		if err != nil || !changed {
+			out = m
+			return err
+		}
+		m.Updated = s.now()
+		if (was == StateQueued) != (m.State == StateQueued) {
+			qk, err := queueKey(m.To, m.Order, m.ID)
+			if err != nil {
+				return err
+			}
+			q := tx.Bucket(bucketQueue)
+			if m.State == StateQueued {
+				err = q.Put(qk, []byte(m.ID))
+			} else {
+				err = q.Delete(qk)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		nv, err := encodeMessage(m)
+		if err != nil {
+			return err
+		}
+		out = m
+		return msgs.Put([]byte(id), nv)
+	}
+	if err := s.submit(ctx, newOp(apply, nil)); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, id, err)
+	}
+	return out, nil
+}
+
+// ConfirmBody replaces the stored body with the exact copy from the ESL MESSAGE
+// event that FreeSWITCH fires after the chatplan (DESIGN.md, the message path, 2).
+// It is recorded even for a message that is no longer queued, so its history holds
+// the exact text; a message given up as StateNoBody is queued again.
+func (s *Store) ConfirmBody(ctx context.Context, id string, body []byte) (*Message, error) {
+	return s.change(ctx, "confirm body", id, func(m *Message) (bool, error) {
+		if m.BodySource == BodyESL {
+			return false, nil // a duplicate event
+		}
+		if m.State == StateNoBody {
+			// Given up for want of a body, which has come after all: deliver it.
+			m.State, m.Reason = StateQueued, "exact body arrived after the grace period"
+		}
+		m.Body = append([]byte(nil), body...)
+		m.BodySource, m.BodyFinal, m.BodyFallback = BodyESL, true, false
+		return true, nil
+	})
+}
+
+// FinalizeBody ends the wait for the exact body: the query copy stands and the
+// record says so, or, without a query copy, the message is recorded as having no
+// body (StateNoBody) instead of waiting forever.
+func (s *Store) FinalizeBody(ctx context.Context, id string) (*Message, error) {
+	return s.change(ctx, "finalize body", id, func(m *Message) (bool, error) {
+		if m.BodyFinal || m.State != StateQueued {
+			return false, nil
+		}
+		if m.BodySource == BodyAwaiting {
+			m.State, m.Reason = StateNoBody, "no body in the chatplan request and no ESL MESSAGE event"
+			return true, nil
+		}
+		m.BodyFinal, m.BodyFallback = true, true
+		m.Reason = "exact body not received over ESL in time; the query copy is used"
+		return true, nil
+	})
+}
+
+// BeginAttempt records, durably and before anything is sent, that attempt is about
+// to deliver message id. A message still marked in flight from before a restart
+// counts an uncertain resend: its earlier send may have reached the device.
+func (s *Store) BeginAttempt(ctx context.Context, id, attempt string, at time.Time) (*Message, error) {
+	return s.change(ctx, "begin attempt", id, func(m *Message) (bool, error) {
+		if m.State != StateQueued {
+			return false, ErrNotQueued
+		}
+		if m.InFlight != "" {
+			m.UncertainResends++
+		}
+		m.Attempts++
+		m.InFlight, m.LastAttempt = attempt, at
+		return true, nil
+	})
+}
+
+// EndAttempt records a failed attempt's result; refused counts it as a refusal by
+// a recipient known to be alive (the dead-letter count).
+func (s *Store) EndAttempt(ctx context.Context, id, attempt, result string, refused bool) (*Message, error) {
+	return s.change(ctx, "end attempt", id, func(m *Message) (bool, error) {
+		if m.State != StateQueued {
+			return false, nil
+		}
+		if m.InFlight == attempt {
+			m.InFlight = ""
+		}
+		m.LastResult = result
+		if refused {
+			m.Refusals++
+		}
+		return true, nil
+	})
+}
+
+// Delivered records that the recipient's device answered 2xx to attempt and takes
+// the message out of its queue. Between that answer and this commit lies the one
+// tolerated duplicate window (DESIGN.md, Decisions 1): one group commit.
+func (s *Store) Delivered(ctx context.Context, id, attempt, result string) error {
+	_, err := s.change(ctx, "delivered", id, func(m *Message) (bool, error) {
+		if m.State != StateQueued {
+			return false, nil
+		}
+		m.State, m.Reason = StateDelivered, "device answered 2xx to attempt "+attempt
+		m.InFlight, m.LastResult, m.Delivered = "", result, s.now()
+		return true, nil
+	})
+	return err
+}
+
+// DeadLetter takes a message its recipient keeps refusing out of the queue; it
+// stays stored, visible as StateDead.
+func (s *Store) DeadLetter(ctx context.Context, id, reason string) error {
+	_, err := s.change(ctx, "dead letter", id, func(m *Message) (bool, error) {
+		if m.State != StateQueued {
+			return false, nil
+		}
+		m.State, m.Reason, m.InFlight = StateDead, reason, ""
+		return true, nil
+	})
+	return err
+}
+
+// Ping commits an empty write through the writer: it fails when the writer is
+// stopped or the file cannot be written and synced (the /readyz check).
+func (s *Store) Ping(ctx context.Context) error {
+	return s.submit(ctx, newOp(func(*bolt.Tx) error { return nil }, nil))
+}

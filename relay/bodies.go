@@ -1,0 +1,162 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sipsilo/sipsilo/kv"
+)
+
+// BodyStore is what the body tracker needs of kv.Store.
+type BodyStore interface {
+	ConfirmBody(ctx context.Context, id string, body []byte) (*kv.Message, error)
+	FinalizeBody(ctx context.Context, id string) (*kv.Message, error)
+	AwaitingBody() ([]*kv.Message, error)
+}
+
+var _ BodyStore = (*kv.Store)(nil)
+
+// BodyStats counts how message bodies became final.
+type BodyStats struct {
+	Exact    int64 // from the ESL MESSAGE event
+	Query    int64 // grace passed: the dynamic-URL query copy was used
+	Missing  int64 // no query copy and no ESL event: recorded as no_body
+	Unknown  int64 // ESL bodies for ids this store does not hold
+	Failures int64 // store errors
+}
+
+// Bodies waits for the exact body of each new message. The query copy of the body
+// is lossy (literal %XX, outer spaces); the MESSAGE event FreeSWITCH fires after
+// the chatplan carries the exact one, keyed by sipsilo_id. A message becomes
+// deliverable when that event arrived or, after the grace period, with the query
+// copy (DESIGN.md, the message path, 2).
+type Bodies struct {
+	store BodyStore
+	wake  func(aor string)
+	grace time.Duration
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu      sync.Mutex
+	pending map[string]pendingBody
+
+	exact, query, missing, unknown, failures atomic.Int64
+}
+
+type pendingBody struct {
+	aor      string
+	deadline time.Time
+}
+
+// NewBodies returns a tracker; wake is called with the recipient of each message
+// whose body became final. grace <= 0 means 2 s.
+func NewBodies(store BodyStore, wake func(aor string), grace time.Duration, log *slog.Logger, now func() time.Time) *Bodies {
+	if grace <= 0 {
+		grace = 2 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Bodies{store: store, wake: wake, grace: grace, log: log.With("component", "bodies"),
+		now: now, pending: make(map[string]pendingBody)}
+}
+
+// Expect starts the grace period of a message just stored.
+func (b *Bodies) Expect(id, aor string, received time.Time) {
+	b.mu.Lock()
+	b.pending[id] = pendingBody{aor: aor, deadline: received.Add(b.grace)}
+	b.mu.Unlock()
+}
+
+// Confirm stores the exact body from the post-chatplan MESSAGE event.
+func (b *Bodies) Confirm(ctx context.Context, id string, body []byte) {
+	b.mu.Lock()
+	delete(b.pending, id)
+	b.mu.Unlock()
+	m, err := b.store.ConfirmBody(ctx, id, body)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+		// Another sipsilo's message, or one stored by a run whose file is gone.
+		b.unknown.Add(1)
+		b.log.Warn("exact body for an unknown message", "id", id)
+	case err != nil:
+		b.failures.Add(1)
+		b.log.Error("cannot store the exact body; the query copy stays", "id", id, "err", err)
+	default:
+		b.exact.Add(1)
+		if m.State == kv.StateQueued {
+			b.wake(m.To)
+		}
+	}
+}
+
+// Run closes expired grace periods until ctx ends. It first takes over the
+// messages still awaiting their body in the store: after a restart their grace
+// starts again, because their ESL events may not have been read yet.
+func (b *Bodies) Run(ctx context.Context) error {
+	msgs, err := b.store.AwaitingBody()
+	if err != nil {
+		b.log.Error("cannot list messages awaiting their body", "err", err)
+	}
+	for _, m := range msgs {
+		b.Expect(m.ID, m.To, b.now())
+	}
+	tick := time.NewTicker(max(b.grace/10, 20*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			b.expire(ctx)
+		}
+	}
+}
+
+func (b *Bodies) expire(ctx context.Context) {
+	now := b.now()
+	var due []string
+	b.mu.Lock()
+	for id, p := range b.pending {
+		if !now.Before(p.deadline) {
+			due = append(due, id)
+		}
+	}
+	b.mu.Unlock()
+	for _, id := range due {
+		m, err := b.store.FinalizeBody(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return // shutting down: the grace restarts on the next run
+			}
+			b.failures.Add(1)
+			b.log.Error("cannot close the wait for a body", "id", id, "err", err)
+			continue
+		}
+		b.mu.Lock()
+		delete(b.pending, id)
+		b.mu.Unlock()
+		switch {
+		case m.State == kv.StateNoBody:
+			b.missing.Add(1)
+			b.log.Warn("message has no body: none in the chatplan request, no ESL MESSAGE event", "id", id)
+		case m.BodyFallback && m.BodySource == kv.BodyQuery:
+			b.query.Add(1)
+			b.log.Info("exact body not received over ESL; using the query copy", "id", id)
+			b.wake(m.To)
+		}
+	}
+}
+
+// Stats returns the counters.
+func (b *Bodies) Stats() BodyStats {
+	return BodyStats{Exact: b.exact.Load(), Query: b.query.Load(), Missing: b.missing.Load(),
+		Unknown: b.unknown.Load(), Failures: b.failures.Load()}
+}

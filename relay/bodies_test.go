@@ -1,0 +1,117 @@
+package relay
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sipsilo/sipsilo/kv"
+)
+
+type wakes struct {
+	mu   sync.Mutex
+	aors []string
+}
+
+func (w *wakes) wake(aor string) {
+	w.mu.Lock()
+	w.aors = append(w.aors, aor)
+	w.mu.Unlock()
+}
+
+func (w *wakes) n() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.aors)
+}
+
+func runBodies(t *testing.T, b *Bodies) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = b.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func store(t *testing.T, s *kv.Store, body []byte, src kv.BodySource) *kv.Message {
+	t.Helper()
+	m := &kv.Message{From: "1000@127.0.0.1", To: "1001@127.0.0.1", Body: body, BodySource: src}
+	if _, err := s.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestExactBodyReplacesQueryCopy(t *testing.T) {
+	s := openStore(t)
+	w := &wakes{}
+	b := NewBodies(s, w.wake, time.Hour, nil, nil)
+	runBodies(t, b)
+	// The query copy decoded the literal "%41" and lost the outer spaces.
+	m := store(t, s, []byte("A x"), kv.BodyQuery)
+	b.Expect(m.ID, m.To, m.Received)
+	b.Confirm(context.Background(), m.ID, []byte(" %41 x "))
+	got, err := s.Get(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Body) != " %41 x " || got.BodySource != kv.BodyESL || !got.BodyFinal || got.BodyFallback {
+		t.Fatalf("stored %+v", got)
+	}
+	if w.n() != 1 || b.Stats().Exact != 1 {
+		t.Fatalf("wakes %d stats %+v", w.n(), b.Stats())
+	}
+}
+
+func TestGraceFallsBackToQueryCopyOrRecordsNoBody(t *testing.T) {
+	s := openStore(t)
+	w := &wakes{}
+	b := NewBodies(s, w.wake, 50*time.Millisecond, nil, nil)
+	runBodies(t, b)
+	q := store(t, s, []byte("query copy"), kv.BodyQuery)
+	none := store(t, s, nil, kv.BodyAwaiting)
+	b.Expect(q.ID, q.To, q.Received)
+	b.Expect(none.ID, none.To, none.Received)
+	waitUntil(t, "grace", 5*time.Second, func() bool { st := b.Stats(); return st.Query == 1 && st.Missing == 1 })
+	got, _ := s.Get(q.ID)
+	if !got.BodyFinal || !got.BodyFallback || string(got.Body) != "query copy" || got.State != kv.StateQueued {
+		t.Fatalf("query-copy message %+v", got)
+	}
+	got, _ = s.Get(none.ID)
+	if got.State != kv.StateNoBody {
+		t.Fatalf("bodiless message in state %s", got.State)
+	}
+	if w.n() != 1 {
+		t.Fatalf("%d wakes, want 1 (only the deliverable one)", w.n())
+	}
+	// The exact body arriving after all brings the bodiless message back.
+	b.Confirm(context.Background(), none.ID, []byte("late"))
+	got, _ = s.Get(none.ID)
+	if got.State != kv.StateQueued || string(got.Body) != "late" {
+		t.Fatalf("late body: %+v", got)
+	}
+	if q, _ := s.Queue(none.To, 0); len(q) != 2 {
+		t.Fatalf("%d queued, want 2", len(q))
+	}
+}
+
+func TestAwaitingBodiesAreTakenOverAfterRestart(t *testing.T) {
+	s := openStore(t)
+	m := store(t, s, []byte("q"), kv.BodyQuery)
+	b := NewBodies(s, func(string) {}, 30*time.Millisecond, nil, nil)
+	runBodies(t, b) // never told with Expect: it must find the message itself
+	waitUntil(t, "grace", 5*time.Second, func() bool { return b.Stats().Query == 1 })
+	got, _ := s.Get(m.ID)
+	if !got.BodyFinal {
+		t.Fatal("message still awaiting its body")
+	}
+}
+
+func TestUnknownIDIsCountedNotStored(t *testing.T) {
+	s := openStore(t)
+	b := NewBodies(s, func(string) {}, time.Hour, nil, nil)
+	b.Confirm(context.Background(), "01NOTSTORED0000000000000000", []byte("x"))
+	if b.Stats().Unknown != 1 {
+		t.Fatalf("stats %+v", b.Stats())
+	}
+}

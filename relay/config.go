@@ -1,0 +1,118 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/sipsilo/sipsilo/kv"
+)
+
+// Store is what relay needs of kv.Store.
+type Store interface {
+	Queue(aor string, limit int) ([]*kv.Message, error)
+	QueuedAORs() ([]string, error)
+	BeginAttempt(ctx context.Context, id, attempt string, at time.Time) (*kv.Message, error)
+	EndAttempt(ctx context.Context, id, attempt, result string, refused bool) (*kv.Message, error)
+	Delivered(ctx context.Context, id, attempt, result string) error
+	DeadLetter(ctx context.Context, id, reason string) error
+}
+
+var _ Store = (*kv.Store)(nil)
+
+// Sender is the FreeSWITCH command connection (esl.Client).
+type Sender interface {
+	BgAPI(ctx context.Context, cmd, args, jobUUID string) (string, error)
+	API(ctx context.Context, cmd string) (string, error)
+}
+
+// Outcome is what one delivery attempt says about the recipient.
+type Outcome int
+
+const (
+	// Delivered2xx: the device answered 2xx; it is alive.
+	Delivered2xx Outcome = iota
+	// Refused: a registered device answered quickly with an error (busy, 4xx): alive.
+	Refused
+	// NoAnswer: FreeSWITCH gave up after ≈20 s: strong evidence the device is gone.
+	NoAnswer
+	// NotRegistered: FreeSWITCH has no registration for the recipient.
+	NotRegistered
+)
+
+func (o Outcome) String() string {
+	return [...]string{"delivered", "refused", "no answer", "not registered"}[o]
+}
+
+// Presence is the reachability map as relay sees it.
+type Presence interface {
+	// Deliverable reports whether aor is registered and not known unreachable.
+	Deliverable(aor string) bool
+	// Observe feeds a delivery outcome back as evidence.
+	Observe(ctx context.Context, aor string, o Outcome)
+}
+
+// Config tunes delivery. Zero values take the defaults noted.
+type Config struct {
+	// Window is how many sends may be in flight per recipient; 1 is strict FIFO.
+	// Each confirmed send through FreeSWITCH takes at least 100 ms, so the window is
+	// what lets a backlog drain faster than 10 per second.
+	Window int // default 4
+	// MaxInFlight caps sends in flight over all recipients; each is a FreeSWITCH
+	// thread while it waits for the device.
+	MaxInFlight int // default 256
+	// Settle: a message younger than this is not sent yet, so that its sender's
+	// messages still on FreeSWITCH's other chat thread are queued in order before it
+	// (DESIGN.md, Decisions 2).
+	Settle time.Duration // default 20 ms
+	// RetryMin and RetryMax bound the backoff after a refusal, doubling per refusal.
+	RetryMin time.Duration // default 1 s
+	RetryMax time.Duration // default 5 min
+	// DeadAfter refusals by a live recipient dead-letter a message.
+	DeadAfter int // default 5
+	// NoAnswerAfter: an error that took at least this long is FreeSWITCH giving up
+	// waiting (≈20 s), not a refusal.
+	NoAnswerAfter time.Duration // default 15 s
+	// TimerF: after a send that timed out or whose result was lost, FreeSWITCH keeps
+	// retransmitting it for up to Timer F; sending again before then could deliver
+	// it twice.
+	TimerF time.Duration // default 32 s
+	// SendTimeout bounds the wait for one BACKGROUND_JOB.
+	SendTimeout time.Duration // default 40 s
+	// DrainTimeout bounds the wait for results in flight at shutdown.
+	DrainTimeout time.Duration // default 5 s
+	Logger       *slog.Logger
+	Now          func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt(&c.Window, 4)
+	defInt(&c.MaxInFlight, 256)
+	defInt(&c.DeadAfter, 5)
+	def(&c.Settle, 20*time.Millisecond)
+	def(&c.RetryMin, time.Second)
+	def(&c.RetryMax, 5*time.Minute)
+	def(&c.NoAnswerAfter, 15*time.Second)
+	def(&c.TimerF, 32*time.Second)
+	def(&c.SendTimeout, 40*time.Second)
+	def(&c.DrainTimeout, 5*time.Second)
+	if c.Window > c.MaxInFlight {
+		c.Window = c.MaxInFlight
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}

@@ -1,0 +1,144 @@
+// Package relay delivers queued messages: per recipient, in queue order, through
+// FreeSWITCH's `bgapi chat`, whose BACKGROUND_JOB result is "Sent" only after the
+// recipient's device answered 2xx. A message leaves its queue only then.
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// Stats counts delivery outcomes since start.
+type Stats struct {
+	Sent             int64 // bgapi chat jobs started
+	Delivered        int64 // confirmed by the device's 2xx
+	Refused          int64
+	NoAnswer         int64
+	NotRegistered    int64
+	Unknown          int64 // result lost (ESL dropped, timeout): held for Timer F
+	DeadLettered     int64
+	UncertainResends int64 // sends of a message whose previous send may have arrived
+	StoreErrors      int64
+}
+
+type counters struct {
+	sent, delivered, refused, noAnswer, notRegistered, unknown, dead, uncertain, storeErrors atomic.Int64
+}
+
+// Relay runs one worker per recipient with something to deliver. Use New, then Run.
+type Relay struct {
+	cfg   Config
+	store Store
+	send  Sender
+	pres  Presence
+	log   *slog.Logger
+	sem   chan struct{} // global cap on sends in flight
+	c     counters
+	// holdEpoch moves when FreeSWITCH restarted: its pending sends are gone, so
+	// the Timer F holds on them no longer protect anything.
+	holdEpoch atomic.Int64
+
+	mu      sync.Mutex
+	ctx     context.Context // Run's; nil before Run and after it returns
+	workers map[string]*worker
+	wg      sync.WaitGroup
+}
+
+// New returns a Relay; nothing is sent before Run.
+func New(cfg Config, store Store, send Sender, pres Presence) *Relay {
+	cfg.setDefaults()
+	return &Relay{
+		cfg:     cfg,
+		store:   store,
+		send:    send,
+		pres:    pres,
+		log:     cfg.Logger.With("component", "relay"),
+		sem:     make(chan struct{}, cfg.MaxInFlight),
+		workers: make(map[string]*worker),
+	}
+}
+
+// Run delivers until ctx ends, then waits (at most Config.DrainTimeout) for the
+// results of sends in flight so that their messages are recorded, and returns
+// once every worker has ended.
+func (r *Relay) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+	r.WakeAll()
+	<-ctx.Done()
+	r.mu.Lock()
+	r.ctx = nil // no new workers
+	r.mu.Unlock()
+	r.wg.Wait()
+	return nil
+}
+
+// Wake tells relay that aor may have something to deliver now: a new message, its
+// body confirmed, or a sign of life from the recipient. Cheap and non-blocking.
+func (r *Relay) Wake(aor string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil {
+		return // before Run (which scans the store) or after it
+	}
+	w := r.workers[aor]
+	if w == nil {
+		w = newWorker(r, aor)
+		r.workers[aor] = w
+		ctx := r.ctx
+		r.wg.Go(func() { w.run(ctx) })
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// WakeAll wakes every recipient with queued messages: at start, and after ESL
+// reconnected and presence resynced.
+func (r *Relay) WakeAll() {
+	aors, err := r.store.QueuedAORs()
+	if err != nil {
+		r.log.Error("cannot list queued recipients", "err", err)
+		return
+	}
+	for _, aor := range aors {
+		r.Wake(aor)
+	}
+}
+
+// FreeSWITCHRestarted drops the Timer F holds: a restarted FreeSWITCH has no
+// pending send that could still reach a device.
+func (r *Relay) FreeSWITCHRestarted() {
+	r.holdEpoch.Add(1)
+	r.WakeAll()
+}
+
+// retire removes an idle worker unless a wake came in meanwhile.
+func (r *Relay) retire(w *worker) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(w.wake) > 0 && r.ctx != nil {
+		return false
+	}
+	delete(r.workers, w.aor)
+	return true
+}
+
+// Stats returns the counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		Sent:             r.c.sent.Load(),
+		Delivered:        r.c.delivered.Load(),
+		Refused:          r.c.refused.Load(),
+		NoAnswer:         r.c.noAnswer.Load(),
+		NotRegistered:    r.c.notRegistered.Load(),
+		Unknown:          r.c.unknown.Load(),
+		DeadLettered:     r.c.dead.Load(),
+		UncertainResends: r.c.uncertain.Load(),
+		StoreErrors:      r.c.storeErrors.Load(),
+	}
+}

@@ -1,0 +1,325 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sipsilo/sipsilo/esl"
+	"github.com/sipsilo/sipsilo/kv"
+)
+
+// chatSent is the BACKGROUND_JOB body of a chat the device answered 2xx.
+const chatSent = "Sent"
+
+// worker delivers one recipient's queue. Only its goroutine touches its fields.
+type worker struct {
+	r       *Relay
+	aor     string
+	wake    chan struct{} // cap 1: a pending wake-up
+	results chan result   // cap Window: a send never blocks on it
+
+	inflight map[string]bool // message ids being sent
+	// blocked is set by a failed send: nothing new goes out until the sends in
+	// flight have ended, then the queue restarts at its head, so the failed
+	// message is retried before anything newer (DESIGN.md, the message path, 3).
+	blocked bool
+	// holdUntil delays the whole queue (backoff after a refusal).
+	holdUntil time.Time
+	// msgHold delays single messages whose last send timed out or was lost until
+	// Timer F has passed, because FreeSWITCH may still deliver that send.
+	msgHold   map[string]time.Time
+	holdEpoch int64
+}
+
+type result struct {
+	m       *kv.Message
+	attempt string
+	started time.Time
+	took    time.Duration
+	reply   string
+	err     error
+	begun   bool // the attempt was recorded; false: nothing was sent
+}
+
+func newWorker(r *Relay, aor string) *worker {
+	return &worker{
+		r:         r,
+		aor:       aor,
+		wake:      make(chan struct{}, 1),
+		results:   make(chan result, r.cfg.Window),
+		inflight:  make(map[string]bool),
+		msgHold:   make(map[string]time.Time),
+		holdEpoch: r.holdEpoch.Load(),
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	// Sends outlive ctx by up to DrainTimeout so that a shutdown records the
+	// results it can still get instead of leaving every message in flight.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next, idle := w.dispatch(ctx, sendCtx)
+		if idle && len(w.inflight) == 0 && w.r.retire(w) {
+			return
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		var tc <-chan time.Time
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), time.Millisecond))
+			tc = timer.C
+		}
+		select {
+		case res := <-w.results:
+			w.handle(sendCtx, res)
+		case <-w.wake:
+		case <-tc:
+		case <-ctx.Done():
+			w.drain(sendCtx, cancelSends)
+			w.r.retire(w)
+			return
+		}
+	}
+}
+
+// drain waits for the sends in flight, cancelling them after DrainTimeout.
+func (w *worker) drain(ctx context.Context, cancelSends context.CancelFunc) {
+	t := time.NewTimer(w.r.cfg.DrainTimeout)
+	defer t.Stop()
+	for len(w.inflight) > 0 {
+		select {
+		case res := <-w.results:
+			w.handle(ctx, res)
+		case <-t.C:
+			cancelSends() // BgAPI returns at once; the messages stay in flight on disk
+		}
+	}
+}
+
+// dispatch starts as many sends as the window allows. It returns when to look
+// again (zero: only on a wake-up or a result), and idle when there is nothing this
+// worker can do until woken.
+func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bool) {
+	r := w.r
+	if ctx.Err() != nil {
+		return time.Time{}, false
+	}
+	if e := r.holdEpoch.Load(); e != w.holdEpoch {
+		w.holdEpoch, w.msgHold = e, make(map[string]time.Time)
+	}
+	if w.blocked {
+		if len(w.inflight) > 0 {
+			return time.Time{}, false
+		}
+		w.blocked = false
+	}
+	now := r.cfg.Now()
+	if now.Before(w.holdUntil) {
+		return w.holdUntil, false
+	}
+	if !r.pres.Deliverable(w.aor) {
+		return time.Time{}, true // presence wakes us on a sign of life
+	}
+	free := r.cfg.Window - len(w.inflight)
+	if free <= 0 {
+		return time.Time{}, false
+	}
+	msgs, err := r.store.Queue(w.aor, r.cfg.Window+len(w.inflight))
+	if err != nil {
+		r.c.storeErrors.Add(1)
+		r.log.Error("cannot read queue", "aor", w.aor, "err", err)
+		return now.Add(r.cfg.RetryMin), false
+	}
+	if len(msgs) == 0 {
+		return time.Time{}, true
+	}
+	for _, m := range msgs {
+		if w.inflight[m.ID] {
+			continue
+		}
+		if free == 0 {
+			break
+		}
+		// Head-of-line: a message not ready holds back everything behind it.
+		if !m.BodyFinal {
+			return time.Time{}, len(w.inflight) == 0 // the body tracker wakes us
+		}
+		if ready := m.Received.Add(r.cfg.Settle); now.Before(ready) {
+			return ready, false
+		}
+		if until, ok := w.msgHold[m.ID]; ok {
+			if now.Before(until) {
+				return until, false
+			}
+			delete(w.msgHold, m.ID)
+		}
+		select {
+		case r.sem <- struct{}{}:
+		default:
+			return now.Add(10 * time.Millisecond), false // global cap reached
+		}
+		w.start(sendCtx, m, now)
+		free--
+	}
+	return time.Time{}, false
+}
+
+// start sends m in its own goroutine: record the attempt durably, then bgapi chat.
+func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
+	r := w.r
+	w.inflight[m.ID] = true
+	attempt := fmt.Sprintf("%s-%d", m.ID, m.Attempts+1)
+	uncertain := m.InFlight != ""
+	r.wg.Go(func() {
+		defer func() { <-r.sem }()
+		res := result{m: m, attempt: attempt, started: now}
+		if _, err := r.store.BeginAttempt(ctx, m.ID, attempt, now); err != nil {
+			res.err = err
+			w.results <- res
+			return
+		}
+		res.begun = true
+		if uncertain {
+			r.c.uncertain.Add(1)
+		}
+		r.c.sent.Add(1)
+		ct := m.ContentType
+		if ct == "" {
+			ct = "text/plain"
+		}
+		sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
+		res.reply, res.err = r.send.BgAPI(sctx, "chat", ChatArgs(m.From, m.To, m.Body, ct), attempt)
+		cancel()
+		res.took = r.cfg.Now().Sub(now)
+		w.results <- res
+	})
+}
+
+// handle records one send's result and decides what comes next.
+func (w *worker) handle(ctx context.Context, res result) {
+	r := w.r
+	delete(w.inflight, res.m.ID)
+	id, log := res.m.ID, r.log.With("aor", w.aor, "id", res.m.ID, "attempt", res.attempt)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reply := strings.TrimSpace(res.reply)
+	switch {
+	case !res.begun:
+		w.blocked = true
+		if errors.Is(res.err, kv.ErrNotQueued) || errors.Is(res.err, kv.ErrNotFound) {
+			return // purged or delivered meanwhile: nothing to send
+		}
+		r.c.storeErrors.Add(1)
+		log.Error("cannot record delivery attempt; not sent", "err", res.err)
+		w.holdUntil = r.cfg.Now().Add(r.cfg.RetryMin)
+
+	case res.err == nil && reply == chatSent:
+		r.c.delivered.Add(1)
+		if err := r.store.Delivered(sctx, id, res.attempt, reply); err != nil {
+			r.c.storeErrors.Add(1)
+			log.Error("delivered but not recorded; it will be sent again", "err", err)
+			w.blocked = true
+			w.holdUntil = r.cfg.Now().Add(r.cfg.RetryMin)
+		}
+		log.Debug("delivered", "took", res.took)
+		r.pres.Observe(sctx, w.aor, Delivered2xx)
+
+	case res.err != nil && errors.Is(res.err, esl.ErrOutcomeUnknown):
+		// The chat may be running in FreeSWITCH still: the message stays marked
+		// in flight, and is sent again only after Timer F.
+		r.c.unknown.Add(1)
+		w.blocked = true
+		w.msgHold[id] = res.started.Add(r.cfg.TimerF)
+		log.Warn("delivery result lost; holding the message for Timer F", "err", res.err)
+
+	case res.err != nil:
+		// Not sent (no ESL connection, bad input): try again shortly.
+		w.blocked = true
+		w.holdUntil = r.cfg.Now().Add(r.cfg.RetryMin)
+		w.endAttempt(sctx, res, res.err.Error(), false)
+		log.Warn("not sent", "err", res.err)
+
+	default:
+		w.blocked = true
+		w.failed(sctx, res, reply)
+	}
+}
+
+// failed classifies a chat error (DESIGN.md, Decisions 7): FreeSWITCH only says
+// "Error! Message Not Sent", so use how long it took and whether FreeSWITCH has a
+// registration for the recipient.
+func (w *worker) failed(ctx context.Context, res result, reply string) {
+	r := w.r
+	id, log := res.m.ID, r.log.With("aor", w.aor, "id", res.m.ID, "attempt", res.attempt)
+	switch {
+	case res.took >= r.cfg.NoAnswerAfter:
+		r.c.noAnswer.Add(1)
+		w.msgHold[id] = res.started.Add(r.cfg.TimerF)
+		w.endAttempt(ctx, res, reply, false)
+		r.pres.Observe(ctx, w.aor, NoAnswer)
+		log.Info("recipient did not answer; kept until it shows life", "took", res.took)
+	case !w.registered(ctx):
+		r.c.notRegistered.Add(1)
+		w.endAttempt(ctx, res, reply, false)
+		r.pres.Observe(ctx, w.aor, NotRegistered)
+		log.Info("recipient not registered; kept until it registers")
+	default:
+		r.c.refused.Add(1)
+		m := w.endAttempt(ctx, res, reply, true)
+		r.pres.Observe(ctx, w.aor, Refused)
+		refusals := res.m.Refusals + 1
+		if m != nil {
+			refusals = m.Refusals
+		}
+		if refusals >= r.cfg.DeadAfter {
+			r.c.dead.Add(1)
+			reason := fmt.Sprintf("refused %d times by a registered device", refusals)
+			if err := r.store.DeadLetter(ctx, id, reason); err != nil {
+				r.c.storeErrors.Add(1)
+				log.Error("cannot dead-letter", "err", err)
+			}
+			log.Warn("dead-lettered", "refusals", refusals)
+			return
+		}
+		w.holdUntil = r.cfg.Now().Add(backoff(r.cfg.RetryMin, r.cfg.RetryMax, refusals))
+		log.Info("recipient refused; retrying later", "refusals", refusals, "until", w.holdUntil)
+	}
+}
+
+// registered asks FreeSWITCH whether it has a contact for the recipient. Unsure
+// (ESL down) counts as registered: the refusal count errs towards retrying.
+func (w *worker) registered(ctx context.Context) bool {
+	out, err := w.r.send.API(ctx, "sofia_contact "+w.aor)
+	if err != nil {
+		return true
+	}
+	return !strings.Contains(out, "user_not_registered")
+}
+
+func (w *worker) endAttempt(ctx context.Context, res result, text string, refused bool) *kv.Message {
+	m, err := w.r.store.EndAttempt(ctx, res.m.ID, res.attempt, text, refused)
+	if err != nil && !errors.Is(err, kv.ErrNotFound) {
+		w.r.c.storeErrors.Add(1)
+		w.r.log.Error("cannot record failed attempt", "id", res.m.ID, "err", err)
+	}
+	return m
+}
+
+// backoff is lo·2^(n-1), capped at hi.
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	return min(d, hi)
+}
