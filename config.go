@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sipsilo/sipsilo/handlers"
+	"github.com/sipsilo/sipsilo/relay"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -38,6 +39,9 @@ type Config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	Chatplan        handlers.ChatplanConfig
+	Profiles        []string // sofia profiles whose registrations are resynced
+	BodyGrace       time.Duration
+	Relay           relay.Config
 }
 
 // parseServe reads serve's flags; each flag can also come from SIPSILO_<NAME> in the
@@ -45,7 +49,7 @@ type Config struct {
 // line wins over the environment.
 func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
 	var cfg Config
-	var domains, skipTypes string
+	var domains, skipTypes, profiles string
 	fs := flag.NewFlagSet("sipsilo serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8484", "HTTP listen address (xml_curl chatplan endpoint, health)")
@@ -61,6 +65,16 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error (message text is logged only at debug)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown")
+	fs.StringVar(&profiles, "profiles", "internal", "comma-separated sofia profiles whose registrations are resynced over ESL")
+	fs.DurationVar(&cfg.BodyGrace, "body-grace", 2*time.Second, "how long to wait for the exact body from ESL before the query copy is used")
+	fs.IntVar(&cfg.Relay.Window, "window", 4, "sends in flight per recipient (1: strict FIFO)")
+	fs.IntVar(&cfg.Relay.MaxInFlight, "max-in-flight", 256, "sends in flight over all recipients")
+	fs.DurationVar(&cfg.Relay.Settle, "settle", 20*time.Millisecond, "a message younger than this is not sent yet (keeps bursts in order)")
+	fs.IntVar(&cfg.Relay.DeadAfter, "dead-after", 5, "refusals by a registered device before a message is dead-lettered")
+	fs.DurationVar(&cfg.Relay.RetryMin, "retry-min", time.Second, "first backoff after a refusal (doubles per refusal)")
+	fs.DurationVar(&cfg.Relay.RetryMax, "retry-max", 5*time.Minute, "longest backoff after refusals")
+	fs.DurationVar(&cfg.Relay.NoAnswerAfter, "no-answer-after", 15*time.Second, "a chat error after this long means the device did not answer (FreeSWITCH gives up at ~20 s)")
+	fs.DurationVar(&cfg.Relay.TimerF, "timer-f", 32*time.Second, "no resend of a timed-out or lost send before this (SIP Timer F)")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -81,6 +95,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return cfg, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
 	cfg.Chatplan.Domains = splitList(domains)
+	cfg.Profiles = splitList(profiles)
 	cfg.Chatplan.SkipTypes = splitList(skipTypes)
 	if cfg.Chatplan.SkipTypes == nil {
 		cfg.Chatplan.SkipTypes = []string{} // explicitly empty: store every type
@@ -90,6 +105,11 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if cfg.Chatplan.AnswerTimeout <= 0 || cfg.Chatplan.MaxBody <= 0 || cfg.ShutdownTimeout <= 0 {
 		return cfg, errors.New("serve: --answer-timeout, --max-body and --shutdown-timeout must be positive")
+	}
+	r := cfg.Relay
+	if cfg.BodyGrace <= 0 || r.Window <= 0 || r.MaxInFlight <= 0 || r.Settle < 0 || r.DeadAfter <= 0 ||
+		r.RetryMin <= 0 || r.RetryMax < r.RetryMin || r.NoAnswerAfter <= 0 || r.TimerF <= 0 {
+		return cfg, errors.New("serve: delivery settings must be positive (and --retry-max >= --retry-min)")
 	}
 	return cfg, nil
 }

@@ -118,18 +118,27 @@ func (s *Store) BeginAttempt(ctx context.Context, id, attempt string, at time.Ti
 	})
 }
 
-// EndAttempt records a failed attempt's result; refused counts it as a refusal by
-// a recipient known to be alive (the dead-letter count).
-func (s *Store) EndAttempt(ctx context.Context, id, attempt, result string, refused bool) (*Message, error) {
+// AttemptResult is how a failed attempt ended.
+type AttemptResult struct {
+	Text    string // FreeSWITCH's answer or the error
+	Refused bool   // a live recipient refused it: counts towards the dead letter
+	// MayArrive: the send timed out or its result was lost, and FreeSWITCH may still
+	// deliver it (it retransmits until Timer F), so the message stays marked in
+	// flight and its next send counts as an uncertain resend.
+	MayArrive bool
+}
+
+// EndAttempt records a failed attempt's result.
+func (s *Store) EndAttempt(ctx context.Context, id, attempt string, r AttemptResult) (*Message, error) {
 	return s.change(ctx, "end attempt", id, func(m *Message) (bool, error) {
 		if m.State != StateQueued {
 			return false, nil
 		}
-		if m.InFlight == attempt {
+		if m.InFlight == attempt && !r.MayArrive {
 			m.InFlight = ""
 		}
-		m.LastResult = result
-		if refused {
+		m.LastResult = r.Text
+		if r.Refused {
 			m.Refusals++
 		}
 		return true, nil

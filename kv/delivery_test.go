@@ -29,7 +29,7 @@ func TestDeliveryStepsAndRestart(t *testing.T) {
 	if _, err := s.BeginAttempt(ctx, b, b+"-1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	m, err := s.EndAttempt(ctx, b, b+"-1", "Error! Message Not Sent", true)
+	m, err := s.EndAttempt(ctx, b, b+"-1", AttemptResult{Text: "Error! Message Not Sent", Refused: true})
 	if err != nil || m.Refusals != 1 || m.InFlight != "" || m.Attempts != 1 {
 		t.Fatalf("end attempt: %+v %v", m, err)
 	}

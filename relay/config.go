@@ -13,7 +13,7 @@ type Store interface {
 	Queue(aor string, limit int) ([]*kv.Message, error)
 	QueuedAORs() ([]string, error)
 	BeginAttempt(ctx context.Context, id, attempt string, at time.Time) (*kv.Message, error)
-	EndAttempt(ctx context.Context, id, attempt, result string, refused bool) (*kv.Message, error)
+	EndAttempt(ctx context.Context, id, attempt string, r kv.AttemptResult) (*kv.Message, error)
 	Delivered(ctx context.Context, id, attempt, result string) error
 	DeadLetter(ctx context.Context, id, reason string) error
 }

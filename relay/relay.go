@@ -36,9 +36,7 @@ type Relay struct {
 	log   *slog.Logger
 	sem   chan struct{} // global cap on sends in flight
 	c     counters
-	// holdEpoch moves when FreeSWITCH restarted: its pending sends are gone, so
-	// the Timer F holds on them no longer protect anything.
-	holdEpoch atomic.Int64
+	holds *holds
 
 	mu      sync.Mutex
 	ctx     context.Context // Run's; nil before Run and after it returns
@@ -56,6 +54,7 @@ func New(cfg Config, store Store, send Sender, pres Presence) *Relay {
 		pres:    pres,
 		log:     cfg.Logger.With("component", "relay"),
 		sem:     make(chan struct{}, cfg.MaxInFlight),
+		holds:   newHolds(),
 		workers: make(map[string]*worker),
 	}
 }
@@ -113,7 +112,7 @@ func (r *Relay) WakeAll() {
 // FreeSWITCHRestarted drops the Timer F holds: a restarted FreeSWITCH has no
 // pending send that could still reach a device.
 func (r *Relay) FreeSWITCHRestarted() {
-	r.holdEpoch.Add(1)
+	r.holds.dropMessageHolds()
 	r.WakeAll()
 }
 

@@ -358,3 +358,47 @@ func TestShutdownWaitsForResultsThenLeavesTheRestInFlight(t *testing.T) {
 		t.Fatalf("state %s in flight %q, want queued and still marked in flight", m.State, m.InFlight)
 	}
 }
+
+func TestNoAnswerWaitsForLifeAndTimerFAndCountsTheResend(t *testing.T) {
+	s := openStore(t)
+	ids := enqueue(t, s, 2)
+	var mu sync.Mutex
+	var times []time.Time
+	fs := &fakeFS{registered: true, chat: func(n int, _, _ string) (string, error) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		if n == 0 {
+			time.Sleep(60 * time.Millisecond) // FreeSWITCH's ≈20 s give-up, shortened
+			return "-ERR Error! Message Not Sent\n", nil
+		}
+		return "Sent", nil
+	}}
+	p := &fakePresence{ok: true}
+	const timerF = 400 * time.Millisecond
+	r := startRelay(t, Config{Window: 1, NoAnswerAfter: 50 * time.Millisecond, TimerF: timerF}, s, fs, p)
+	waitUntil(t, "no answer", 5*time.Second, func() bool { return p.seen(NoAnswer) })
+	time.Sleep(100 * time.Millisecond)
+	if n := len(fs.sent()); n != 1 {
+		t.Fatalf("%d chats to a recipient that did not answer, want 1", n)
+	}
+	// A sign of life (REGISTER) before Timer F: still no resend until Timer F.
+	p.mu.Lock()
+	p.ok = true
+	p.mu.Unlock()
+	r.Wake("1001@127.0.0.1")
+	waitUntil(t, "delivered", 5*time.Second, func() bool { return queued(t, s) == 0 })
+	mu.Lock()
+	gap := times[1].Sub(times[0])
+	mu.Unlock()
+	if gap < timerF-20*time.Millisecond {
+		t.Fatalf("resent %v after the first send, before Timer F %v", gap, timerF)
+	}
+	if got := fs.sent(); strings.Join(got, ",") != "m0,m0,m1" {
+		t.Fatalf("chats %v", got)
+	}
+	m, _ := s.Get(ids[0])
+	if m.UncertainResends != 1 || m.Refusals != 0 {
+		t.Fatalf("message %+v", m)
+	}
+}

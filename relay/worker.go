@@ -26,12 +26,6 @@ type worker struct {
 	// flight have ended, then the queue restarts at its head, so the failed
 	// message is retried before anything newer (DESIGN.md, the message path, 3).
 	blocked bool
-	// holdUntil delays the whole queue (backoff after a refusal).
-	holdUntil time.Time
-	// msgHold delays single messages whose last send timed out or was lost until
-	// Timer F has passed, because FreeSWITCH may still deliver that send.
-	msgHold   map[string]time.Time
-	holdEpoch int64
 }
 
 type result struct {
@@ -46,13 +40,11 @@ type result struct {
 
 func newWorker(r *Relay, aor string) *worker {
 	return &worker{
-		r:         r,
-		aor:       aor,
-		wake:      make(chan struct{}, 1),
-		results:   make(chan result, r.cfg.Window),
-		inflight:  make(map[string]bool),
-		msgHold:   make(map[string]time.Time),
-		holdEpoch: r.holdEpoch.Load(),
+		r:        r,
+		aor:      aor,
+		wake:     make(chan struct{}, 1),
+		results:  make(chan result, r.cfg.Window),
+		inflight: make(map[string]bool),
 	}
 }
 
@@ -114,9 +106,6 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 	if ctx.Err() != nil {
 		return time.Time{}, false
 	}
-	if e := r.holdEpoch.Load(); e != w.holdEpoch {
-		w.holdEpoch, w.msgHold = e, make(map[string]time.Time)
-	}
 	if w.blocked {
 		if len(w.inflight) > 0 {
 			return time.Time{}, false
@@ -124,8 +113,8 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		w.blocked = false
 	}
 	now := r.cfg.Now()
-	if now.Before(w.holdUntil) {
-		return w.holdUntil, false
+	if until, ok := r.holds.queueHold(w.aor, now); ok {
+		return until, false
 	}
 	if !r.pres.Deliverable(w.aor) {
 		return time.Time{}, true // presence wakes us on a sign of life
@@ -157,11 +146,8 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		if ready := m.Received.Add(r.cfg.Settle); now.Before(ready) {
 			return ready, false
 		}
-		if until, ok := w.msgHold[m.ID]; ok {
-			if now.Before(until) {
-				return until, false
-			}
-			delete(w.msgHold, m.ID)
+		if until, ok := r.holds.messageHold(m.ID, now); ok {
+			return until, false
 		}
 		select {
 		case r.sem <- struct{}{}:
@@ -221,7 +207,7 @@ func (w *worker) handle(ctx context.Context, res result) {
 		}
 		r.c.storeErrors.Add(1)
 		log.Error("cannot record delivery attempt; not sent", "err", res.err)
-		w.holdUntil = r.cfg.Now().Add(r.cfg.RetryMin)
+		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
 
 	case res.err == nil && reply == chatSent:
 		r.c.delivered.Add(1)
@@ -229,7 +215,7 @@ func (w *worker) handle(ctx context.Context, res result) {
 			r.c.storeErrors.Add(1)
 			log.Error("delivered but not recorded; it will be sent again", "err", err)
 			w.blocked = true
-			w.holdUntil = r.cfg.Now().Add(r.cfg.RetryMin)
+			r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
 		}
 		log.Debug("delivered", "took", res.took)
 		r.pres.Observe(sctx, w.aor, Delivered2xx)
@@ -239,14 +225,14 @@ func (w *worker) handle(ctx context.Context, res result) {
 		// in flight, and is sent again only after Timer F.
 		r.c.unknown.Add(1)
 		w.blocked = true
-		w.msgHold[id] = res.started.Add(r.cfg.TimerF)
+		r.holds.holdMessage(id, res.started.Add(r.cfg.TimerF))
 		log.Warn("delivery result lost; holding the message for Timer F", "err", res.err)
 
 	case res.err != nil:
 		// Not sent (no ESL connection, bad input): try again shortly.
 		w.blocked = true
-		w.holdUntil = r.cfg.Now().Add(r.cfg.RetryMin)
-		w.endAttempt(sctx, res, res.err.Error(), false)
+		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
+		w.endAttempt(sctx, res, kv.AttemptResult{Text: res.err.Error()})
 		log.Warn("not sent", "err", res.err)
 
 	default:
@@ -264,18 +250,19 @@ func (w *worker) failed(ctx context.Context, res result, reply string) {
 	switch {
 	case res.took >= r.cfg.NoAnswerAfter:
 		r.c.noAnswer.Add(1)
-		w.msgHold[id] = res.started.Add(r.cfg.TimerF)
-		w.endAttempt(ctx, res, reply, false)
+		r.holds.holdMessage(id, res.started.Add(r.cfg.TimerF))
+		// A phone that wakes up before Timer F still gets the retransmission.
+		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply, MayArrive: true})
 		r.pres.Observe(ctx, w.aor, NoAnswer)
 		log.Info("recipient did not answer; kept until it shows life", "took", res.took)
 	case !w.registered(ctx):
 		r.c.notRegistered.Add(1)
-		w.endAttempt(ctx, res, reply, false)
+		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply})
 		r.pres.Observe(ctx, w.aor, NotRegistered)
 		log.Info("recipient not registered; kept until it registers")
 	default:
 		r.c.refused.Add(1)
-		m := w.endAttempt(ctx, res, reply, true)
+		m := w.endAttempt(ctx, res, kv.AttemptResult{Text: reply, Refused: true})
 		r.pres.Observe(ctx, w.aor, Refused)
 		refusals := res.m.Refusals + 1
 		if m != nil {
@@ -291,8 +278,9 @@ func (w *worker) failed(ctx context.Context, res result, reply string) {
 			log.Warn("dead-lettered", "refusals", refusals)
 			return
 		}
-		w.holdUntil = r.cfg.Now().Add(backoff(r.cfg.RetryMin, r.cfg.RetryMax, refusals))
-		log.Info("recipient refused; retrying later", "refusals", refusals, "until", w.holdUntil)
+		until := r.cfg.Now().Add(backoff(r.cfg.RetryMin, r.cfg.RetryMax, refusals))
+		r.holds.holdQueue(w.aor, until)
+		log.Info("recipient refused; retrying later", "refusals", refusals, "until", until)
 	}
 }
 
@@ -306,8 +294,8 @@ func (w *worker) registered(ctx context.Context) bool {
 	return !strings.Contains(out, "user_not_registered")
 }
 
-func (w *worker) endAttempt(ctx context.Context, res result, text string, refused bool) *kv.Message {
-	m, err := w.r.store.EndAttempt(ctx, res.m.ID, res.attempt, text, refused)
+func (w *worker) endAttempt(ctx context.Context, res result, ar kv.AttemptResult) *kv.Message {
+	m, err := w.r.store.EndAttempt(ctx, res.m.ID, res.attempt, ar)
 	if err != nil && !errors.Is(err, kv.ErrNotFound) {
 		w.r.c.storeErrors.Add(1)
 		w.r.log.Error("cannot record failed attempt", "id", res.m.ID, "err", err)
