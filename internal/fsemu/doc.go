@@ -15,5 +15,6 @@
 // what FreeSWITCH then does: how many times the message is delivered
 // directly, what is replied, and the event ESL would see. NewESLServer
 // serves the event socket; Fire sends an event to every subscribed client.
-// Not yet emulated: the registrar and chat delivery to SIP user agents.
+// NewSwitch adds the SIP side (registrar, inbound MESSAGE routing, the chat
+// API) on one UDP socket; NewUA is a test phone for it.
 package fsemu

@@ -121,6 +121,9 @@ func (s *ESLServer) bgapi(rest string, p *packet) string {
 	if len(uuid) > 36 {
 		uuid = uuid[:36]
 	}
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -137,6 +140,12 @@ func (s *ESLServer) bgapi(rest string, p *packet) string {
 			ev.Headers = append(ev.Headers, Header{"Job-Command-Arg", arg})
 		}
 		ev.Body = reply
+		s.mu.Lock()
+		forgotten := s.epoch != epoch // the switch restarted: the job died with it
+		s.mu.Unlock()
+		if forgotten {
+			return
+		}
 		s.Fire(ev)
 	}()
 	return "~Reply-Text: +OK Job-UUID: " + uuid + "\nJob-UUID: " + uuid + "\n\n"

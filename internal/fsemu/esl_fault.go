@@ -34,6 +34,7 @@ func (s *ESLServer) Restart(newCoreUUID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.coreUUID = or(newCoreUUID, newUUID())
+	s.epoch++
 	s.seq = 0
 	s.started = s.opts.Clock()
 }

@@ -50,6 +50,7 @@ type ESLServer struct {
 	closed   bool
 	noAuth   bool
 	apiDelay time.Duration
+	epoch    uint64 // counts Restarts; a bgapi job of an older epoch is forgotten
 
 	onSendEvent func(*Event)
 }

@@ -1,0 +1,273 @@
+package fsemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// UAOptions configure a test UA, the Go twin of the captures' Python UA.
+type UAOptions struct {
+	User, Password, Domain string // Domain default "127.0.0.1"
+	Switch                 string // the switch's SIP address, host:port
+	Logger                 *slog.Logger
+}
+
+// Received is one MESSAGE a UA answered with a 2xx.
+type Received struct {
+	From, To, CallID, ContentType string
+	Body                          []byte
+	At                            time.Time
+	Header                        func(name string) string // first header of that name, "" if none
+}
+
+// UA is a SIP user agent on its own UDP socket on 127.0.0.1: REGISTER and
+// MESSAGE with digest auth, and it answers MESSAGE (200 or SetAnswer),
+// OPTIONS and NOTIFY, like the captures' test UA.
+type UA struct {
+	opts UAOptions
+	pc   *silentConn
+	ua   *sipgo.UserAgent
+	srv  *sipgo.Server
+	cl   *sipgo.Client
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	callID  string // one Call-ID for all REGISTERs, as a phone does
+	cseq    uint32
+	fromTag string
+
+	recv    chan Received
+	dropped atomic.Int64
+	answer  atomic.Int32
+}
+
+// NewUA binds 127.0.0.1:0 and starts serving it.
+func NewUA(opts UAOptions) (*UA, error) {
+	opts.Domain = or(opts.Domain, "127.0.0.1")
+	if opts.Switch == "" {
+		return nil, errors.New("fsemu: UAOptions.Switch is empty")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	sua, err := sipgo.NewUA(sipgo.WithUserAgent("fsemu-ua/1.0"), sipgo.WithUserAgentHostname("127.0.0.1"),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)))
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	u := &UA{
+		opts:    opts,
+		pc:      &silentConn{PacketConn: pc},
+		ua:      sua,
+		callID:  newUUID() + "@fsemu",
+		cseq:    1,
+		fromTag: sip.GenerateTagN(8),
+		recv:    make(chan Received, 4096),
+	}
+	u.answer.Store(200)
+	u.srv, err = sipgo.NewServer(sua, sipgo.WithServerLogger(log))
+	if err == nil {
+		u.cl, err = sipgo.NewClient(sua, sipgo.WithClientConnectionAddr(pc.LocalAddr().String()),
+			sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(log))
+	}
+	if err != nil {
+		sua.Close()
+		pc.Close()
+		return nil, err
+	}
+	u.srv.OnMessage(u.onMessage)
+	ok := func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	}
+	u.srv.OnOptions(ok)
+	u.srv.OnNotify(ok)
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		_ = u.srv.ServeUDP(u.pc)
+	}()
+	if err := waitServing(sua, pc.LocalAddr().String()); err != nil {
+		u.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+// Addr is the UA's address, 127.0.0.1:port.
+func (u *UA) Addr() string { return u.pc.LocalAddr().String() }
+
+// Received delivers every MESSAGE the UA answered 2xx, in arrival order.
+// It is buffered; when full, messages are counted in Dropped instead of
+// blocking the SIP stack.
+func (u *UA) Received() <-chan Received { return u.recv }
+
+// Dropped counts messages that did not fit into Received.
+func (u *UA) Dropped() int64 { return u.dropped.Load() }
+
+// SetAnswer sets the status for incoming MESSAGEs (default 200).
+func (u *UA) SetAnswer(code int) { u.answer.Store(int32(code)) }
+
+// SetSilent makes the UA drop every incoming datagram unanswered (its port
+// stays open, as with a phone that lost its network: scenario 09).
+func (u *UA) SetSilent(on bool) { u.pc.silent.Store(on) }
+
+// Close stops the UA and waits for its goroutines.
+func (u *UA) Close() error {
+	u.ua.Close()
+	err := u.pc.Close()
+	u.wg.Wait()
+	return err
+}
+
+func (u *UA) onMessage(req *sip.Request, tx sip.ServerTransaction) {
+	code := int(u.answer.Load())
+	reason := map[int]string{200: "OK", 202: "Accepted", 486: "Busy Here", 404: "Not Found", 480: "Temporarily Unavailable", 500: "Server Internal Error"}[code]
+	if reason == "" {
+		reason = "Status " + strconv.Itoa(code)
+	}
+	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil || code < 200 || code > 299 {
+		return
+	}
+	r := Received{CallID: req.CallID().Value(), Body: append([]byte(nil), req.Body()...), At: time.Now()}
+	if h := req.From(); h != nil {
+		r.From = h.Value()
+	}
+	if h := req.To(); h != nil {
+		r.To = h.Value()
+	}
+	if h := req.ContentType(); h != nil {
+		r.ContentType = h.Value()
+	}
+	hs := map[string]string{}
+	for _, h := range req.Headers() {
+		if _, ok := hs[h.Name()]; !ok {
+			hs[h.Name()] = h.Value()
+		}
+	}
+	r.Header = func(name string) string {
+		if h := req.GetHeader(name); h != nil {
+			return h.Value()
+		}
+		return hs[name]
+	}
+	select {
+	case u.recv <- r:
+	default:
+		u.dropped.Add(1)
+	}
+}
+
+// request builds a request from this UA to the switch.
+func (u *UA) request(method sip.RequestMethod, user string) *sip.Request {
+	req := sip.NewRequest(method, sip.Uri{Scheme: "sip", User: user, Host: u.opts.Domain})
+	req.SetTransport("UDP")
+	req.SetDestination(u.opts.Switch)
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: u.opts.User, Host: u.opts.Domain}}
+	from.Params = sip.NewParams()
+	tag := sip.GenerateTagN(8)
+	if method == sip.REGISTER {
+		tag = u.fromTag
+	}
+	from.Params.Add("tag", tag)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: u.opts.Domain}})
+	req.AppendHeader(sip.NewHeader("User-Agent", "fsemu-ua/1.0"))
+	return req
+}
+
+// do sends req and answers one 401/407 digest challenge.
+func (u *UA) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	res, err := u.cl.Do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode == 401 || res.StatusCode == 407 {
+		req.RemoveHeader("Via")
+		res, err = u.cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: u.opts.User, Password: u.opts.Password})
+	}
+	return res, err
+}
+
+// Register sends REGISTER (Contact = this socket, Expires) with digest.
+func (u *UA) Register(ctx context.Context, expires time.Duration) error {
+	return u.register(ctx, int(expires/time.Second))
+}
+
+// Unregister sends REGISTER with Expires: 0 on the same Call-ID.
+func (u *UA) Unregister(ctx context.Context) error { return u.register(ctx, 0) }
+
+func (u *UA) register(ctx context.Context, expires int) error {
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: u.opts.Domain})
+	req.SetTransport("UDP")
+	req.SetDestination(u.opts.Switch)
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: u.opts.User, Host: u.opts.Domain}}
+	from.Params = sip.NewParams()
+	from.Params.Add("tag", u.fromTag)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: u.opts.User, Host: u.opts.Domain}})
+	callID := sip.CallIDHeader(u.callID)
+	req.AppendHeader(&callID)
+	u.mu.Lock()
+	u.cseq += 2
+	seq := u.cseq
+	u.mu.Unlock()
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.REGISTER})
+	req.AppendHeader(sip.NewHeader("User-Agent", "fsemu-ua/1.0"))
+	host, port := splitSource(u.Addr())
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.opts.User, Host: host, Port: port}})
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
+	res, err := u.do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != 200 {
+		return fmt.Errorf("fsemu: REGISTER answered %d %s", res.StatusCode, res.Reason)
+	}
+	return nil
+}
+
+// SendMessage sends a MESSAGE to toUser@domain via the switch, answering
+// the 407, and returns the final status (the switch always says 202).
+func (u *UA) SendMessage(ctx context.Context, toUser, contentType string, body []byte) (int, error) {
+	req := u.request(sip.MESSAGE, toUser)
+	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	req.SetBody(body)
+	res, err := u.do(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	return res.StatusCode, nil
+}
+
+// silentConn drops every datagram while silent, so the UA neither sees
+// nor answers anything; the socket stays open (no ICMP).
+type silentConn struct {
+	net.PacketConn
+	silent atomic.Bool
+}
+
+func (c *silentConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil || !c.silent.Load() {
+			return n, addr, err
+		}
+	}
+}
