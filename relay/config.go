@@ -20,10 +20,16 @@ type Store interface {
 
 var _ Store = (*kv.Store)(nil)
 
-// Sender is the FreeSWITCH command connection (esl.Client).
+// Sender is the FreeSWITCH command connection (esl.Client, adapted).
 type Sender interface {
-	BgAPI(ctx context.Context, cmd, args, jobUUID string) (string, error)
+	// StartJob sends a bgapi command and returns once FreeSWITCH accepted it.
+	StartJob(ctx context.Context, cmd, args, jobUUID string) (Job, error)
 	API(ctx context.Context, cmd string) (string, error)
+}
+
+// Job is an accepted bgapi job (esl.Job).
+type Job interface {
+	Wait(ctx context.Context) (string, error)
 }
 
 // Outcome is what one delivery attempt says about the recipient.
@@ -48,8 +54,9 @@ func (o Outcome) String() string {
 type Presence interface {
 	// Deliverable reports whether aor is registered and not known unreachable.
 	Deliverable(aor string) bool
-	// Observe feeds a delivery outcome back as evidence.
-	Observe(ctx context.Context, aor string, o Outcome)
+	// Observe feeds a delivery outcome back as evidence; sentAt is when the send
+	// started, so a registration made since is not judged by it.
+	Observe(ctx context.Context, aor string, o Outcome, sentAt time.Time)
 }
 
 // Config tunes delivery. Zero values take the defaults noted.

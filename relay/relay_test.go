@@ -27,26 +27,37 @@ type fakeFS struct {
 	block      chan context.Context // if set, every chat blocks until its ctx ends
 }
 
-func (f *fakeFS) BgAPI(ctx context.Context, cmd, args, job string) (string, error) {
-	if f.block != nil {
-		f.block <- ctx
-		<-ctx.Done() // a real client returns when its ctx ends, outcome unknown
-		return "", fmt.Errorf("%w: %w", esl.ErrOutcomeUnknown, ctx.Err())
-	}
+// StartJob records the chat in send order; its Wait runs the scripted result,
+// as FreeSWITCH's job thread waits for the device.
+func (f *fakeFS) StartJob(ctx context.Context, cmd, args, job string) (Job, error) {
 	if cmd != "chat" {
-		return "", fmt.Errorf("unexpected bgapi %s", cmd)
+		return nil, fmt.Errorf("unexpected bgapi %s", cmd)
 	}
 	parts := splitChatArgs(args, 5)
 	if len(parts) != 5 || parts[0] != "sip" {
-		return "", fmt.Errorf("bad chat args %q", args)
+		return nil, fmt.Errorf("bad chat args %q", args)
 	}
 	f.mu.Lock()
 	n := f.calls
 	f.calls++
 	f.bodies = append(f.bodies, parts[3])
-	fn := f.chat
 	f.mu.Unlock()
-	return fn(n, parts[2], parts[3])
+	return fakeJob{f: f, n: n, to: parts[2], body: parts[3]}, nil
+}
+
+type fakeJob struct {
+	f        *fakeFS
+	n        int
+	to, body string
+}
+
+func (j fakeJob) Wait(ctx context.Context) (string, error) {
+	if j.f.block != nil {
+		j.f.block <- ctx
+		<-ctx.Done() // a real client returns when its ctx ends, outcome unknown
+		return "", fmt.Errorf("%w: %w", esl.ErrOutcomeUnknown, ctx.Err())
+	}
+	return j.f.chat(j.n, j.to, j.body)
 }
 
 func (f *fakeFS) API(ctx context.Context, cmd string) (string, error) {
@@ -77,7 +88,7 @@ func (p *fakePresence) Deliverable(string) bool {
 	return p.ok
 }
 
-func (p *fakePresence) Observe(_ context.Context, _ string, o Outcome) {
+func (p *fakePresence) Observe(_ context.Context, _ string, o Outcome, _ time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.outcomes = append(p.outcomes, o)
@@ -327,6 +338,11 @@ func TestGlobalCapAndWindowBoundSendsInFlight(t *testing.T) {
 	}
 	if peak < 2 {
 		t.Fatalf("peak %d: the window never overlapped sends", peak)
+	}
+	for i, b := range fs.sent() {
+		if b != fmt.Sprintf("m%d", i) {
+			t.Fatalf("chat %d started with %q: overlapping sends must still leave in queue order", i, b)
+		}
 	}
 }
 

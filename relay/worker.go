@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sipsilo/sipsilo/esl"
@@ -22,6 +23,11 @@ type worker struct {
 	results chan result   // cap Window: a send never blocks on it
 
 	inflight map[string]bool // message ids being sent
+	// chain is closed when the last send started has been accepted by
+	// FreeSWITCH: each send waits for the one before, so the chats of a window
+	// leave in queue order (FreeSWITCH starts its jobs in the order it accepted
+	// them), while their ≥100 ms waits for the device overlap.
+	chain chan struct{}
 	// blocked is set by a failed send: nothing new goes out until the sends in
 	// flight have ended, then the queue restarts at its head, so the failed
 	// message is retried before anything newer (DESIGN.md, the message path, 3).
@@ -45,6 +51,7 @@ func newWorker(r *Relay, aor string) *worker {
 		wake:     make(chan struct{}, 1),
 		results:  make(chan result, r.cfg.Window),
 		inflight: make(map[string]bool),
+		chain:    closedChan(),
 	}
 }
 
@@ -160,14 +167,19 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 	return time.Time{}, false
 }
 
-// start sends m in its own goroutine: record the attempt durably, then bgapi chat.
+// start sends m in its own goroutine: record the attempt durably, wait for the
+// previous send to be accepted, then bgapi chat.
 func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 	r := w.r
 	w.inflight[m.ID] = true
 	attempt := fmt.Sprintf("%s-%d", m.ID, m.Attempts+1)
 	uncertain := m.InFlight != ""
+	prev, mine := w.chain, make(chan struct{})
+	w.chain = mine
 	r.wg.Go(func() {
 		defer func() { <-r.sem }()
+		accepted := sync.OnceFunc(func() { close(mine) })
+		defer accepted()
 		res := result{m: m, attempt: attempt, started: now}
 		if _, err := r.store.BeginAttempt(ctx, m.ID, attempt, now); err != nil {
 			res.err = err
@@ -178,17 +190,33 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 		if uncertain {
 			r.c.uncertain.Add(1)
 		}
-		r.c.sent.Add(1)
 		ct := m.ContentType
 		if ct == "" {
 			ct = "text/plain"
 		}
 		sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
-		res.reply, res.err = r.send.BgAPI(sctx, "chat", ChatArgs(m.From, m.To, m.Body, ct), attempt)
-		cancel()
+		defer cancel()
+		select {
+		case <-prev:
+		case <-sctx.Done():
+		}
+		job, err := r.send.StartJob(sctx, "chat", ChatArgs(m.From, m.To, m.Body, ct), attempt)
+		accepted()
+		if err == nil {
+			r.c.sent.Add(1)
+			res.reply, res.err = job.Wait(sctx)
+		} else {
+			res.err = err
+		}
 		res.took = r.cfg.Now().Sub(now)
 		w.results <- res
 	})
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // handle records one send's result and decides what comes next.
@@ -218,7 +246,7 @@ func (w *worker) handle(ctx context.Context, res result) {
 			r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
 		}
 		log.Debug("delivered", "took", res.took)
-		r.pres.Observe(sctx, w.aor, Delivered2xx)
+		r.pres.Observe(sctx, w.aor, Delivered2xx, res.started)
 
 	case res.err != nil && errors.Is(res.err, esl.ErrOutcomeUnknown):
 		// The chat may be running in FreeSWITCH still: the message stays marked
@@ -253,17 +281,17 @@ func (w *worker) failed(ctx context.Context, res result, reply string) {
 		r.holds.holdMessage(id, res.started.Add(r.cfg.TimerF))
 		// A phone that wakes up before Timer F still gets the retransmission.
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply, MayArrive: true})
-		r.pres.Observe(ctx, w.aor, NoAnswer)
+		r.pres.Observe(ctx, w.aor, NoAnswer, res.started)
 		log.Info("recipient did not answer; kept until it shows life", "took", res.took)
 	case !w.registered(ctx):
 		r.c.notRegistered.Add(1)
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply})
-		r.pres.Observe(ctx, w.aor, NotRegistered)
+		r.pres.Observe(ctx, w.aor, NotRegistered, res.started)
 		log.Info("recipient not registered; kept until it registers")
 	default:
 		r.c.refused.Add(1)
 		m := w.endAttempt(ctx, res, kv.AttemptResult{Text: reply, Refused: true})
-		r.pres.Observe(ctx, w.aor, Refused)
+		r.pres.Observe(ctx, w.aor, Refused, res.started)
 		refusals := res.m.Refusals + 1
 		if m != nil {
 			refusals = m.Refusals
