@@ -17,7 +17,10 @@ const (
 // split by switch_separate_string, then switch_core_chat_send_args(proto,
 // "global", from, to, "", body, type, "", blocking=TRUE). It blocks until
 // the delivery result is known (esl_06, esl_09 api_chat, esl_14).
-func (s *Switch) chatAPI(args string) string {
+// started is called once the MESSAGE is on its way (or known not to go), so
+// that the next bgapi job may start: see ESLServer.HandleOrderedAPI.
+func (s *Switch) chatAPI(args string, started func()) string {
+	defer started()
 	argv := []string{}
 	if args != "" {
 		argv = separateString(args, '|', 5)
@@ -39,7 +42,7 @@ func (s *Switch) chatAPI(args string) string {
 	hs = append(hs, Header{"skip_global_process", "true"}, Header{"blocking", "true"}, Header{"dest_proto", proto})
 	ev := s.newEvent("MESSAGE", "", [3]string{"switch_loadable_module.c", "switch_core_chat_send_args", "1039"}, hs...)
 	ev.Body = body
-	code, ok := s.chatSend(proto, from, to, ctype, body)
+	code, ok := s.chatSend(proto, from, to, ctype, body, started)
 	if ok {
 		ev.Set("Delivery-Result-Code", strconv.Itoa(code))
 	}
@@ -58,7 +61,7 @@ func (s *Switch) chatAPI(args string) string {
 // otherwise a MESSAGE goes to each contact and the result is polled every
 // ChatResultFloor until ChatGiveUp (code 0). ok is false when nothing was
 // sent.
-func (s *Switch) chatSend(proto, from, to, ctype, body string) (code int, ok bool) {
+func (s *Switch) chatSend(proto, from, to, ctype, body string, started func()) (code int, ok bool) {
 	fromUser, fromHost, _ := strings.Cut(strings.TrimPrefix(from, "sip:"), "@")
 	toUser, toHost, _ := strings.Cut(strings.TrimPrefix(to, "sip:"), "@")
 	var regs []registration
@@ -76,7 +79,9 @@ func (s *Switch) chatSend(proto, from, to, ctype, body string) (code int, ok boo
 		hdr := &sip.FromHeader{DisplayName: fromUser, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}}
 		hdr.Params = sip.NewParams()
 		hdr.Params.Add("tag", sip.GenerateTagN(13))
-		code = s.await(s.sendChat(r, hdr, ctype, []byte(body)))
+		result := s.sendChat(r, hdr, ctype, []byte(body))
+		started()
+		code = s.await(result)
 	}
 	return code, true
 }

@@ -40,6 +40,18 @@ func (s *Switch) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		sender.UserAgent = h.Value()
 	}
 	sender.authUser = user
+	// sofia handles a profile's SIP on one thread, so the MESSAGE event (and its
+	// Event-Sequence) of a message answered 202 is made before the sender's next
+	// message is read; sipgo runs handlers concurrently, so serialise that part.
+	// The captures: Event-Sequence is in send order even when the chat threads
+	// reorder the chatplan requests.
+	s.sofiaMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			s.sofiaMu.Unlock()
+		}
+	}()
 	// from-user is the recipient, to-user the sender (finding 10).
 	s.esl.Fire(s.preRegister(&sender, to.Address.User, to.Address.Host, from.Address.User, from.Address.Host, false))
 	s.respond(req, tx, 202, "Accepted", sip.NewHeader("Contact", "<sip:"+s.opts.Domain+">"))
@@ -80,6 +92,8 @@ func (s *Switch) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 	q := s.chatQ[s.rr%len(s.chatQ)]
 	s.rr++
 	s.mu.Unlock()
+	s.sofiaMu.Unlock()
+	locked = false
 	select {
 	case q <- msg:
 	case <-s.done:

@@ -3,6 +3,7 @@ package fsemu
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -123,11 +124,26 @@ func (s *ESLServer) bgapi(rest string, p *packet) string {
 	}
 	s.mu.Lock()
 	epoch := s.epoch
+	prev, mine := s.bgPrev, make(chan struct{})
+	s.bgPrev = mine
 	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		reply := s.runAPI(name, arg)
+		started := sync.OnceFunc(func() { close(mine) })
+		defer started()
+		select {
+		case <-prev: // jobs start in arrival order, as FreeSWITCH's threads do
+		case <-s.done:
+			return
+		}
+		var reply string
+		if fn := s.orderedAPI(name); fn != nil {
+			reply = fn(stripWhitespace(arg), started)
+		} else {
+			started()
+			reply = s.runAPI(name, arg)
+		}
 		if d := s.delay(); d > 0 {
 			select {
 			case <-time.After(d):

@@ -44,6 +44,8 @@ type ESLServer struct {
 	conns    map[*eslConn]struct{}
 	silent   map[net.Conn]struct{}
 	apis     map[string]func(args string) string
+	ordered  map[string]func(args string, started func()) string
+	bgPrev   chan struct{} // closed when the last bgapi job has started
 	coreUUID string
 	seq      uint64
 	started  time.Time
@@ -81,6 +83,8 @@ func NewESLServer(opts ESLOptions) (*ESLServer, error) {
 		conns:    map[*eslConn]struct{}{},
 		silent:   map[net.Conn]struct{}{},
 		apis:     map[string]func(string) string{},
+		ordered:  map[string]func(string, func()) string{},
+		bgPrev:   closedChan(),
 		coreUUID: or(opts.CoreUUID, newUUID()),
 		started:  opts.Clock(),
 	}
@@ -148,6 +152,27 @@ func (s *ESLServer) HandleAPI(name string, fn func(args string) string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.apis[strings.ToLower(name)] = fn
+}
+
+// HandleOrderedAPI is HandleAPI for a command whose bgapi jobs must start in
+// the order they arrived: fn calls started once its side effect is under way
+// (chat: the SIP MESSAGE is sent), and the next job waits for that. FreeSWITCH
+// starts a thread per bgapi job in arrival order, and 300 back-to-back `bgapi
+// chat` reached the phone with 0 inversions (captures README, delivery
+// addendum); goroutines started in a burst run in no such order (Go's scheduler
+// runs the newest first), so without this the emulator would reorder what
+// FreeSWITCH does not.
+func (s *ESLServer) HandleOrderedAPI(name string, fn func(args string, started func()) string) {
+	s.HandleAPI(name, func(args string) string { return fn(args, func() {}) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ordered[strings.ToLower(name)] = fn
+}
+
+func (s *ESLServer) orderedAPI(name string) func(string, func()) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ordered[strings.ToLower(stripWhitespace(name))]
 }
 
 // HandleSendEvent registers fn to see every event a client fires with
@@ -277,4 +302,10 @@ func (s *ESLServer) connections() []*eslConn {
 		conns = append(conns, c)
 	}
 	return conns
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }

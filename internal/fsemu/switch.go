@@ -67,9 +67,10 @@ type SwitchOptions struct {
 // (profile internal), mod_sms and the chat API, on one UDP socket on
 // 127.0.0.1, wired to an ESLServer for its events and API commands.
 type Switch struct {
-	opts SwitchOptions
-	log  *slog.Logger
-	esl  *ESLServer
+	sofiaMu sync.Mutex // sofia's one SIP thread per profile: see handleMessage
+	opts    SwitchOptions
+	log     *slog.Logger
+	esl     *ESLServer
 
 	pc  net.PacketConn
 	ua  *sipgo.UserAgent
@@ -149,7 +150,7 @@ func NewSwitch(opts SwitchOptions) (*Switch, error) {
 	go s.regThread()
 	esl.HandleAPI("sofia", s.sofiaAPI)
 	esl.HandleAPI("sofia_contact", s.sofiaContactAPI)
-	esl.HandleAPI("chat", s.chatAPI)
+	esl.HandleOrderedAPI("chat", s.chatAPI)
 	return s, nil
 }
 

@@ -1,6 +1,7 @@
 package fsemu
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,10 @@ type Received struct {
 	From, To, CallID, ContentType string
 	Body                          []byte
 	At                            time.Time
-	Header                        func(name string) string // first header of that name, "" if none
+	// Arrival numbers the MESSAGEs in the order they reached the UA's socket
+	// (from 1); Received() may hand them over in another order.
+	Arrival uint64
+	Header  func(name string) string // first header of that name, "" if none
 }
 
 // UA is a SIP user agent on its own UDP socket on 127.0.0.1: REGISTER and
@@ -146,6 +150,7 @@ func (u *UA) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	r := Received{CallID: req.CallID().Value(), Body: append([]byte(nil), req.Body()...), At: time.Now()}
+	r.Arrival = u.pc.arrival(r.CallID)
 	if h := req.From(); h != nil {
 		r.From = h.Value()
 	}
@@ -258,16 +263,60 @@ func (u *UA) SendMessage(ctx context.Context, toUser, contentType string, body [
 
 // silentConn drops every datagram while silent, so the UA neither sees
 // nor answers anything; the socket stays open (no ICMP).
+// It also stamps the arrival order of each Call-ID's first datagram: sipgo
+// handles requests on goroutines of their own, so the order its handlers run in
+// is not the order on the wire, which is what a phone shows.
 type silentConn struct {
 	net.PacketConn
-	silent atomic.Bool
+	silent   atomic.Bool
+	arrivals sync.Map // Call-ID → uint64 arrival number
+	next     atomic.Uint64
 }
 
 func (c *silentConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(b)
 		if err != nil || !c.silent.Load() {
+			if err == nil {
+				if id := callIDOf(b[:n]); id != "" {
+					if _, seen := c.arrivals.Load(id); !seen {
+						c.arrivals.LoadOrStore(id, c.next.Add(1))
+					}
+				}
+			}
 			return n, addr, err
 		}
 	}
+}
+
+func (c *silentConn) arrival(callID string) uint64 {
+	v, _ := c.arrivals.Load(callID)
+	n, _ := v.(uint64)
+	return n
+}
+
+// callIDOf finds the Call-ID header (or its compact form i) in a raw SIP
+// message, without parsing the rest.
+func callIDOf(b []byte) string {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			return "" // end of headers
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		if bytes.EqualFold(name, []byte("Call-ID")) || bytes.EqualFold(name, []byte("i")) {
+			return string(bytes.TrimSpace(value))
+		}
+	}
+	return ""
 }
