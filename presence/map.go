@@ -1,0 +1,279 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Reach is how sure sipsilo is that an AOR's device answers.
+type Reach string
+
+const (
+	Unknown     Reach = "unknown"     // no evidence yet
+	Reachable   Reach = "reachable"   // recent proof of life: REGISTER, REACHABLE, a 2xx
+	Suspect     Reach = "suspect"     // FreeSWITCH said unreachable but could not say why (resync)
+	Unreachable Reach = "unreachable" // strong evidence of death: no answer to pings or a delivery
+)
+
+// rank orders Reach values from best to worst for summarising several registrations.
+func (r Reach) rank() int {
+	switch r {
+	case Reachable:
+		return 0
+	case Suspect:
+		return 1
+	case Unreachable:
+		return 3
+	default:
+		return 2
+	}
+}
+
+// Registration is one registration (one Call-ID) of an AOR, as FreeSWITCH has it.
+type Registration struct {
+	CallID      string    `json:"call_id"`
+	Contact     string    `json:"contact,omitempty"`
+	NetworkIP   string    `json:"network_ip,omitempty"`
+	NetworkPort int       `json:"network_port,omitempty"`
+	Expires     time.Time `json:"expires"`
+	Profile     string    `json:"profile,omitempty"`
+	UserAgent   string    `json:"user_agent,omitempty"`
+	Reach       Reach     `json:"reach"`
+	PingStatus  string    `json:"ping_status,omitempty"` // FreeSWITCH's last word: REACHABLE, UNREACHABLE, Reachable…
+	Updated     time.Time `json:"updated"`
+	// RegisteredAt is when sipsilo (by its own clock) saw this Call-ID's latest
+	// REGISTER, or first saw it in a resync. ObserveSent compares it with the start
+	// of a failed send: a registration newer than the send is not judged by it.
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+// State is what presence knows about one AOR.
+type State struct {
+	AOR        string `json:"aor"`
+	Registered bool   `json:"registered"` // some registration has not expired (computed on read)
+	// Reach summarises the registrations: the best of theirs. With no registration
+	// left it keeps its last value.
+	Reach         Reach          `json:"reach"`
+	Evidence      string         `json:"evidence,omitempty"` // what set the state last, e.g. "sofia::register", "delivery 2xx", "resync"
+	EvidenceAt    time.Time      `json:"evidence_at"`
+	Registrations []Registration `json:"registrations,omitempty"`
+	LastCore      string         `json:"last_core,omitempty"` // Core-UUID and Event-Sequence of the last applied event
+	LastSeq       uint64         `json:"last_seq,omitempty"`
+}
+
+// Store persists the map; *kv.Store satisfies it.
+type Store interface {
+	PutReach(ctx context.Context, aor string, rec []byte) error
+	DeleteReach(ctx context.Context, aor string) error
+	LoadReach() (map[string][]byte, error)
+}
+
+// Config configures New.
+type Config struct {
+	Store  Store
+	Logger *slog.Logger
+	Now    func() time.Time
+	// OnReachable is called on every transition of an AOR to deliverable (registered
+	// and not unreachable), and after a Resync for each deliverable AOR it covered.
+	// It is called after the change was persisted (or failed to be), outside presence's
+	// locks, in the goroutine that made the change: it must not block for long.
+	OnReachable func(aor string)
+	// Profiles lists the sofia profiles to resync; default ["internal"].
+	Profiles []string
+}
+
+// Map is the reachability map. It is safe for concurrent use and runs no goroutines.
+type Map struct {
+	store       Store
+	log         *slog.Logger
+	now         func() time.Time
+	onReachable func(aor string)
+	profiles    []string
+
+	// wmu serialises changes (read, compute, install, persist), so the store sees
+	// them in the order they were made. Readers never wait for it, nor for an fsync.
+	wmu    sync.Mutex
+	stored map[string]bool // AORs with a record in the store; guarded by wmu
+
+	mu   sync.RWMutex
+	aors map[string]*State // installed states are never modified, only replaced
+}
+
+// New builds the map from the store's records. A record that cannot be decoded is
+// logged and skipped (the next change of that AOR overwrites it): presence is a cache
+// that a resync refills, and a bad record must not stop sipsilo from starting.
+func New(cfg Config) (*Map, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("presence: no store")
+	}
+	m := &Map{
+		store:       cfg.Store,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		onReachable: cfg.OnReachable,
+		profiles:    slices.Clone(cfg.Profiles),
+		stored:      make(map[string]bool),
+		aors:        make(map[string]*State),
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if len(m.profiles) == 0 {
+		m.profiles = []string{"internal"}
+	}
+	if err := m.load(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Profiles returns the sofia profiles to resync.
+func (m *Map) Profiles() []string { return slices.Clone(m.profiles) }
+
+// Get returns a copy of aor's state; an AOR presence knows nothing about is
+// unregistered and Unknown.
+func (m *Map) Get(aor string) State {
+	m.mu.RLock()
+	st, ok := m.aors[aor]
+	var out State
+	if ok {
+		out = st.clone()
+	}
+	m.mu.RUnlock()
+	if !ok {
+		return State{AOR: aor, Reach: Unknown}
+	}
+	out.Registered = out.registered(m.now())
+	return out
+}
+
+// Deliverable reports whether aor has a registration that has not expired and is not
+// known to be unreachable.
+func (m *Map) Deliverable(aor string) bool {
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st, ok := m.aors[aor]
+	return ok && st.deliverable(now)
+}
+
+// All returns a copy of every AOR's state, sorted by AOR. It includes AORs whose
+// registrations are gone but whose ordering mark is still kept (Registered false).
+func (m *Map) All() []State {
+	now := m.now()
+	m.mu.RLock()
+	out := make([]State, 0, len(m.aors))
+	for _, st := range m.aors {
+		c := st.clone()
+		c.Registered = c.registered(now)
+		out = append(out, c)
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].AOR < out[j].AOR })
+	return out
+}
+
+func (st *State) clone() State {
+	c := *st
+	c.Registrations = slices.Clone(st.Registrations)
+	return c
+}
+
+func (st *State) registered(now time.Time) bool {
+	for i := range st.Registrations {
+		if st.Registrations[i].Expires.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// deliverable: some live registration is not unreachable. With one registration this
+// is "registered and Reach != Unreachable"; with several, an expired one cannot make
+// the AOR look deliverable.
+func (st *State) deliverable(now time.Time) bool {
+	for i := range st.Registrations {
+		r := &st.Registrations[i]
+		if r.Expires.After(now) && r.Reach != Unreachable {
+			return true
+		}
+	}
+	return false
+}
+
+// summarise sets the AOR's Reach to the best of its registrations'.
+func (st *State) summarise() {
+	if len(st.Registrations) == 0 {
+		return
+	}
+	best := st.Registrations[0].Reach
+	for _, r := range st.Registrations[1:] {
+		if r.Reach.rank() < best.rank() {
+			best = r.Reach
+		}
+	}
+	st.Reach = best
+}
+
+// accept applies the ordering rule (package doc) and, for a newer event, records it
+// as the last one applied.
+func (st *State) accept(core string, seq uint64) bool {
+	if core == st.LastCore && seq <= st.LastSeq {
+		return false
+	}
+	st.LastCore, st.LastSeq = core, seq
+	return true
+}
+
+func (st *State) find(callID string) int {
+	for i := range st.Registrations {
+		if st.Registrations[i].CallID == callID {
+			return i
+		}
+	}
+	return -1
+}
+
+// change computes an AOR's new state from a copy of its current one (known is false
+// for an AOR the map does not hold). It returns false when nothing changed.
+type change func(st *State, known bool, now time.Time) bool
+
+// update runs fn for aor, installs and persists the result, and reports whether aor
+// became deliverable. The in-memory state is installed even when persisting fails:
+// delivery decisions must follow the evidence, and the store only serves restarts.
+func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	now := m.now()
+	m.mu.RLock()
+	cur, known := m.aors[aor]
+	m.mu.RUnlock()
+	st := State{AOR: aor, Reach: Unknown}
+	if known {
+		st = cur.clone()
+	}
+	was := known && cur.deliverable(now)
+	if !fn(&st, known, now) {
+		return false, nil
+	}
+	st.summarise()
+	st.Registered = st.registered(now)
+	m.mu.Lock()
+	m.aors[aor] = &st
+	m.mu.Unlock()
+	return !was && st.deliverable(now), m.persist(ctx, &st)
+}
+
+func (m *Map) notify(aor string) {
+	if m.onReachable != nil {
+		m.onReachable(aor)
+	}
+}
