@@ -109,15 +109,21 @@ func startChild(t *testing.T, prefix []string, args ...string) *child {
 // waitLog waits until the child has logged an ERROR line containing text.
 func (c *child) waitLog(t *testing.T, text string, within time.Duration) {
 	t.Helper()
+	c.waitLine(t, "ERROR", text, within)
+}
+
+// waitLine waits until the child has logged a line at level containing text.
+func (c *child) waitLine(t *testing.T, level, text string, within time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		for _, line := range strings.Split(c.log(), "\n") {
-			if strings.Contains(line, "level=ERROR") && strings.Contains(line, text) {
+			if strings.Contains(line, "level="+level) && strings.Contains(line, text) {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no ERROR line with %q within %s:\n%s", text, within, c.log())
+			t.Fatalf("no %s line with %q within %s:\n%s", level, text, within, c.log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

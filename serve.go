@@ -13,18 +13,19 @@ import (
 	"github.com/sipsilo/sipsilo/kv"
 )
 
-// serve runs the daemon until ctx ends, then shuts down in at most twice
-// cfg.ShutdownTimeout: HTTP first (no new messages), then the store (its writer
-// commits what it holds).
+// serve runs the daemon until ctx ends, then shuts down in stages, each bounded:
+// HTTP first (no new messages), then relay (it records the results of sends in
+// flight, which still need ESL), then ESL and the body tracker, then the store (its
+// writer commits what it holds).
 func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	log := newLogger(cfg, logOut)
 	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv")})
 	if err != nil {
 		return err
 	}
-	e, err := handlers.New(handlers.Config{Chatplan: cfg.Chatplan}, store, log)
+	d, err := newDaemon(cfg, store, log)
 	if err != nil {
-		store.Close(ctx)
+		store.Close(context.Background())
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -32,10 +33,11 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		store.Close(context.Background())
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := handlers.NewServer(cfg.HTTPAddr, e, log)
+	srv := handlers.NewServer(cfg.HTTPAddr, d.http, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "version", versionString())
+	stopWorkers := d.start()
+	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "esl", cfg.ESLAddr, "version", versionString())
 
 	select {
 	case <-ctx.Done():
@@ -48,6 +50,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Warn("http shutdown incomplete", "err", serr)
 	}
+	stopWorkers()
 	// The store gets its own budget: a slow HTTP drain must not leave the writer no
 	// time to commit what it already holds.
 	cctx, ccancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

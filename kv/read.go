@@ -119,3 +119,19 @@ func (s *Store) AwaitingBody() ([]*Message, error) {
 	})
 	return out, err
 }
+
+// All returns every stored message in id (arrival) order, for inspection and tests.
+func (s *Store) All() ([]*Message, error) {
+	var out []*Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+			m, err := decodeMessage(v)
+			if err != nil {
+				return fmt.Errorf("message %s: %w: %v", k, ErrCorrupt, err)
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	return out, err
+}
