@@ -26,6 +26,13 @@ func TestParseServeDefaults(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Chatplan.SkipTypes, want) {
 		t.Fatalf("skip types %v", cfg.Chatplan.SkipTypes)
 	}
+	r := cfg.Relay
+	if !reflect.DeepEqual(cfg.Profiles, []string{"internal"}) || cfg.BodyGrace != 2*time.Second ||
+		r.Window != 4 || r.MaxInFlight != 256 || r.Settle != 20*time.Millisecond || r.DeadAfter != 5 ||
+		r.RetryMin != time.Second || r.RetryMax != 5*time.Minute || r.NoAnswerAfter != 15*time.Second ||
+		r.TimerF != 32*time.Second {
+		t.Fatalf("delivery defaults: %+v %v %v", r, cfg.Profiles, cfg.BodyGrace)
+	}
 }
 
 func TestParseServeEnvAndFlagPrecedence(t *testing.T) {
@@ -63,6 +70,9 @@ func TestParseServeRejectsBadValues(t *testing.T) {
 		{[]string{"--max-body", "-1"}, nil},
 		{[]string{"--log-format", "xml"}, nil},
 		{[]string{"stray"}, nil},
+		{[]string{"--window", "0"}, nil},
+		{[]string{"--retry-min", "10s", "--retry-max", "1s"}, nil},
+		{nil, map[string]string{"SIPSILO_BODY_GRACE": "0s"}},
 		{nil, map[string]string{"SIPSILO_ANSWER_TIMEOUT": "soon"}},
 		{nil, map[string]string{"SIPSILO_LOG_LEVEL": "loud"}},
 	}

@@ -65,7 +65,7 @@ func (c *child) log() string {
 var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // startChild runs prefix... binary serve args... and waits for its listening line.
-func startChild(t *testing.T, prefix []string, args ...string) *child {
+func startChild(t testing.TB, prefix []string, args ...string) *child {
 	t.Helper()
 	argv := append(append(prefix, binary, "serve", "--http", "127.0.0.1:0"), args...)
 	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
@@ -107,13 +107,13 @@ func startChild(t *testing.T, prefix []string, args ...string) *child {
 }
 
 // waitLog waits until the child has logged an ERROR line containing text.
-func (c *child) waitLog(t *testing.T, text string, within time.Duration) {
+func (c *child) waitLog(t testing.TB, text string, within time.Duration) {
 	t.Helper()
 	c.waitLine(t, "ERROR", text, within)
 }
 
 // waitLine waits until the child has logged a line at level containing text.
-func (c *child) waitLine(t *testing.T, level, text string, within time.Duration) {
+func (c *child) waitLine(t testing.TB, level, text string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -130,7 +130,7 @@ func (c *child) waitLine(t *testing.T, level, text string, within time.Duration)
 }
 
 // wait waits for the child to exit and returns its exit code.
-func (c *child) wait(t *testing.T, within time.Duration) int {
+func (c *child) wait(t testing.TB, within time.Duration) int {
 	t.Helper()
 	select {
 	case <-c.done:

@@ -24,7 +24,7 @@ import (
 )
 
 type rig struct {
-	t    *testing.T
+	t    testing.TB
 	sw   *fsemu.Switch
 	db   string
 	http string // sipsilo's fixed listen address, kept across restarts
@@ -34,7 +34,7 @@ type rig struct {
 
 // newRig starts the emulated FreeSWITCH and sipsilo. The binding is the shipped
 // one (freeswitch-conf), pointed at sipsilo's port.
-func newRig(t *testing.T, opts fsemu.SwitchOptions, args ...string) *rig {
+func newRig(t testing.TB, opts fsemu.SwitchOptions, args ...string) *rig {
 	t.Helper()
 	r := &rig{t: t, db: filepath.Join(t.TempDir(), "sipsilo.db"), http: freePort(t)}
 	opts.XMLCurl = &fsemu.XMLCurl{
@@ -122,7 +122,7 @@ func (r *rig) ua(user string) *fsemu.UA {
 	return ua
 }
 
-func register(t *testing.T, ua *fsemu.UA) {
+func register(t testing.TB, ua *fsemu.UA) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -131,7 +131,7 @@ func register(t *testing.T, ua *fsemu.UA) {
 	}
 }
 
-func send(t *testing.T, from *fsemu.UA, to, body string) {
+func send(t testing.TB, from *fsemu.UA, to, body string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -149,7 +149,7 @@ type inbox struct {
 	done chan struct{}
 }
 
-func collect(t *testing.T, ua *fsemu.UA) *inbox {
+func collect(t testing.TB, ua *fsemu.UA) *inbox {
 	in := &inbox{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(in.done)
@@ -177,7 +177,7 @@ func (in *inbox) all() []fsemu.Received {
 	return got
 }
 
-func (in *inbox) waitCount(t *testing.T, n int, within time.Duration) []fsemu.Received {
+func (in *inbox) waitCount(t testing.TB, n int, within time.Duration) []fsemu.Received {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -201,7 +201,7 @@ func counts(got []fsemu.Received) map[string]int {
 	return c
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
