@@ -214,14 +214,18 @@ func TestKill9WithDeliveriesInFlightLosesNothing(t *testing.T) {
 	bob, in := queueOffline(t, r, n)
 	register(t, bob)
 	in.waitCount(t, 100, 30*time.Second)
+	t.Logf("kill at %s", time.Now().Format("15:04:05.000"))
 	_ = r.proc.cmd.Process.Signal(syscall.SIGKILL)
 	r.proc.wait(t, 5*time.Second)
 
-	// What the killed run left marked in flight: the sends that may have arrived.
-	inFlight := 0
+	// What the killed run left uncertain: the messages that may have arrived.
+	inFlight, wasInFlight := 0, map[string]bool{}
 	for _, m := range r.messages() {
-		if m.State == kv.StateQueued && m.InFlight != "" {
+		// In flight: sent and unconfirmed, or stored and its final answer perhaps
+		// never read by FreeSWITCH (which then delivered it itself).
+		if m.State == kv.StateQueued && (m.InFlight != "" || !m.BodyFinal) {
 			inFlight++
+			wasInFlight[m.ID] = true
 		}
 	}
 	if inFlight == 0 {
@@ -246,6 +250,14 @@ func TestKill9WithDeliveriesInFlightLosesNothing(t *testing.T) {
 	}
 	t.Logf("in flight at the kill %d, duplicates %d, counted uncertain resends %d", inFlight, dups, uncertain)
 	if dups > inFlight {
+		stored := r.messages()
+		for _, m := range got {
+			if c[string(m.Body)] > 1 {
+				sm := stored[string(m.Body)]
+				t.Logf("duplicate %q arrival %d at %s call-id %s: id %s attempts %d uncertain %d in flight at kill %v",
+					m.Body, m.Arrival, m.At.Format("15:04:05.000"), m.CallID, sm.ID, sm.Attempts, sm.UncertainResends, wasInFlight[sm.ID])
+			}
+		}
 		t.Fatalf("%d duplicates, more than the %d sends in flight at the kill", dups, inFlight)
 	}
 	if uncertain != inFlight {

@@ -64,7 +64,7 @@ func (r *eslRouter) route(ctx context.Context, e *esl.Event) {
 		// body; other MESSAGE events (chat results, messages not ours) are not
 		// presence evidence.
 		if id := e.Get("sipsilo_id"); id != "" && e.Get("final_delivery") == "true" {
-			r.bodies.Confirm(ctx, id, []byte(e.Body))
+			r.bodies.Confirm(ctx, id, e.CoreUUID, e.Sequence, []byte(e.Body))
 		}
 		return
 	}

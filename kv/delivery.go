@@ -13,6 +13,9 @@ import (
 // already left its queue (delivered, released, dead-lettered).
 var ErrNotQueued = errors.New("message is not queued")
 
+// ErrMismatch is returned when an ESL event names a message it does not belong to.
+var ErrMismatch = errors.New("event does not match the stored message")
+
 // change runs fn on message id inside one write transaction and stores the result.
 // fn reports whether it changed anything. A message that leaves StateQueued is taken
 // out of its recipient's queue in the same transaction, and one that returns to it
@@ -68,8 +71,15 @@ func (s *Store) change(ctx context.Context, what, id string, fn func(m *Message)
 // event that FreeSWITCH fires after the chatplan (DESIGN.md, the message path, 2).
 // It is recorded even for a message that is no longer queued, so its history holds
 // the exact text; a message given up as StateNoBody is queued again.
-func (s *Store) ConfirmBody(ctx context.Context, id string, body []byte) (*Message, error) {
+//
+// The event keeps the chatplan request's Core-UUID and Event-Sequence (captures,
+// scenario 13); an event whose pair differs from the stored one is not this
+// message's and is refused with ErrMismatch.
+func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*Message, error) {
 	return s.change(ctx, "confirm body", id, func(m *Message) (bool, error) {
+		if m.CoreUUID != core || m.EventSeq != seq {
+			return false, fmt.Errorf("%w: event %s/%d, message %s/%d", ErrMismatch, core, seq, m.CoreUUID, m.EventSeq)
+		}
 		if m.BodySource == BodyESL {
 			return false, nil // a duplicate event
 		}
@@ -97,6 +107,26 @@ func (s *Store) FinalizeBody(ctx context.Context, id string) (*Message, error) {
 		}
 		m.BodyFinal, m.BodyFallback = true, true
 		m.Reason = "exact body not received over ESL in time; the query copy is used"
+		return true, nil
+	})
+}
+
+// intakeInFlight marks a message that may already have been delivered by
+// FreeSWITCH itself: see MarkIntakeUncertain.
+const intakeInFlight = "intake"
+
+// MarkIntakeUncertain is for a message found awaiting its exact body after a
+// restart. The process ended between storing it and reading FreeSWITCH's
+// post-chatplan event, so it cannot tell whether FreeSWITCH received the final
+// answer: if it did not, it delivered the message itself (Decisions 5). The message
+// is kept (never lose) and marked in flight, so that sending it counts as an
+// uncertain resend.
+func (s *Store) MarkIntakeUncertain(ctx context.Context, id string) (*Message, error) {
+	return s.change(ctx, "mark intake uncertain", id, func(m *Message) (bool, error) {
+		if m.State != StateQueued || m.BodyFinal || m.InFlight != "" {
+			return false, nil
+		}
+		m.InFlight = intakeInFlight
 		return true, nil
 	})
 }

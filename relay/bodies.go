@@ -13,9 +13,10 @@ import (
 
 // BodyStore is what the body tracker needs of kv.Store.
 type BodyStore interface {
-	ConfirmBody(ctx context.Context, id string, body []byte) (*kv.Message, error)
+	ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*kv.Message, error)
 	FinalizeBody(ctx context.Context, id string) (*kv.Message, error)
 	AwaitingBody() ([]*kv.Message, error)
+	MarkIntakeUncertain(ctx context.Context, id string) (*kv.Message, error)
 }
 
 var _ BodyStore = (*kv.Store)(nil)
@@ -25,7 +26,7 @@ type BodyStats struct {
 	Exact    int64 // from the ESL MESSAGE event
 	Query    int64 // grace passed: the dynamic-URL query copy was used
 	Missing  int64 // no query copy and no ESL event: recorded as no_body
-	Unknown  int64 // ESL bodies for ids this store does not hold
+	Unknown  int64 // ESL bodies for ids this store does not hold, or not matching them
 	Failures int64 // store errors
 }
 
@@ -75,13 +76,19 @@ func (b *Bodies) Expect(id, aor string, received time.Time) {
 	b.mu.Unlock()
 }
 
-// Confirm stores the exact body from the post-chatplan MESSAGE event.
-func (b *Bodies) Confirm(ctx context.Context, id string, body []byte) {
-	b.mu.Lock()
-	delete(b.pending, id)
-	b.mu.Unlock()
-	m, err := b.store.ConfirmBody(ctx, id, body)
+// Confirm stores the exact body from the post-chatplan MESSAGE event, which
+// carries the Core-UUID and Event-Sequence of the chatplan request.
+func (b *Bodies) Confirm(ctx context.Context, id, core string, seq uint64, body []byte) {
+	m, err := b.store.ConfirmBody(ctx, id, core, seq, body)
+	if err == nil || errors.Is(err, kv.ErrNotFound) || errors.Is(err, kv.ErrMismatch) {
+		b.mu.Lock()
+		delete(b.pending, id) // on a store error the grace period still runs
+		b.mu.Unlock()
+	}
 	switch {
+	case errors.Is(err, kv.ErrMismatch):
+		b.unknown.Add(1)
+		b.log.Warn("ESL body ignored: its Core-UUID/Event-Sequence are not the message's", "id", id, "err", err)
 	case errors.Is(err, kv.ErrNotFound):
 		// Another sipsilo's message, or one stored by a run whose file is gone.
 		b.unknown.Add(1)
@@ -98,15 +105,25 @@ func (b *Bodies) Confirm(ctx context.Context, id string, body []byte) {
 }
 
 // Run closes expired grace periods until ctx ends. It first takes over the
-// messages still awaiting their body in the store: after a restart their grace
-// starts again, because their ESL events may not have been read yet.
+// messages still awaiting their body in the store: the last run ended between
+// storing them and reading their post-chatplan event, so their grace starts again
+// and they are marked as possibly delivered by FreeSWITCH already (a crash before
+// FreeSWITCH read the final answer makes it deliver the message itself).
 func (b *Bodies) Run(ctx context.Context) error {
 	msgs, err := b.store.AwaitingBody()
 	if err != nil {
 		b.log.Error("cannot list messages awaiting their body", "err", err)
 	}
 	for _, m := range msgs {
+		if _, err := b.store.MarkIntakeUncertain(ctx, m.ID); err != nil {
+			b.failures.Add(1)
+			b.log.Error("cannot mark a message of the last run as uncertain", "id", m.ID, "err", err)
+		}
 		b.Expect(m.ID, m.To, b.now())
+	}
+	if len(msgs) > 0 {
+		b.log.Warn("messages of the last run awaited their exact body; FreeSWITCH may have delivered them",
+			"count", len(msgs))
 	}
 	tick := time.NewTicker(max(b.grace/10, 20*time.Millisecond))
 	defer tick.Stop()

@@ -50,7 +50,7 @@ func TestExactBodyReplacesQueryCopy(t *testing.T) {
 	// The query copy decoded the literal "%41" and lost the outer spaces.
 	m := store(t, s, []byte("A x"), kv.BodyQuery)
 	b.Expect(m.ID, m.To, m.Received)
-	b.Confirm(context.Background(), m.ID, []byte(" %41 x "))
+	b.Confirm(context.Background(), m.ID, "", 0, []byte(" %41 x "))
 	got, err := s.Get(m.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestGraceFallsBackToQueryCopyOrRecordsNoBody(t *testing.T) {
 		t.Fatalf("%d wakes, want 1 (only the deliverable one)", w.n())
 	}
 	// The exact body arriving after all brings the bodiless message back.
-	b.Confirm(context.Background(), none.ID, []byte("late"))
+	b.Confirm(context.Background(), none.ID, "", 0, []byte("late"))
 	got, _ = s.Get(none.ID)
 	if got.State != kv.StateQueued || string(got.Body) != "late" {
 		t.Fatalf("late body: %+v", got)
@@ -105,13 +105,41 @@ func TestAwaitingBodiesAreTakenOverAfterRestart(t *testing.T) {
 	if !got.BodyFinal {
 		t.Fatal("message still awaiting its body")
 	}
+	// Its first send counts as uncertain: FreeSWITCH may have delivered it itself.
+	if got.InFlight == "" {
+		t.Fatal("a message of the last run awaiting its body is not marked uncertain")
+	}
+	if got, err := s.BeginAttempt(context.Background(), m.ID, m.ID+"-1", time.Now()); err != nil || got.UncertainResends != 1 {
+		t.Fatalf("first send: %+v %v", got, err)
+	}
 }
 
 func TestUnknownIDIsCountedNotStored(t *testing.T) {
 	s := openStore(t)
 	b := NewBodies(s, func(string) {}, time.Hour, nil, nil)
-	b.Confirm(context.Background(), "01NOTSTORED0000000000000000", []byte("x"))
+	b.Confirm(context.Background(), "01NOTSTORED0000000000000000", "", 0, []byte("x"))
 	if b.Stats().Unknown != 1 {
 		t.Fatalf("stats %+v", b.Stats())
+	}
+}
+
+func TestBodyFromAnotherEventIsRefused(t *testing.T) {
+	s := openStore(t)
+	b := NewBodies(s, func(string) {}, time.Hour, nil, nil)
+	m := &kv.Message{From: "1000@127.0.0.1", To: "1001@127.0.0.1", Body: []byte("query"),
+		BodySource: kv.BodyQuery, CoreUUID: "core-a", EventSeq: 42}
+	if _, err := s.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	b.Confirm(context.Background(), m.ID, "core-a", 43, []byte("not mine"))
+	b.Confirm(context.Background(), m.ID, "core-b", 42, []byte("not mine either"))
+	got, _ := s.Get(m.ID)
+	if string(got.Body) != "query" || got.BodyFinal {
+		t.Fatalf("stored %+v", got)
+	}
+	b.Confirm(context.Background(), m.ID, "core-a", 42, []byte("exact"))
+	got, _ = s.Get(m.ID)
+	if string(got.Body) != "exact" || b.Stats().Unknown != 2 || b.Stats().Exact != 1 {
+		t.Fatalf("stored %+v, stats %+v", got, b.Stats())
 	}
 }

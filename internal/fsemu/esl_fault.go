@@ -29,14 +29,18 @@ func (s *ESLServer) DropConnections() {
 // Restart emulates a FreeSWITCH restart: connections are dropped,
 // Event-Sequence starts again from 0 and events carry newCoreUUID (a random
 // one if empty). The uptime in HEARTBEAT restarts too.
+//
+// The new identity is in place before the connections drop: a client that
+// reconnects at once must meet the restarted FreeSWITCH, never the old one
+// again (the real one is down for seconds in between).
 func (s *ESLServer) Restart(newCoreUUID string) {
-	s.DropConnections()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.coreUUID = or(newCoreUUID, newUUID())
 	s.epoch++
 	s.seq = 0
 	s.started = s.opts.Clock()
+	s.mu.Unlock()
+	s.DropConnections()
 }
 
 // SetAcceptSilent makes new connections be accepted but never greeted with
