@@ -70,8 +70,8 @@ type Config struct {
 	MaxInFlight int // default 256
 	// Settle: a message younger than this is not sent yet, so that its sender's
 	// messages still on FreeSWITCH's other chat thread are queued in order before it
-	// (DESIGN.md, Decisions 2).
-	Settle time.Duration // default 20 ms
+	// (DESIGN.md, Decisions 2). Zero sends at once; sipsilo serve's default is 20 ms.
+	Settle time.Duration
 	// RetryMin and RetryMax bound the backoff after a refusal, doubling per refusal.
 	RetryMin time.Duration // default 1 s
 	RetryMax time.Duration // default 5 min
@@ -106,7 +106,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.Window, 4)
 	defInt(&c.MaxInFlight, 256)
 	defInt(&c.DeadAfter, 5)
-	def(&c.Settle, 20*time.Millisecond)
+	c.Settle = max(c.Settle, 0)
 	def(&c.RetryMin, time.Second)
 	def(&c.RetryMax, 5*time.Minute)
 	def(&c.NoAnswerAfter, 15*time.Second)

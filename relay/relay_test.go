@@ -418,3 +418,32 @@ func TestNoAnswerWaitsForLifeAndTimerFAndCountsTheResend(t *testing.T) {
 		t.Fatalf("message %+v", m)
 	}
 }
+
+func TestYoungMessageWaitsForTheSettleTime(t *testing.T) {
+	s := openStore(t)
+	m := &kv.Message{From: "1000@127.0.0.1", To: "1001@127.0.0.1", Body: []byte("fresh"),
+		BodySource: kv.BodyQuery, CoreUUID: "core-a", EventSeq: 1}
+	if _, err := s.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinalizeBody(context.Background(), m.ID); err != nil {
+		t.Fatal(err)
+	}
+	var sentAt time.Time
+	var mu sync.Mutex
+	fs := &fakeFS{registered: true, chat: func(int, string, string) (string, error) {
+		mu.Lock()
+		sentAt = time.Now()
+		mu.Unlock()
+		return "Sent", nil
+	}}
+	const settle = 200 * time.Millisecond
+	r := startRelay(t, Config{Settle: settle}, s, fs, &fakePresence{ok: true})
+	r.Wake(m.To)
+	waitUntil(t, "delivered", 5*time.Second, func() bool { return queued(t, s) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if d := sentAt.Sub(m.Received); d < settle {
+		t.Fatalf("sent %v after intake, before the settle time %v", d, settle)
+	}
+}
