@@ -3,11 +3,13 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,7 +165,17 @@ func TestChatplanHostileInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			a := post(t, ts.url, http.MethodPost, c.query, c.form)
+			a, err := tryPost(t, ts.url, http.MethodPost, c.query, c.form)
+			if err != nil {
+				// Past its limit the server answers 413 and closes; a client still
+				// sending may see the reset before the answer (libcurl, with Expect:
+				// 100-continue, would not send the body at all). Refused all the same.
+				if c.status == http.StatusRequestEntityTooLarge &&
+					(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+					return
+				}
+				t.Fatal(err)
+			}
 			if a.status != c.status {
 				t.Fatalf("status %d, want %d:\n%.300s", a.status, c.status, a.body)
 			}

@@ -132,6 +132,16 @@ func (a answer) notFound() bool {
 // post sends one xml_curl-shaped request on a fresh connection, as FreeSWITCH does.
 func post(t *testing.T, url, method, query string, form []byte) answer {
 	t.Helper()
+	a, err := tryPost(t, url, method, query, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// tryPost is post that returns the transport error instead of failing the test.
+func tryPost(t *testing.T, url, method, query string, form []byte) (answer, error) {
+	t.Helper()
 	if query != "" {
 		query = "?" + query
 	}
@@ -142,15 +152,24 @@ func post(t *testing.T, url, method, query string, form []byte) answer {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("User-Agent", "freeswitch-xml/1.0")
 	req.Close = true
-	return do(t, req)
+	return tryDo(t, req)
 }
 
 func do(t *testing.T, req *http.Request) answer {
 	t.Helper()
+	a, err := tryDo(t, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func tryDo(t *testing.T, req *http.Request) (answer, error) {
+	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
 	res, err := c.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return answer{}, err
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
@@ -163,7 +182,7 @@ func do(t *testing.T, req *http.Request) answer {
 			t.Fatalf("status %d answer is not XML: %v\n%s", res.StatusCode, err, body)
 		}
 	}
-	return a
+	return a, nil
 }
 
 // fakeStore lets a test decide what the store does.

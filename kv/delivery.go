@@ -16,55 +16,60 @@ var ErrNotQueued = errors.New("message is not queued")
 // ErrMismatch is returned when an ESL event names a message it does not belong to.
 var ErrMismatch = errors.New("event does not match the stored message")
 
-// change runs fn on message id inside one write transaction and stores the result.
-// fn reports whether it changed anything. A message that leaves StateQueued is taken
-// out of its recipient's queue in the same transaction, and one that returns to it
-// is put back in its place. The returned copy is the message as committed.
+// change runs fn on message id inside one write transaction (see changeTx) and
+// returns the message as committed.
 func (s *Store) change(ctx context.Context, what, id string, fn func(m *Message) (bool, error)) (*Message, error) {
 	var out *Message
 	apply := func(tx *bolt.Tx) error {
-		msgs := tx.Bucket(bucketMessages)
-		v := msgs.Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("%s: %w", id, ErrNotFound)
-		}
-		m, err := decodeMessage(v)
-		if err != nil {
-			return fmt.Errorf("%s: %w: %v", id, ErrCorrupt, err)
-		}
-		was := m.State
-		changed, err := fn(m)
-		if err != nil || !changed {
-			out = m
-			return err
-		}
-		m.Updated = s.now()
-		if (was == StateQueued) != (m.State == StateQueued) {
-			qk, err := queueKey(m.To, m.Order, m.ID)
-			if err != nil {
-				return err
-			}
-			q := tx.Bucket(bucketQueue)
-			if m.State == StateQueued {
-				err = q.Put(qk, []byte(m.ID))
-			} else {
-				err = q.Delete(qk)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		nv, err := encodeMessage(m)
-		if err != nil {
-			return err
-		}
-		out = m
-		return msgs.Put([]byte(id), nv)
+		var err error
+		out, err = changeTx(tx, id, s.now(), fn)
+		return err
 	}
 	if err := s.submit(ctx, newOp(apply, nil)); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, id, err)
 	}
 	return out, nil
+}
+
+// changeTx loads message id, lets fn change it and stores it when fn reports a
+// change. A message that leaves StateQueued is taken out of its recipient's queue
+// in the same transaction, and one that returns to it is put back in its place.
+func changeTx(tx *bolt.Tx, id string, now time.Time, fn func(m *Message) (bool, error)) (*Message, error) {
+	msgs := tx.Bucket(bucketMessages)
+	v := msgs.Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	m, err := decodeMessage(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", id, ErrCorrupt, err)
+	}
+	was := m.State
+	changed, err := fn(m)
+	if err != nil || !changed {
+		return m, err
+	}
+	m.Updated = now
+	if (was == StateQueued) != (m.State == StateQueued) {
+		qk, err := queueKey(m.To, m.Order, m.ID)
+		if err != nil {
+			return nil, err
+		}
+		q := tx.Bucket(bucketQueue)
+		if m.State == StateQueued {
+			err = q.Put(qk, []byte(m.ID))
+		} else {
+			err = q.Delete(qk)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	nv, err := encodeMessage(m)
+	if err != nil {
+		return nil, err
+	}
+	return m, msgs.Put([]byte(id), nv)
 }
 
 // ConfirmBody replaces the stored body with the exact copy from the ESL MESSAGE

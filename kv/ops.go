@@ -87,29 +87,12 @@ func (s *Store) Release(ctx context.Context, id, reason string) error {
 // setState moves a queued message to a final state and takes it out of its queue.
 // Messages already out of the queue keep their state: a state change is one-way.
 func setState(tx *bolt.Tx, id string, st State, reason string, now time.Time) error {
-	msgs := tx.Bucket(bucketMessages)
-	v := msgs.Get([]byte(id))
-	if v == nil {
-		return fmt.Errorf("%s: %w", id, ErrNotFound)
-	}
-	m, err := decodeMessage(v)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", id, ErrCorrupt, err)
-	}
-	if m.State != StateQueued {
-		return nil
-	}
-	qk, err := queueKey(m.To, m.Order, m.ID)
-	if err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketQueue).Delete(qk); err != nil {
-		return err
-	}
-	m.State, m.Reason, m.Updated = st, reason, now
-	nv, err := encodeMessage(m)
-	if err != nil {
-		return err
-	}
-	return msgs.Put([]byte(id), nv)
+	_, err := changeTx(tx, id, now, func(m *Message) (bool, error) {
+		if m.State != StateQueued {
+			return false, nil
+		}
+		m.State, m.Reason = st, reason
+		return true, nil
+	})
+	return err
 }

@@ -23,7 +23,7 @@ func (s *Switch) chatAPI(args string, started func()) string {
 	defer started()
 	argv := []string{}
 	if args != "" {
-		argv = separateString(args, '|', 5)
+		argv = SeparateString(args, '|', 5)
 	}
 	if len(argv) < 4 {
 		return "Invalid"

@@ -2,14 +2,13 @@ package fsemu
 
 import "strings"
 
-// separateString is switch_separate_string(buf, delim, argv, max) as the
+// SeparateString is switch_separate_string(buf, delim, argv, max) as the
 // chat API calls it (switch_utils.c separate_string_char_delim, then
 // cleanup_separated_string on each field): a backslash protects the next
 // byte, single quotes group when a closing quote follows, fields lose
 // leading blanks and unquoted trailing blanks, and \n \r \t \s \' \" \\ and
-// \<delim> are unescaped. Copied from relay/chatargs_test.go, which checks
-// sipsilo's escaping against it.
-func separateString(buf string, delim byte, max int) []string {
+// \<delim> are unescaped. relay's tests check sipsilo's escaping against it.
+func SeparateString(buf string, delim byte, max int) []string {
 	var fields []string
 	start, inQuotes := 0, false
 	for i := 0; i < len(buf) && len(fields) < max-1; i++ {
