@@ -42,6 +42,22 @@ type Config struct {
 	Profiles        []string // sofia profiles whose registrations are resynced
 	BodyGrace       time.Duration
 	Relay           relay.Config
+	Ping            PingConfig
+}
+
+// PingConfig is sipsilo's own OPTIONS pinger and what relay does with it (Step 3).
+type PingConfig struct {
+	Mode             string // all, direct or off
+	Addr             string // the pinger's UDP socket (also the direct path's)
+	Interval         time.Duration
+	Timeout          time.Duration
+	Misses           int
+	Rate             float64
+	Concurrency      int
+	FlushUnreachable bool
+	ProbeAfter       time.Duration
+	Direct           bool
+	DirectTimeout    time.Duration
 }
 
 // parseServe reads serve's flags; each flag can also come from SIPSILO_<NAME> in the
@@ -75,6 +91,17 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.Relay.RetryMax, "retry-max", 5*time.Minute, "longest backoff after refusals")
 	fs.DurationVar(&cfg.Relay.NoAnswerAfter, "no-answer-after", 15*time.Second, "a chat error after this long means the device did not answer (FreeSWITCH gives up at ~20 s)")
 	fs.DurationVar(&cfg.Relay.TimerF, "timer-f", 32*time.Second, "no resend of a timed-out or lost send before this (SIP Timer F)")
+	fs.StringVar(&cfg.Ping.Mode, "ping", "all", "sipsilo's own OPTIONS pinger: all (NATed contacts at the address FreeSWITCH saw), direct (contacts reachable without NAT only) or off")
+	fs.StringVar(&cfg.Ping.Addr, "ping-addr", "127.0.0.1:0", "UDP address of the pinger's socket (an IP the phones can reach; also used by the direct path)")
+	fs.DurationVar(&cfg.Ping.Interval, "ping-interval", 5*time.Second, "time between OPTIONS to one contact (±10% jitter)")
+	fs.DurationVar(&cfg.Ping.Timeout, "ping-timeout", time.Second, "deadline of one OPTIONS, retransmissions included")
+	fs.IntVar(&cfg.Ping.Misses, "ping-misses", 2, "unanswered OPTIONS in a row that make a contact unreachable")
+	fs.Float64Var(&cfg.Ping.Rate, "ping-rate", 500, "most OPTIONS sent per second over all contacts")
+	fs.IntVar(&cfg.Ping.Concurrency, "ping-concurrency", 256, "most OPTIONS awaiting an answer at once")
+	fs.BoolVar(&cfg.Ping.FlushUnreachable, "flush-unreachable", true, "ask FreeSWITCH (flush_inbound_reg) to drop a registration the pinger found unreachable")
+	fs.DurationVar(&cfg.Ping.ProbeAfter, "probe-after", 3*time.Second, "probe a recipient before delivering when its last proof of life is older than this")
+	fs.BoolVar(&cfg.Ping.Direct, "direct", true, "send MESSAGE straight to contacts that answer sipsilo's own OPTIONS without NAT")
+	fs.DurationVar(&cfg.Ping.DirectTimeout, "direct-timeout", 4*time.Second, "wait for a device's answer to a direct MESSAGE")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -110,6 +137,14 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if cfg.BodyGrace <= 0 || r.Window <= 0 || r.MaxInFlight <= 0 || r.Settle < 0 || r.DeadAfter <= 0 ||
 		r.RetryMin <= 0 || r.RetryMax < r.RetryMin || r.NoAnswerAfter <= 0 || r.TimerF <= 0 {
 		return cfg, errors.New("serve: delivery settings must be positive (and --retry-max >= --retry-min)")
+	}
+	p := cfg.Ping
+	if p.Mode != "all" && p.Mode != "direct" && p.Mode != "off" {
+		return cfg, errors.New("serve: --ping must be all, direct or off")
+	}
+	if p.Interval <= 0 || p.Timeout <= 0 || p.Misses <= 0 || p.Rate <= 0 || p.Concurrency <= 0 ||
+		p.ProbeAfter < 0 || p.DirectTimeout <= 0 {
+		return cfg, errors.New("serve: pinger settings must be positive")
 	}
 	return cfg, nil
 }

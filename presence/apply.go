@@ -80,7 +80,7 @@ func (ev *event) apply(st *State, now time.Time) {
 		// count, so its earlier PingStatus no longer holds. It is Reachable (proof of
 		// life), and update's summary makes the AOR Reachable with it.
 		r := ev.reg
-		r.RegisteredAt = now
+		r.RegisteredAt, r.LastAlive = now, now
 		if i := st.find(r.CallID); i >= 0 {
 			st.Registrations[i] = r
 		} else {

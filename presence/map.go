@@ -50,6 +50,14 @@ type Registration struct {
 	// REGISTER, or first saw it in a resync. ObserveSent compares it with the start
 	// of a failed send: a registration newer than the send is not judged by it.
 	RegisteredAt time.Time `json:"registered_at"`
+	// What sipsilo's own pinger saw (Step 3): the last answer or miss, its RTT and
+	// the misses in a row. LastAlive is the last proof of life by sipsilo's clock (an
+	// answered OPTIONS, a 2xx to a delivery). These change with every ping and are
+	// persisted only along with a change that matters (see sameDurable).
+	LastPing   time.Time     `json:"last_ping,omitzero"`
+	PingRTT    time.Duration `json:"ping_rtt,omitempty"`
+	PingMisses int           `json:"ping_misses,omitempty"`
+	LastAlive  time.Time     `json:"last_alive,omitzero"`
 }
 
 // State is what presence knows about one AOR.
@@ -85,6 +93,12 @@ type Config struct {
 	OnReachable func(aor string)
 	// Profiles lists the sofia profiles to resync; default ["internal"].
 	Profiles []string
+	// PingMisses is how many of sipsilo's OPTIONS in a row a registration may miss
+	// before it is unreachable; default 2 (DESIGN.md, Decisions 8).
+	PingMisses int
+	// OnUnreachable is called when sipsilo's pinger made a registration
+	// unreachable (to ask FreeSWITCH to drop it), outside presence's locks.
+	OnUnreachable func(aor string, r Registration)
 }
 
 // Map is the reachability map. It is safe for concurrent use and runs no goroutines.
@@ -93,12 +107,15 @@ type Map struct {
 	log         *slog.Logger
 	now         func() time.Time
 	onReachable func(aor string)
+	onUnreach   func(aor string, r Registration)
+	pingMisses  int
 	profiles    []string
 
 	// wmu serialises changes (read, compute, install, persist), so the store sees
 	// them in the order they were made. Readers never wait for it, nor for an fsync.
-	wmu    sync.Mutex
-	stored map[string]bool // AORs with a record in the store; guarded by wmu
+	wmu     sync.Mutex
+	stored  map[string]bool // AORs with a record in the store; guarded by wmu
+	unsaved map[string]bool // AORs whose last write failed; guarded by wmu
 
 	mu   sync.RWMutex
 	aors map[string]*State // installed states are never modified, only replaced
@@ -116,8 +133,11 @@ func New(cfg Config) (*Map, error) {
 		log:         cfg.Logger,
 		now:         cfg.Now,
 		onReachable: cfg.OnReachable,
+		onUnreach:   cfg.OnUnreachable,
+		pingMisses:  cfg.PingMisses,
 		profiles:    slices.Clone(cfg.Profiles),
 		stored:      make(map[string]bool),
+		unsaved:     make(map[string]bool),
 		aors:        make(map[string]*State),
 	}
 	if m.log == nil {
@@ -128,6 +148,9 @@ func New(cfg Config) (*Map, error) {
 	}
 	if len(m.profiles) == 0 {
 		m.profiles = []string{"internal"}
+	}
+	if m.pingMisses <= 0 {
+		m.pingMisses = 2
 	}
 	if err := m.load(); err != nil {
 		return nil, err
@@ -269,7 +292,37 @@ func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 	m.mu.Lock()
 	m.aors[aor] = &st
 	m.mu.Unlock()
-	return !was && st.deliverable(now), m.persist(ctx, &st)
+	became := !was && st.deliverable(now)
+	if known && sameDurable(cur, &st) && !m.unsaved[aor] {
+		// Only evidence and ping metrics moved: an fsync per ping or per delivery
+		// would buy a restart nothing it cannot learn again in seconds.
+		return became, nil
+	}
+	err := m.persist(ctx, &st)
+	if err != nil {
+		m.unsaved[aor] = true // the next change writes it, whatever it is
+	} else {
+		delete(m.unsaved, aor)
+	}
+	return became, err
+}
+
+// sameDurable reports whether a and b differ only in what is not worth a write:
+// the evidence text and time, and the per-ping fields of the registrations.
+func sameDurable(a, b *State) bool {
+	if a.AOR != b.AOR || a.Reach != b.Reach || a.LastCore != b.LastCore || a.LastSeq != b.LastSeq ||
+		len(a.Registrations) != len(b.Registrations) {
+		return false
+	}
+	for i := range a.Registrations {
+		x, y := a.Registrations[i], b.Registrations[i]
+		x.Updated, x.LastPing, x.PingRTT, x.PingMisses, x.LastAlive = time.Time{}, time.Time{}, 0, 0, time.Time{}
+		y.Updated, y.LastPing, y.PingRTT, y.PingMisses, y.LastAlive = time.Time{}, time.Time{}, 0, 0, time.Time{}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *Map) notify(aor string) {

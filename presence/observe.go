@@ -60,7 +60,8 @@ func (m *Map) ObserveSent(ctx context.Context, aor string, o Outcome, sentAt tim
 		switch o {
 		case Delivered2xx:
 			for i := range st.Registrations {
-				st.Registrations[i].Reach, st.Registrations[i].Updated = Reachable, now
+				r := &st.Registrations[i]
+				r.Reach, r.Updated, r.LastAlive = Reachable, now, now
 			}
 			st.Reach = Reachable
 		case NoAnswer:

@@ -59,6 +59,23 @@ type Presence interface {
 	Observe(ctx context.Context, aor string, o Outcome, sentAt time.Time)
 }
 
+// Prober checks a recipient before relay sends to it (Step 3): when its last proof
+// of life is old, its contacts are probed with OPTIONS first, so a message to a
+// phone that vanished a second ago is kept instead of thrown at a dead contact for
+// 20 s. false means a probe went unanswered.
+type Prober interface {
+	Check(ctx context.Context, aor string) bool
+}
+
+// Direct sends a message straight to the recipient's device over sipsilo's own
+// SIP socket, when that device answers sipsilo's OPTIONS (Step 3): one round trip,
+// no 100 ms floor. ok is false when the message must go through FreeSWITCH. Send
+// returns once the request left; wait returns the final SIP status, or an error
+// when none came in time (the device may still have received it).
+type Direct interface {
+	Send(ctx context.Context, m *kv.Message) (wait func(context.Context) (int, error), ok bool, err error)
+}
+
 // Config tunes delivery. Zero values take the defaults noted.
 type Config struct {
 	// Window is how many sends may be in flight per recipient; 1 is strict FIFO.
@@ -88,8 +105,12 @@ type Config struct {
 	SendTimeout time.Duration // default 40 s
 	// DrainTimeout bounds the wait for results in flight at shutdown.
 	DrainTimeout time.Duration // default 5 s
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Prober and Direct are optional (nil: every send goes through FreeSWITCH
+	// without a probe).
+	Prober Prober
+	Direct Direct
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 func (c *Config) setDefaults() {

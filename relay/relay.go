@@ -21,10 +21,13 @@ type Stats struct {
 	DeadLettered     int64
 	UncertainResends int64 // sends of a message whose previous send may have arrived
 	StoreErrors      int64
+	Direct           int64 // sends sipsilo made itself (Step 3's direct path)
+	ProbeFailed      int64 // batches held because a probe before delivery went unanswered
 }
 
 type counters struct {
 	sent, delivered, refused, noAnswer, notRegistered, unknown, dead, uncertain, storeErrors atomic.Int64
+	direct, probeFailed                                                                      atomic.Int64
 }
 
 // Relay runs one worker per recipient with something to deliver. Use New, then Run.
@@ -139,5 +142,7 @@ func (r *Relay) Stats() Stats {
 		DeadLettered:     r.c.dead.Load(),
 		UncertainResends: r.c.uncertain.Load(),
 		StoreErrors:      r.c.storeErrors.Load(),
+		Direct:           r.c.direct.Load(),
+		ProbeFailed:      r.c.probeFailed.Load(),
 	}
 }

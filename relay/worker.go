@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +44,8 @@ type result struct {
 	reply   string
 	err     error
 	begun   bool // the attempt was recorded; false: nothing was sent
+	direct  bool // sent by sipsilo itself; status is the device's answer
+	status  int
 }
 
 func newWorker(r *Relay, aor string) *worker {
@@ -139,6 +143,14 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 	if len(msgs) == 0 {
 		return time.Time{}, true
 	}
+	// Probe before a batch, not before each send of a window: the sends in flight
+	// are evidence enough while they last.
+	if len(w.inflight) == 0 && r.cfg.Prober != nil && !r.cfg.Prober.Check(ctx, w.aor) {
+		r.c.probeFailed.Add(1)
+		until := r.cfg.Now().Add(r.cfg.RetryMin)
+		r.holds.holdQueue(w.aor, until)
+		return until, false
+	}
 	for _, m := range msgs {
 		if w.inflight[m.ID] {
 			continue
@@ -200,6 +212,21 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 		case <-prev:
 		case <-sctx.Done():
 		}
+		if r.cfg.Direct != nil {
+			wait, ok, err := r.cfg.Direct.Send(sctx, m)
+			if ok {
+				accepted()
+				res.direct = true
+				if err == nil {
+					r.c.sent.Add(1)
+					r.c.direct.Add(1)
+					res.status, err = wait(sctx)
+				}
+				res.err, res.took = err, r.cfg.Now().Sub(now)
+				w.results <- res
+				return
+			}
+		}
 		job, err := r.send.StartJob(sctx, "chat", ChatArgs(m.From, m.To, m.Body, ct), attempt)
 		accepted()
 		if err == nil {
@@ -237,6 +264,9 @@ func (w *worker) handle(ctx context.Context, res result) {
 		log.Error("cannot record delivery attempt; not sent", "err", res.err)
 		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
 
+	case res.direct:
+		w.handleDirect(sctx, res)
+
 	case res.err == nil && reply == chatSent:
 		r.c.delivered.Add(1)
 		if err := r.store.Delivered(sctx, id, res.attempt, reply); err != nil {
@@ -269,6 +299,38 @@ func (w *worker) handle(ctx context.Context, res result) {
 	}
 }
 
+// handleDirect records the device's own answer to sipsilo's MESSAGE: 2xx
+// delivered, any other final status refused by a live device, no answer
+// uncertain (the device may have it; sipsilo's transaction has ended, so nothing
+// is retransmitted after it and no Timer F hold is needed).
+func (w *worker) handleDirect(ctx context.Context, res result) {
+	r := w.r
+	log := r.log.With("aor", w.aor, "id", res.m.ID, "attempt", res.attempt, "path", "direct")
+	text := "SIP " + strconv.Itoa(res.status)
+	switch {
+	case res.err == nil && res.status >= 200 && res.status < 300:
+		r.c.delivered.Add(1)
+		if err := r.store.Delivered(ctx, res.m.ID, res.attempt, text); err != nil {
+			r.c.storeErrors.Add(1)
+			log.Error("delivered but not recorded; it will be sent again", "err", err)
+			w.blocked = true
+			r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
+		}
+		log.Debug("delivered", "took", res.took)
+		r.pres.Observe(ctx, w.aor, Delivered2xx, res.started)
+	case res.err == nil:
+		w.blocked = true
+		w.refused(ctx, res, text, log)
+	default:
+		w.blocked = true
+		r.c.noAnswer.Add(1)
+		w.endAttempt(ctx, res, kv.AttemptResult{Text: res.err.Error(), MayArrive: true})
+		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
+		r.pres.Observe(ctx, w.aor, NoAnswer, res.started)
+		log.Info("device did not answer sipsilo's MESSAGE; kept", "err", res.err)
+	}
+}
+
 // failed classifies a chat error (DESIGN.md, Decisions 7): FreeSWITCH only says
 // "Error! Message Not Sent", so use how long it took and whether FreeSWITCH has a
 // registration for the recipient.
@@ -289,27 +351,34 @@ func (w *worker) failed(ctx context.Context, res result, reply string) {
 		r.pres.Observe(ctx, w.aor, NotRegistered, res.started)
 		log.Info("recipient not registered; kept until it registers")
 	default:
-		r.c.refused.Add(1)
-		m := w.endAttempt(ctx, res, kv.AttemptResult{Text: reply, Refused: true})
-		r.pres.Observe(ctx, w.aor, Refused, res.started)
-		refusals := res.m.Refusals + 1
-		if m != nil {
-			refusals = m.Refusals
-		}
-		if refusals >= r.cfg.DeadAfter {
-			r.c.dead.Add(1)
-			reason := fmt.Sprintf("refused %d times by a registered device", refusals)
-			if err := r.store.DeadLetter(ctx, id, reason); err != nil {
-				r.c.storeErrors.Add(1)
-				log.Error("cannot dead-letter", "err", err)
-			}
-			log.Warn("dead-lettered", "refusals", refusals)
-			return
-		}
-		until := r.cfg.Now().Add(backoff(r.cfg.RetryMin, r.cfg.RetryMax, refusals))
-		r.holds.holdQueue(w.aor, until)
-		log.Info("recipient refused; retrying later", "refusals", refusals, "until", until)
+		w.refused(ctx, res, reply, log)
 	}
+}
+
+// refused counts a refusal by a live device: back off, and dead-letter the
+// message after DeadAfter refusals.
+func (w *worker) refused(ctx context.Context, res result, text string, log *slog.Logger) {
+	r := w.r
+	r.c.refused.Add(1)
+	m := w.endAttempt(ctx, res, kv.AttemptResult{Text: text, Refused: true})
+	r.pres.Observe(ctx, w.aor, Refused, res.started)
+	refusals := res.m.Refusals + 1
+	if m != nil {
+		refusals = m.Refusals
+	}
+	if refusals >= r.cfg.DeadAfter {
+		r.c.dead.Add(1)
+		reason := fmt.Sprintf("refused %d times by a registered device (last: %s)", refusals, text)
+		if err := r.store.DeadLetter(ctx, res.m.ID, reason); err != nil {
+			r.c.storeErrors.Add(1)
+			log.Error("cannot dead-letter", "err", err)
+		}
+		log.Warn("dead-lettered", "refusals", refusals)
+		return
+	}
+	until := r.cfg.Now().Add(backoff(r.cfg.RetryMin, r.cfg.RetryMax, refusals))
+	r.holds.holdQueue(w.aor, until)
+	log.Info("recipient refused; retrying later", "refusals", refusals, "until", until)
 }
 
 // registered asks FreeSWITCH whether it has a contact for the recipient. Unsure

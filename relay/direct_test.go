@@ -1,0 +1,136 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sipsilo/sipsilo/kv"
+)
+
+// fakeDirect answers every direct send with status (or err) and records bodies.
+type fakeDirect struct {
+	mu     sync.Mutex
+	ok     bool
+	status func(n int) (int, error)
+	bodies []string
+}
+
+func (d *fakeDirect) Send(_ context.Context, m *kv.Message) (func(context.Context) (int, error), bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ok {
+		return nil, false, nil
+	}
+	n := len(d.bodies)
+	d.bodies = append(d.bodies, string(m.Body))
+	return func(context.Context) (int, error) { return d.status(n) }, true, nil
+}
+
+func (d *fakeDirect) sent() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.bodies...)
+}
+
+type fakeProber struct {
+	mu     sync.Mutex
+	alive  bool
+	checks int
+}
+
+func (p *fakeProber) Check(context.Context, string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.checks++
+	return p.alive
+}
+
+func TestDirectPathDeliversInOrderWithoutFreeSWITCH(t *testing.T) {
+	s := openStore(t)
+	enqueue(t, s, 30)
+	d := &fakeDirect{ok: true, status: func(int) (int, error) { return 200, nil }}
+	fs := &fakeFS{registered: true, chat: func(int, string, string) (string, error) { return "Sent", nil }}
+	r := startRelay(t, Config{Window: 4, Direct: d}, s, fs, &fakePresence{ok: true})
+	waitUntil(t, "delivered", 5*time.Second, func() bool { return queued(t, s) == 0 })
+	if n := len(fs.sent()); n != 0 {
+		t.Fatalf("%d chats through FreeSWITCH with the direct path open", n)
+	}
+	for i, b := range d.sent() {
+		if b != fmt.Sprintf("m%d", i) {
+			t.Fatalf("direct send %d carried %q", i, b)
+		}
+	}
+	if st := r.Stats(); st.Direct != 30 || st.Delivered != 30 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestDirectPathRefusalAndSilence(t *testing.T) {
+	s := openStore(t)
+	ids := enqueue(t, s, 2)
+	// m0: refused twice (486) then dead-lettered; m1: no answer once, then 200.
+	d := &fakeDirect{ok: true}
+	d.status = func(n int) (int, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		body := d.bodies[n]
+		switch {
+		case body == "m0":
+			return 486, nil
+		case body == "m1" && countOf(d.bodies[:n+1], "m1") == 1:
+			return 0, errors.New("no answer")
+		}
+		return 200, nil
+	}
+	p := &fakePresence{ok: true}
+	r := startRelay(t, Config{Window: 1, Direct: d, DeadAfter: 2, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}, s, &fakeFS{registered: true}, p)
+	waitUntil(t, "m0 dead-lettered", 5*time.Second, func() bool { m, _ := s.Get(ids[0]); return m.State == kv.StateDead })
+	// The no-answer made the recipient unreachable; a sign of life brings it back.
+	waitUntil(t, "no answer seen", 5*time.Second, func() bool { return p.seen(NoAnswer) })
+	p.mu.Lock()
+	p.ok = true
+	p.mu.Unlock()
+	r.Wake("1001@127.0.0.1")
+	waitUntil(t, "m1 delivered", 5*time.Second, func() bool { m, _ := s.Get(ids[1]); return m.State == kv.StateDelivered })
+	m1, _ := s.Get(ids[1])
+	if m1.UncertainResends != 1 || m1.Refusals != 0 {
+		t.Fatalf("m1 %+v", m1)
+	}
+	m0, _ := s.Get(ids[0])
+	if m0.Refusals != 2 || m0.LastResult != "SIP 486" {
+		t.Fatalf("m0 %+v", m0)
+	}
+}
+
+func countOf(xs []string, x string) int {
+	n := 0
+	for _, v := range xs {
+		if v == x {
+			n++
+		}
+	}
+	return n
+}
+
+func TestProbeFailureKeepsTheQueue(t *testing.T) {
+	s := openStore(t)
+	enqueue(t, s, 2)
+	fs := &fakeFS{registered: true, chat: func(int, string, string) (string, error) { return "Sent", nil }}
+	pr := &fakeProber{}
+	r := startRelay(t, Config{Prober: pr, RetryMin: 50 * time.Millisecond}, s, fs, &fakePresence{ok: true})
+	waitUntil(t, "probed twice", 5*time.Second, func() bool { pr.mu.Lock(); defer pr.mu.Unlock(); return pr.checks >= 2 })
+	if n := len(fs.sent()); n != 0 {
+		t.Fatalf("%d chats to a recipient whose probe went unanswered", n)
+	}
+	pr.mu.Lock()
+	pr.alive = true
+	pr.mu.Unlock()
+	waitUntil(t, "delivered", 5*time.Second, func() bool { return queued(t, s) == 0 })
+	if st := r.Stats(); st.ProbeFailed < 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
