@@ -1,0 +1,7 @@
+//go:build race
+
+package presence
+
+// raceEnabled makes the heavy pinger tests use smaller sizes under the race
+// detector (Decisions 13).
+const raceEnabled = true
