@@ -20,6 +20,7 @@ const (
 // started is called once the MESSAGE is on its way (or known not to go), so
 // that the next bgapi job may start: see ESLServer.HandleOrderedAPI.
 func (s *Switch) chatAPI(args string, started func()) string {
+	s.chats.Add(1)
 	defer started()
 	argv := []string{}
 	if args != "" {

@@ -1,16 +1,15 @@
 package fsemu
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
 
 // sendChat is sofia_presence_chat_send's SIP part for one contact: a
-// MESSAGE to the registered contact (Request-URI and To = the contact, To
-// with sofia's empty display name, a new Call-ID, X-FS-Sending-Message =
-// Core-UUID; sip_02, sip_06). It returns at once; the channel gets the
+// MESSAGE to the registered contact (Request-URI, To and destination = the
+// contact, To with sofia's empty display name, a new Call-ID,
+// X-FS-Sending-Message = Core-UUID; sip_02, sip_06). It returns at once; the channel gets the
 // final status, or 408 when Timer F ends the transaction. The transaction
 // lives on in the background until it has a final answer or Timer F, even
 // when nobody waits any more (a blocking chat that gave up can still be
@@ -19,7 +18,7 @@ func (s *Switch) sendChat(r registration, from sip.Header, ctype string, body []
 	result := make(chan int, 1)
 	req := sip.NewRequest(sip.MESSAGE, r.uri)
 	req.SetTransport("UDP")
-	req.SetDestination(r.NetworkIP + ":" + strconv.Itoa(r.NetworkPort)) // where the REGISTER came from
+	req.SetDestination(r.dest()) // the registered contact
 	req.AppendHeader(from)
 	req.AppendHeader(sip.NewHeader("To", `"" <`+r.uri.String()+`>`))
 	callID := sip.CallIDHeader(newUUID())

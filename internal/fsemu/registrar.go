@@ -1,6 +1,7 @@
 package fsemu
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,24 @@ type registration struct {
 	uri      sip.Uri // the contact URI, where MESSAGEs go
 	exptime  int     // the expires the UA asked for, in seconds
 	authUser string
+}
+
+// dest is where MESSAGEs to this registration go: the registered contact's
+// host and port (5060 when it has none). sofia sends to the contact URI
+// unless it detected NAT, which it does not for a 127.0.0.1 contact
+// registered from 127.0.0.1 (no aggressive-nat-detection, nat.auto ACL), so
+// a third-party registration (UAOptions.Contact) is delivered to that
+// contact, not to the address the REGISTER came from. Without a contact
+// URI (the sender of an inbound MESSAGE) it is the source address.
+func (r *registration) dest() string {
+	if r.uri.Host == "" {
+		return net.JoinHostPort(r.NetworkIP, strconv.Itoa(r.NetworkPort))
+	}
+	port := r.uri.Port
+	if port == 0 {
+		port = 5060
+	}
+	return net.JoinHostPort(r.uri.Host, strconv.Itoa(port))
 }
 
 // lateMargin is sofia's sip-expires-late-margin default: the stored expiry

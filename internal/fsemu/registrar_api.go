@@ -36,6 +36,9 @@ func (s *Switch) sofiaAPI(args string) string {
 // whatever the argument (esl_08). `reboot` would also send NOTIFY
 // check-sync; that NOTIFY is not emulated.
 func (s *Switch) flushInboundReg(args []string) string {
+	s.mu.Lock()
+	s.flushes = append(s.flushes, strings.Join(args, " "))
+	s.mu.Unlock()
 	reboot := len(args) > 1 && args[1] == "reboot"
 	verb := "flushing"
 	if reboot {
@@ -55,6 +58,21 @@ func (s *Switch) flushInboundReg(args []string) string {
 	})
 	return "+OK " + verb + " all registrations matching specified call_id\n"
 }
+
+// Flushes returns the arguments of every `sofia profile <p>
+// flush_inbound_reg [<arg>...]` call on this switch's profile, in call
+// order, each as the words after flush_inbound_reg joined by one space:
+// "1001@127.0.0.1", "<call-id> reboot", "" for a flush of all. Calls naming
+// another profile (answered "Invalid Profile") are not recorded.
+func (s *Switch) Flushes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.flushes...)
+}
+
+// Chats counts the chat API calls made so far (api and bgapi, valid or
+// not), so that a test can assert that no chat was sent.
+func (s *Switch) Chats() int { return int(s.chats.Load()) }
 
 // sofiaContactAPI is sofia_contact_function: `[profile/]user@host` gives
 // the contacts as sofia/<profile>/<contact URI>, comma separated, or

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -91,6 +92,9 @@ type Switch struct {
 
 	chatQ []chan *inboundChat
 	rr    int
+
+	flushes []string     // flush_inbound_reg arguments, for Flushes (under mu)
+	chats   atomic.Int64 // chat API calls, for Chats
 }
 
 // NewSwitch starts the ESL server, the SIP socket, the chat threads and

@@ -21,6 +21,11 @@ type UAOptions struct {
 	User, Password, Domain string // Domain default "127.0.0.1"
 	Switch                 string // the switch's SIP address, host:port
 	Logger                 *slog.Logger
+	// Contact, when set, is the Contact the UA registers instead of its own
+	// socket (a third-party registration, e.g. sipptest.Phone.Contact):
+	// "<sip:1001@127.0.0.1:5080>" or "sip:1001@127.0.0.1:5080". The switch
+	// then delivers MESSAGEs there; the UA still sends from its socket.
+	Contact string
 }
 
 // Received is one MESSAGE a UA answered with a 2xx.
@@ -50,9 +55,11 @@ type UA struct {
 	cseq    uint32
 	fromTag string
 
-	recv    chan Received
-	dropped atomic.Int64
-	answer  atomic.Int32
+	recv     chan Received
+	dropped  atomic.Int64
+	answer   atomic.Int32
+	optionsA atomic.Int32       // SetOptionsAnswer
+	contact  *sip.ContactHeader // UAOptions.Contact parsed; nil: own socket
 }
 
 // NewUA binds 127.0.0.1:0 and starts serving it.
@@ -64,6 +71,15 @@ func NewUA(opts UAOptions) (*UA, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	var contact *sip.ContactHeader
+	if opts.Contact != "" {
+		contact = &sip.ContactHeader{Params: sip.NewParams()}
+		name, err := sip.ParseAddressValue(opts.Contact, &contact.Address, &contact.Params)
+		if err != nil {
+			return nil, fmt.Errorf("fsemu: UAOptions.Contact %q: %w", opts.Contact, err)
+		}
+		contact.DisplayName = name
 	}
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -84,8 +100,10 @@ func NewUA(opts UAOptions) (*UA, error) {
 		cseq:    1,
 		fromTag: sip.GenerateTagN(8),
 		recv:    make(chan Received, 4096),
+		contact: contact,
 	}
 	u.answer.Store(200)
+	u.optionsA.Store(200)
 	u.srv, err = sipgo.NewServer(sua, sipgo.WithServerLogger(log))
 	if err == nil {
 		u.cl, err = sipgo.NewClient(sua, sipgo.WithClientConnectionAddr(pc.LocalAddr().String()),
@@ -100,7 +118,7 @@ func NewUA(opts UAOptions) (*UA, error) {
 	ok := func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	}
-	u.srv.OnOptions(ok)
+	u.srv.OnOptions(u.onOptions)
 	u.srv.OnNotify(ok)
 	u.wg.Add(1)
 	go func() {
@@ -128,6 +146,10 @@ func (u *UA) Dropped() int64 { return u.dropped.Load() }
 // SetAnswer sets the status for incoming MESSAGEs (default 200).
 func (u *UA) SetAnswer(code int) { u.answer.Store(int32(code)) }
 
+// SetOptionsAnswer sets the status for incoming OPTIONS (default 200), for
+// phones that answer pings 404, 405 or 501.
+func (u *UA) SetOptionsAnswer(code int) { u.optionsA.Store(int32(code)) }
+
 // SetSilent makes the UA drop every incoming datagram unanswered (its port
 // stays open, as with a phone that lost its network: scenario 09).
 func (u *UA) SetSilent(on bool) { u.pc.silent.Store(on) }
@@ -138,6 +160,26 @@ func (u *UA) Close() error {
 	err := u.pc.Close()
 	u.wg.Wait()
 	return err
+}
+
+func (u *UA) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	code := int(u.optionsA.Load())
+	res := sip.NewResponseFromRequest(req, code, statusReason(code), nil)
+	if code == 405 {
+		res.AppendHeader(sip.NewHeader("Allow", "MESSAGE, NOTIFY"))
+	}
+	_ = tx.Respond(res)
+}
+
+// statusReason is the reason phrase the UA gives with code.
+func statusReason(code int) string {
+	r := map[int]string{200: "OK", 202: "Accepted", 404: "Not Found", 405: "Method Not Allowed",
+		480: "Temporarily Unavailable", 486: "Busy Here", 500: "Server Internal Error",
+		501: "Not Implemented", 503: "Service Unavailable"}[code]
+	if r == "" {
+		r = "Status " + strconv.Itoa(code)
+	}
+	return r
 }
 
 func (u *UA) onMessage(req *sip.Request, tx sip.ServerTransaction) {
@@ -210,7 +252,8 @@ func (u *UA) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	return res, err
 }
 
-// Register sends REGISTER (Contact = this socket, Expires) with digest.
+// Register sends REGISTER (Contact = this socket or UAOptions.Contact,
+// Expires) with digest.
 func (u *UA) Register(ctx context.Context, expires time.Duration) error {
 	return u.register(ctx, int(expires/time.Second))
 }
@@ -235,8 +278,12 @@ func (u *UA) register(ctx context.Context, expires int) error {
 	u.mu.Unlock()
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.REGISTER})
 	req.AppendHeader(sip.NewHeader("User-Agent", "fsemu-ua/1.0"))
-	host, port := splitSource(u.Addr())
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.opts.User, Host: host, Port: port}})
+	if u.contact != nil {
+		req.AppendHeader(u.contact.Clone())
+	} else {
+		host, port := splitSource(u.Addr())
+		req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.opts.User, Host: host, Port: port}})
+	}
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
 	res, err := u.do(ctx, req)
 	if err != nil {
