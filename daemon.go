@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -28,19 +29,34 @@ type daemon struct {
 	bodies *relay.Bodies
 	router *eslRouter
 	http   *echo.Echo
+	pinger *presence.Pinger // nil with --ping off
+	flush  *flusher         // nil without --flush-unreachable
 }
 
 func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log, store: store}
 	d.client = esl.New(esl.Config{Addr: cfg.ESLAddr, Password: cfg.ESLPassword, Logger: log})
 	var err error
+	mode, err := presence.ParsePingMode(cfg.Ping.Mode)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Ping.FlushUnreachable && mode != presence.PingOff {
+		d.flush = newFlusher(d.client, cfg.Profiles[0], log.With("component", "flush"))
+	}
 	d.pres, err = presence.New(presence.Config{
-		Store:    store,
-		Logger:   log.With("component", "presence"),
-		Profiles: cfg.Profiles,
+		Store:      store,
+		Logger:     log.With("component", "presence"),
+		Profiles:   cfg.Profiles,
+		PingMisses: cfg.Ping.Misses,
 		// A recipient coming back wakes its queue; d.relay is set below, before
 		// any event can be applied.
 		OnReachable: func(aor string) { d.relay.Wake(aor) },
+		OnUnreachable: func(aor string, r presence.Registration) {
+			if d.flush != nil {
+				d.flush.request(aor, r)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -48,6 +64,22 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 	rcfg := cfg.Relay
 	rcfg.Logger = log
 	rcfg.DrainTimeout = cfg.ShutdownTimeout / 2
+	if mode != presence.PingOff {
+		d.pinger, err = presence.NewPinger(presence.PingerConfig{
+			Addr: cfg.Ping.Addr, Interval: cfg.Ping.Interval, Timeout: cfg.Ping.Timeout,
+			Misses: cfg.Ping.Misses, Rate: cfg.Ping.Rate, Concurrency: cfg.Ping.Concurrency,
+			Logger: log.With("component", "pinger"),
+		}, func() []presence.Target { return d.pres.Targets(mode) }, d.pingResult)
+		if err != nil {
+			return nil, err
+		}
+		reach := &reachability{m: d.pres, p: d.pinger, mode: mode, probeAfter: cfg.Ping.ProbeAfter,
+			fresh: 2 * cfg.Ping.Interval, now: time.Now}
+		rcfg.Prober = reach
+		if cfg.Ping.Direct {
+			rcfg.Direct = &relay.SIPDirect{Client: d.pinger.Client(), Contacts: reach, Timeout: cfg.Ping.DirectTimeout}
+		}
+	}
 	d.relay = relay.New(rcfg, store, eslSender{d.client}, presenceFeed{m: d.pres, log: log})
 	d.bodies = relay.NewBodies(store, d.relay.Wake, cfg.BodyGrace, log, nil)
 	d.router = &eslRouter{client: d.client, pres: d.pres, bodies: d.bodies, relay: d.relay,
@@ -66,9 +98,34 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 	}
 	d.http, err = handlers.New(hcfg, store, log)
 	if err != nil {
+		d.closePinger()
 		return nil, err
 	}
 	return d, nil
+}
+
+// pingResult feeds one result of the pinger into presence. It runs on the
+// pinger's goroutine, so its store write (only on a change of reachability) is
+// bounded.
+func (d *daemon) pingResult(res presence.PingResult) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.pres.PingObserved(ctx, res); err != nil {
+		d.log.Error("ping result not recorded", "aor", res.Target.AOR, "err", err)
+	}
+}
+
+func (d *daemon) pingAddr() string {
+	if d.pinger == nil {
+		return "off"
+	}
+	return d.pinger.Addr()
+}
+
+func (d *daemon) closePinger() {
+	if d.pinger != nil {
+		_ = d.pinger.Close()
+	}
 }
 
 // start runs the background parts and returns the function that stops them in
@@ -80,12 +137,19 @@ func (d *daemon) start() (stop func()) {
 	eslWG.Go(func() { _ = d.client.Run(eslCtx) })
 	eslWG.Go(func() { d.router.run(eslCtx) })
 	eslWG.Go(func() { _ = d.bodies.Run(eslCtx) })
+	if d.pinger != nil {
+		eslWG.Go(func() { _ = d.pinger.Run(eslCtx) })
+	}
+	if d.flush != nil {
+		eslWG.Go(func() { d.flush.run(eslCtx) })
+	}
 	relayWG.Go(func() { _ = d.relay.Run(relayCtx) })
 	return func() {
 		stopRelay()
 		relayWG.Wait()
 		stopESL()
 		eslWG.Wait()
+		d.closePinger() // after Run returned, and after relay's last direct send
 	}
 }
 

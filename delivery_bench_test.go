@@ -24,7 +24,7 @@ func BenchmarkDrainThroughFreeSWITCH(b *testing.B) {
 		b.Run(fmt.Sprintf("window=%d/n=%d", c.window, c.n), func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
-				r := newRig(b, fsemu.SwitchOptions{}, "--window", fmt.Sprint(c.window), "--log-level", "info")
+				r := newRig(b, fsemu.SwitchOptions{}, append(fsPath, "--window", fmt.Sprint(c.window), "--log-level", "info")...)
 				bob, in := queueOffline(b, r, c.n)
 				b.StartTimer()
 				start := time.Now()
@@ -48,7 +48,7 @@ func BenchmarkDrainThroughFreeSWITCH(b *testing.B) {
 func BenchmarkOnlineDelivery(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
-		r := newRig(b, fsemu.SwitchOptions{}, "--log-level", "info")
+		r := newRig(b, fsemu.SwitchOptions{}, append(fsPath, "--log-level", "info")...)
 		alice, bob := r.ua("1000"), r.ua("1001")
 		register(b, alice)
 		register(b, bob)

@@ -1,7 +1,9 @@
 package main
 
 // Issue 3's "done when" list, each against the sipsilo binary, the FreeSWITCH
-// emulator and real SIP user agents on 127.0.0.1.
+// emulator and real SIP user agents on 127.0.0.1. These are about the path through
+// FreeSWITCH (bgapi chat), so sipsilo's own pinger and direct path are off
+// (fsPath); pinger_e2e_test.go covers those.
 
 import (
 	"context"
@@ -16,6 +18,9 @@ import (
 	"github.com/sipsilo/sipsilo/kv"
 )
 
+// fsPath sends every message through FreeSWITCH: no pinger, no direct path.
+var fsPath = []string{"--ping", "off"}
+
 // hostileBodies are bodies the query copy cannot carry exactly (literal %XX,
 // outer spaces) plus everything chat's argument splitting must survive.
 var hostileBodies = []string{
@@ -25,7 +30,7 @@ var hostileBodies = []string{
 }
 
 func TestOfflineRecipientGetsEachMessageOnceAfterRegistering(t *testing.T) {
-	r := newRig(t, fsemu.SwitchOptions{})
+	r := newRig(t, fsemu.SwitchOptions{}, fsPath...)
 	alice, bob := r.ua("1000"), r.ua("1001")
 	register(t, alice)
 	in := collect(t, bob)
@@ -69,7 +74,7 @@ func TestOfflineRecipientGetsEachMessageOnceAfterRegistering(t *testing.T) {
 }
 
 func TestOnlineRecipientLatency(t *testing.T) {
-	r := newRig(t, fsemu.SwitchOptions{})
+	r := newRig(t, fsemu.SwitchOptions{}, fsPath...)
 	alice, bob := r.ua("1000"), r.ua("1001")
 	register(t, alice)
 	register(t, bob)
@@ -101,7 +106,7 @@ func TestOnlineRecipientLatency(t *testing.T) {
 }
 
 func TestRefusingRecipientKeepsMessageUntilItAccepts(t *testing.T) {
-	r := newRig(t, fsemu.SwitchOptions{}, "--retry-min", "300ms")
+	r := newRig(t, fsemu.SwitchOptions{}, append(fsPath, "--retry-min", "300ms")...)
 	alice, bob := r.ua("1000"), r.ua("1001")
 	register(t, alice)
 	register(t, bob)
@@ -128,7 +133,7 @@ func TestRefusingRecipientKeepsMessageUntilItAccepts(t *testing.T) {
 func TestSilentRecipientIsHeldThenDeliveredWhenBack(t *testing.T) {
 	// FreeSWITCH's 20 s give-up and Timer F shortened; sipsilo's thresholds with them.
 	r := newRig(t, fsemu.SwitchOptions{ChatGiveUp: 600 * time.Millisecond, TimerF: 1500 * time.Millisecond},
-		"--no-answer-after", "500ms", "--timer-f", "1500ms")
+		append(fsPath, "--no-answer-after", "500ms", "--timer-f", "1500ms")...)
 	alice, bob := r.ua("1000"), r.ua("1001")
 	register(t, alice)
 	register(t, bob)
@@ -187,8 +192,8 @@ func TestThousandQueuedDrainOnceInOrder(t *testing.T) {
 	for _, window := range []string{"1", "4"} {
 		t.Run("window="+window, func(t *testing.T) {
 			// Not a timing test: the 100 ms result floor is shortened.
-			r := newRig(t, fsemu.SwitchOptions{ChatResultFloor: time.Millisecond}, "--window", window,
-				"--log-level", "info")
+			r := newRig(t, fsemu.SwitchOptions{ChatResultFloor: time.Millisecond},
+				append(fsPath, "--window", window, "--log-level", "info")...)
 			const n = 1000
 			bob, in := queueOffline(t, r, n)
 			register(t, bob)
@@ -209,7 +214,7 @@ func TestThousandQueuedDrainOnceInOrder(t *testing.T) {
 }
 
 func TestKill9WithDeliveriesInFlightLosesNothing(t *testing.T) {
-	r := newRig(t, fsemu.SwitchOptions{}, "--window", "16", "--log-level", "info")
+	r := newRig(t, fsemu.SwitchOptions{}, append(fsPath, "--window", "16", "--log-level", "info")...)
 	const n = 1000
 	bob, in := queueOffline(t, r, n)
 	register(t, bob)
@@ -266,7 +271,7 @@ func TestKill9WithDeliveriesInFlightLosesNothing(t *testing.T) {
 }
 
 func TestSipsiloDownFreeSWITCHDeliversAsStock(t *testing.T) {
-	r := newRig(t, fsemu.SwitchOptions{})
+	r := newRig(t, fsemu.SwitchOptions{}, fsPath...)
 	r.stop() // the binding now hits a closed port
 	alice, bob := r.ua("1000"), r.ua("1001")
 	register(t, alice)
@@ -287,7 +292,7 @@ func TestSipsiloDownFreeSWITCHDeliversAsStock(t *testing.T) {
 }
 
 func TestESLDropAndFreeSWITCHRestartMidDrain(t *testing.T) {
-	r := newRig(t, fsemu.SwitchOptions{}, "--log-level", "info", "--timer-f", "2s")
+	r := newRig(t, fsemu.SwitchOptions{}, append(fsPath, "--log-level", "info", "--timer-f", "2s")...)
 	const n = 200
 	bob, in := queueOffline(t, r, n)
 	register(t, bob)

@@ -30,6 +30,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		d.closePinger()
 		store.Close(context.Background())
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
@@ -37,7 +38,8 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	stopWorkers := d.start()
-	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "esl", cfg.ESLAddr, "version", versionString())
+	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "esl", cfg.ESLAddr, "ping", d.pingAddr(),
+		"version", versionString())
 
 	select {
 	case <-ctx.Done():
