@@ -74,7 +74,7 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 			return nil, err
 		}
 		reach := &reachability{m: d.pres, p: d.pinger, mode: mode, probeAfter: cfg.Ping.ProbeAfter,
-			fresh: 2 * cfg.Ping.Interval, now: time.Now}
+			direct: cfg.Ping.Direct, freshFor: 2 * cfg.Ping.Interval, now: time.Now}
 		rcfg.Prober = reach
 		if cfg.Ping.Direct {
 			rcfg.Direct = &relay.SIPDirect{Client: d.pinger.Client(), Contacts: reach, Timeout: cfg.Ping.DirectTimeout}

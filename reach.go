@@ -18,21 +18,29 @@ type reachability struct {
 	mode presence.PingMode
 	// probeAfter: a recipient whose last proof of life is older is probed first.
 	probeAfter time.Duration
-	// fresh: a contact that answered sipsilo's OPTIONS within this may be sent to
-	// directly.
-	fresh time.Duration
-	now   func() time.Time
+	// direct: the direct path is on; a contact that answered sipsilo's OPTIONS
+	// within freshFor may be sent to directly.
+	direct   bool
+	freshFor time.Duration
+	now      func() time.Time
 }
 
 // Check implements relay.Prober: true unless every contact sipsilo can ping was
-// probed and none answered. Contacts sipsilo cannot ping (NAT in direct mode,
-// TCP, TLS) are left to FreeSWITCH's view (DESIGN.md, Decisions 8).
+// probed and none answered. It probes when the recipient's last proof of life is
+// older than probeAfter, and, with the direct path on, when no contact has a fresh
+// answer yet (a phone that just registered: one round trip opens the direct path
+// for the whole batch). Contacts sipsilo cannot ping (NAT in direct mode, TCP,
+// TLS) are left to FreeSWITCH's view (DESIGN.md, Decisions 8).
 func (r *reachability) Check(ctx context.Context, aor string) bool {
-	if r.p == nil || r.now().Sub(r.m.LastAlive(aor)) < r.probeAfter {
+	if r.p == nil {
 		return true
 	}
 	targets := r.m.TargetsFor(aor, r.mode)
 	if len(targets) == 0 {
+		return true
+	}
+	stale := r.now().Sub(r.m.LastAlive(aor)) >= r.probeAfter
+	if !stale && !(r.direct && !r.fresh(aor)) {
 		return true
 	}
 	alive := make(chan bool, len(targets))
@@ -49,20 +57,30 @@ func (r *reachability) Check(ctx context.Context, aor string) bool {
 // DirectTarget implements relay.Contacts: a UDP contact reached without NAT that
 // answered sipsilo's last OPTIONS recently.
 func (r *reachability) DirectTarget(aor string) (uri, dest string, ok bool) {
-	if r.p == nil {
+	if r.p == nil || !r.direct {
 		return "", "", false
 	}
+	t, ok := r.freshTarget(aor)
+	return t.URI, t.Dest, ok
+}
+
+func (r *reachability) fresh(aor string) bool {
+	_, ok := r.freshTarget(aor)
+	return ok
+}
+
+func (r *reachability) freshTarget(aor string) (presence.Target, bool) {
 	st := r.m.Get(aor)
 	now := r.now()
 	for _, t := range r.m.TargetsFor(aor, presence.PingDirect) {
 		for _, reg := range st.Registrations {
 			if reg.CallID == t.CallID && reg.Reach == presence.Reachable && reg.PingMisses == 0 &&
-				!reg.LastPing.IsZero() && now.Sub(reg.LastAlive) <= r.fresh {
-				return t.URI, t.Dest, true
+				!reg.LastPing.IsZero() && now.Sub(reg.LastAlive) <= r.freshFor {
+				return t, true
 			}
 		}
 	}
-	return "", "", false
+	return presence.Target{}, false
 }
 
 // flusher asks FreeSWITCH to drop registrations sipsilo's pinger found dead

@@ -11,7 +11,8 @@ import (
 
 // PingObserved records one result of sipsilo's own pinger. Any final answer makes
 // the registration reachable (DESIGN.md, Decisions 6); a first miss makes it
-// suspect, and PingMisses misses in a row unreachable, which calls OnUnreachable.
+// suspect, and PingMisses misses in a row unreachable; reaching that count calls
+// OnUnreachable.
 // Results for a registration presence no longer holds are ignored.
 func (m *Map) PingObserved(ctx context.Context, res PingResult) error {
 	t := res.Target
@@ -34,6 +35,10 @@ func (m *Map) PingObserved(ctx context.Context, res PingResult) error {
 			if r.Reach != Unreachable {
 				r.Reach, r.Updated = Unreachable, now
 				st.Evidence, st.EvidenceAt = fmt.Sprintf("options unanswered %d times", res.Misses), res.At
+			}
+			// Flush once per run of misses, when the count reaches the limit, even
+			// if a failed delivery already made the registration unreachable.
+			if res.Misses == m.pingMisses {
 				c := *r
 				gone = &c
 			}
@@ -107,9 +112,11 @@ func (m *Map) TargetsFor(aor string, mode PingMode) []Target {
 
 // appendTargets adds st's live registrations that sipsilo can ping: UDP contacts
 // only (a TCP, TLS or WebSocket contact is a flow only FreeSWITCH holds). A contact
-// whose host:port differs from the address FreeSWITCH saw the REGISTER come from is
-// behind NAT: mode "all" pings the address FreeSWITCH saw (the pinhole may still
-// drop it: Decisions 8), mode "direct" leaves it out.
+// whose IP differs from the address FreeSWITCH saw the REGISTER come from is behind
+// NAT: mode "all" pings the address FreeSWITCH saw (the pinhole may still drop it:
+// Decisions 8), mode "direct" leaves it out. Only the IP is compared, as sofia's
+// NAT detection does: a phone may send from another port than the one it listens
+// on, and its contact is then the place to reach it.
 func appendTargets(out []Target, st *State, mode PingMode, now time.Time) []Target {
 	for _, r := range st.Registrations {
 		if !r.Expires.After(now) {
@@ -120,14 +127,11 @@ func appendTargets(out []Target, st *State, mode PingMode, now time.Time) []Targ
 			continue
 		}
 		dest := hostport
-		if r.NetworkIP != "" && r.NetworkPort > 0 {
-			seen := net.JoinHostPort(r.NetworkIP, strconv.Itoa(r.NetworkPort))
-			if seen != hostport {
-				if mode == PingDirect {
-					continue
-				}
-				dest = seen
+		if host, _, _ := net.SplitHostPort(hostport); r.NetworkIP != "" && r.NetworkPort > 0 && r.NetworkIP != host {
+			if mode == PingDirect {
+				continue
 			}
+			dest = net.JoinHostPort(r.NetworkIP, strconv.Itoa(r.NetworkPort))
 		}
 		out = append(out, Target{AOR: st.AOR, CallID: r.CallID, Profile: r.Profile, URI: uri, Dest: dest})
 	}

@@ -71,6 +71,15 @@ func TestTargetsFollowModeAndNAT(t *testing.T) {
 	if d := h.m.TargetsFor(aor1000, PingDirect); len(d) != 1 {
 		t.Fatalf("direct target missing: %+v", d)
 	}
+	// Sent from another port of the contact's own IP: no NAT, the contact is
+	// where the phone listens.
+	reg = rewrite(reg, "network-ip", "127.0.0.1", "network-port", "40000", "Event-Sequence", "901")
+	if err := h.m.Apply(context.Background(), reg); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.m.TargetsFor(aor1001, PingDirect); len(d) != 1 || d[0].Dest != "127.0.0.1:25071" {
+		t.Fatalf("same IP, other port: %+v", d)
+	}
 }
 
 func TestPingResultsMoveReachability(t *testing.T) {
@@ -119,7 +128,7 @@ func TestPingResultsMoveReachability(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(flushed) != 1 {
-		t.Fatal("OnUnreachable called again for a contact already unreachable")
+		t.Fatal("OnUnreachable called again in the same run of misses")
 	}
 
 	// The first answer after that brings it back and wakes relay.
@@ -130,6 +139,23 @@ func TestPingResultsMoveReachability(t *testing.T) {
 	h.want(aor1001, true, Reachable, true)
 	if h.woken.count(aor1001) != woken+1 {
 		t.Fatal("relay not woken when the contact answered again")
+	}
+
+	// A failed delivery made it unreachable first: the pinger's verdict still
+	// asks for the flush.
+	if err := h.m.Observe(ctx, aor1001, NoAnswer); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []int{1, 2} {
+		if err := h.m.PingObserved(ctx, PingResult{Target: tg, Misses: k, At: miss.At.Add(2 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(flushed) != 2 {
+		t.Fatalf("OnUnreachable after a delivery timeout: %d calls, want 2", len(flushed))
+	}
+	if err := h.m.PingObserved(ctx, PingResult{Target: tg, Alive: true, Status: 200, At: miss.At.Add(3 * time.Second)}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Results for a registration presence no longer holds change nothing.
