@@ -34,6 +34,10 @@ type worker struct {
 	// flight have ended, then the queue restarts at its head, so the failed
 	// message is retried before anything newer (DESIGN.md, the message path, 3).
 	blocked bool
+	// ahead holds the next queued messages not yet sent, in order (readAhead);
+	// stale says it must be read again before use.
+	ahead []*kv.Message
+	stale bool
 }
 
 type result struct {
@@ -46,6 +50,23 @@ type result struct {
 	begun   bool // the attempt was recorded; false: nothing was sent
 	direct  bool // sent by sipsilo itself; status is the device's answer
 	status  int
+	// recorded: the device's 2xx was written (Delivered) by the send's own
+	// goroutine, so that the commits of a window share fsyncs instead of queueing
+	// one by one behind the worker; recordErr is that write's error.
+	recorded  bool
+	recordErr error
+}
+
+// confirmed reports whether the device answered 2xx, and the result text.
+func (res *result) confirmed() (string, bool) {
+	if res.err != nil {
+		return "", false
+	}
+	if res.direct {
+		return "SIP " + strconv.Itoa(res.status), res.status >= 200 && res.status < 300
+	}
+	reply := strings.TrimSpace(res.reply)
+	return reply, reply == chatSent
 }
 
 func newWorker(r *Relay, aor string) *worker {
@@ -86,6 +107,7 @@ func (w *worker) run(ctx context.Context) {
 		case res := <-w.results:
 			w.handle(sendCtx, res)
 		case <-w.wake:
+			w.stale = true // a new message or body, or a sign of life
 		case <-tc:
 		case <-ctx.Done():
 			w.drain(sendCtx, cancelSends)
@@ -121,7 +143,7 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		if len(w.inflight) > 0 {
 			return time.Time{}, false
 		}
-		w.blocked = false
+		w.blocked, w.stale = false, true // restart at the head
 	}
 	now := r.cfg.Now()
 	if until, ok := r.holds.queueHold(w.aor, now); ok {
@@ -134,14 +156,15 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 	if free <= 0 {
 		return time.Time{}, false
 	}
-	msgs, err := r.store.Queue(w.aor, r.cfg.Window+len(w.inflight))
-	if err != nil {
-		r.c.storeErrors.Add(1)
-		r.log.Error("cannot read queue", "aor", w.aor, "err", err)
-		return now.Add(r.cfg.RetryMin), false
-	}
-	if len(msgs) == 0 {
-		return time.Time{}, true
+	if w.stale || len(w.ahead) == 0 {
+		if err := w.readAhead(); err != nil {
+			r.c.storeErrors.Add(1)
+			r.log.Error("cannot read queue", "aor", w.aor, "err", err)
+			return now.Add(r.cfg.RetryMin), false
+		}
+		if len(w.ahead) == 0 && len(w.inflight) == 0 {
+			return time.Time{}, true
+		}
 	}
 	// Probe before a batch, not before each send of a window: the sends in flight
 	// are evidence enough while they last.
@@ -151,13 +174,8 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		r.holds.holdQueue(w.aor, until)
 		return until, false
 	}
-	for _, m := range msgs {
-		if w.inflight[m.ID] {
-			continue
-		}
-		if free == 0 {
-			break
-		}
+	for len(w.ahead) > 0 && free > 0 {
+		m := w.ahead[0]
 		// Head-of-line: a message not ready holds back everything behind it.
 		if !m.BodyFinal {
 			return time.Time{}, len(w.inflight) == 0 // the body tracker wakes us
@@ -174,9 +192,30 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 			return now.Add(10 * time.Millisecond), false // global cap reached
 		}
 		w.start(sendCtx, m, now)
+		w.ahead = w.ahead[1:]
 		free--
 	}
 	return time.Time{}, false
+}
+
+// readAhead reads the head of the queue, past the sends in flight: up to two
+// windows, so that a backlog drains without decoding the same messages again
+// for every result. Only this worker takes messages out of its queue; what it
+// cannot see is a message added meanwhile, so a wake-up (new message, body
+// confirmed) or a failure marks the read stale.
+func (w *worker) readAhead() error {
+	msgs, err := w.r.store.Queue(w.aor, 2*w.r.cfg.Window+len(w.inflight))
+	if err != nil {
+		return err
+	}
+	w.ahead = w.ahead[:0]
+	for _, m := range msgs {
+		if !w.inflight[m.ID] {
+			w.ahead = append(w.ahead, m)
+		}
+	}
+	w.stale = false
+	return nil
 }
 
 // start sends m in its own goroutine: record the attempt durably, wait for the
@@ -223,6 +262,7 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 					res.status, err = wait(sctx)
 				}
 				res.err, res.took = err, r.cfg.Now().Sub(now)
+				w.record(ctx, &res)
 				w.results <- res
 				return
 			}
@@ -236,8 +276,24 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 			res.err = err
 		}
 		res.took = r.cfg.Now().Sub(now)
+		w.record(ctx, &res)
 		w.results <- res
 	})
+}
+
+// record writes a confirmed delivery from the send's goroutine. It takes the
+// message out of the queue in one commit after the device's 2xx: the one window
+// in which a crash resends (DESIGN.md, Decisions 1). The write outlives a
+// shutdown's cancellation, bounded on its own.
+func (w *worker) record(ctx context.Context, res *result) {
+	text, ok := res.confirmed()
+	if !ok {
+		return
+	}
+	w.r.c.delivered.Add(1) // before the write: whoever sees the queue empty sees the count
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	res.recorded, res.recordErr = true, w.r.store.Delivered(rctx, res.m.ID, res.attempt, text)
 }
 
 func closedChan() chan struct{} {
@@ -267,16 +323,8 @@ func (w *worker) handle(ctx context.Context, res result) {
 	case res.direct:
 		w.handleDirect(sctx, res)
 
-	case res.err == nil && reply == chatSent:
-		r.c.delivered.Add(1)
-		if err := r.store.Delivered(sctx, id, res.attempt, reply); err != nil {
-			r.c.storeErrors.Add(1)
-			log.Error("delivered but not recorded; it will be sent again", "err", err)
-			w.blocked = true
-			r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
-		}
-		log.Debug("delivered", "took", res.took)
-		r.pres.Observe(sctx, w.aor, Delivered2xx, res.started)
+	case res.recorded:
+		w.delivered(sctx, res, log)
 
 	case res.err != nil && errors.Is(res.err, esl.ErrOutcomeUnknown):
 		// The chat may be running in FreeSWITCH still: the message stays marked
@@ -299,6 +347,19 @@ func (w *worker) handle(ctx context.Context, res result) {
 	}
 }
 
+// delivered finishes a confirmed delivery whose write the send's goroutine did.
+func (w *worker) delivered(ctx context.Context, res result, log *slog.Logger) {
+	r := w.r
+	if res.recordErr != nil {
+		r.c.storeErrors.Add(1)
+		log.Error("delivered but not recorded; it will be sent again", "err", res.recordErr)
+		w.blocked = true
+		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
+	}
+	log.Debug("delivered", "took", res.took)
+	r.pres.Observe(ctx, w.aor, Delivered2xx, res.started)
+}
+
 // handleDirect records the device's own answer to sipsilo's MESSAGE: 2xx
 // delivered, any other final status refused by a live device, no answer
 // uncertain (the device may have it; sipsilo's transaction has ended, so nothing
@@ -308,16 +369,8 @@ func (w *worker) handleDirect(ctx context.Context, res result) {
 	log := r.log.With("aor", w.aor, "id", res.m.ID, "attempt", res.attempt, "path", "direct")
 	text := "SIP " + strconv.Itoa(res.status)
 	switch {
-	case res.err == nil && res.status >= 200 && res.status < 300:
-		r.c.delivered.Add(1)
-		if err := r.store.Delivered(ctx, res.m.ID, res.attempt, text); err != nil {
-			r.c.storeErrors.Add(1)
-			log.Error("delivered but not recorded; it will be sent again", "err", err)
-			w.blocked = true
-			r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
-		}
-		log.Debug("delivered", "took", res.took)
-		r.pres.Observe(ctx, w.aor, Delivered2xx, res.started)
+	case res.recorded:
+		w.delivered(ctx, res, log)
 	case res.err == nil:
 		w.blocked = true
 		w.refused(ctx, res, text, log)
