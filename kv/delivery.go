@@ -18,11 +18,11 @@ var ErrMismatch = errors.New("event does not match the stored message")
 
 // change runs fn on message id inside one write transaction (see changeTx) and
 // returns the message as committed.
-func (s *Store) change(ctx context.Context, what, id string, fn func(m *Message) (bool, error)) (*Message, error) {
+func (s *Store) change(ctx context.Context, what, id string, ev func(m *Message) *event, fn func(m *Message) (bool, error)) (*Message, error) {
 	var out *Message
 	apply := func(tx *bolt.Tx) error {
 		var err error
-		out, err = changeTx(tx, id, s.now(), fn)
+		out, err = s.changeTx(tx, id, s.now(), ev, fn)
 		return err
 	}
 	if err := s.submit(ctx, newOp(apply, nil)); err != nil {
@@ -34,7 +34,8 @@ func (s *Store) change(ctx context.Context, what, id string, fn func(m *Message)
 // changeTx loads message id, lets fn change it and stores it when fn reports a
 // change. A message that leaves StateQueued is taken out of its recipient's queue
 // in the same transaction, and one that returns to it is put back in its place.
-func changeTx(tx *bolt.Tx, id string, now time.Time, fn func(m *Message) (bool, error)) (*Message, error) {
+// ev, if set, names the outbox record of the change (see appendOutbox).
+func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Message) *event, fn func(m *Message) (bool, error)) (*Message, error) {
 	msgs := tx.Bucket(bucketMessages)
 	v := msgs.Get([]byte(id))
 	if v == nil {
@@ -65,12 +66,31 @@ func changeTx(tx *bolt.Tx, id string, now time.Time, fn func(m *Message) (bool, 
 			return nil, err
 		}
 	}
+	if ev != nil {
+		if err := s.appendOutbox(tx, m, ev(m), now); err != nil {
+			return nil, err
+		}
+	}
 	nv, err := encodeMessage(m)
 	if err != nil {
 		return nil, err
 	}
 	return m, msgs.Put([]byte(id), nv)
 }
+
+// record returns an ev for change that names a fixed kind.
+func record(kind string, detail func(m *Message) string, withBody bool) func(m *Message) *event {
+	return func(m *Message) *event {
+		d := ""
+		if detail != nil {
+			d = detail(m)
+		}
+		return &event{kind: kind, detail: d, withBody: withBody}
+	}
+}
+
+func reasonOf(m *Message) string     { return m.Reason }
+func lastResultOf(m *Message) string { return m.LastResult }
 
 // ConfirmBody replaces the stored body with the exact copy from the ESL MESSAGE
 // event that FreeSWITCH fires after the chatplan (DESIGN.md, the message path, 2).
@@ -81,7 +101,7 @@ func changeTx(tx *bolt.Tx, id string, now time.Time, fn func(m *Message) (bool, 
 // scenario 13); an event whose pair differs from the stored one is not this
 // message's and is refused with ErrMismatch.
 func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*Message, error) {
-	return s.change(ctx, "confirm body", id, func(m *Message) (bool, error) {
+	return s.change(ctx, "confirm body", id, record(EventBody, func(*Message) string { return "exact body from ESL" }, true), func(m *Message) (bool, error) {
 		if m.CoreUUID != core || m.EventSeq != seq {
 			return false, fmt.Errorf("%w: event %s/%d, message %s/%d", ErrMismatch, core, seq, m.CoreUUID, m.EventSeq)
 		}
@@ -102,7 +122,12 @@ func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, bo
 // record says so, or, without a query copy, the message is recorded as having no
 // body (StateNoBody) instead of waiting forever.
 func (s *Store) FinalizeBody(ctx context.Context, id string) (*Message, error) {
-	return s.change(ctx, "finalize body", id, func(m *Message) (bool, error) {
+	return s.change(ctx, "finalize body", id, func(m *Message) *event {
+		if m.State == StateNoBody {
+			return &event{kind: EventNoBody, detail: m.Reason}
+		}
+		return &event{kind: EventBody, detail: m.Reason}
+	}, func(m *Message) (bool, error) {
 		if m.BodyFinal || m.State != StateQueued {
 			return false, nil
 		}
@@ -127,7 +152,7 @@ const intakeInFlight = "intake"
 // is kept (never lose) and marked in flight, so that sending it counts as an
 // uncertain resend.
 func (s *Store) MarkIntakeUncertain(ctx context.Context, id string) (*Message, error) {
-	return s.change(ctx, "mark intake uncertain", id, func(m *Message) (bool, error) {
+	return s.change(ctx, "mark intake uncertain", id, nil, func(m *Message) (bool, error) {
 		if m.State != StateQueued || m.BodyFinal || m.InFlight != "" {
 			return false, nil
 		}
@@ -140,7 +165,7 @@ func (s *Store) MarkIntakeUncertain(ctx context.Context, id string) (*Message, e
 // to deliver message id. A message still marked in flight from before a restart
 // counts an uncertain resend: its earlier send may have reached the device.
 func (s *Store) BeginAttempt(ctx context.Context, id, attempt string, at time.Time) (*Message, error) {
-	return s.change(ctx, "begin attempt", id, func(m *Message) (bool, error) {
+	return s.change(ctx, "begin attempt", id, nil, func(m *Message) (bool, error) {
 		if m.State != StateQueued {
 			return false, ErrNotQueued
 		}
@@ -165,7 +190,7 @@ type AttemptResult struct {
 
 // EndAttempt records a failed attempt's result.
 func (s *Store) EndAttempt(ctx context.Context, id, attempt string, r AttemptResult) (*Message, error) {
-	return s.change(ctx, "end attempt", id, func(m *Message) (bool, error) {
+	return s.change(ctx, "end attempt", id, record(EventAttempt, lastResultOf, false), func(m *Message) (bool, error) {
 		if m.State != StateQueued {
 			return false, nil
 		}
@@ -184,7 +209,7 @@ func (s *Store) EndAttempt(ctx context.Context, id, attempt string, r AttemptRes
 // the message out of its queue. Between that answer and this commit lies the one
 // tolerated duplicate window (DESIGN.md, Decisions 1): one group commit.
 func (s *Store) Delivered(ctx context.Context, id, attempt, result string) error {
-	_, err := s.change(ctx, "delivered", id, func(m *Message) (bool, error) {
+	_, err := s.change(ctx, "delivered", id, record(EventDelivered, lastResultOf, false), func(m *Message) (bool, error) {
 		if m.State != StateQueued {
 			return false, nil
 		}
@@ -198,7 +223,7 @@ func (s *Store) Delivered(ctx context.Context, id, attempt, result string) error
 // DeadLetter takes a message its recipient keeps refusing out of the queue; it
 // stays stored, visible as StateDead.
 func (s *Store) DeadLetter(ctx context.Context, id, reason string) error {
-	_, err := s.change(ctx, "dead letter", id, func(m *Message) (bool, error) {
+	_, err := s.change(ctx, "dead letter", id, record(EventDead, reasonOf, false), func(m *Message) (bool, error) {
 		if m.State != StateQueued {
 			return false, nil
 		}

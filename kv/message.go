@@ -77,6 +77,7 @@ type Message struct {
 	LastResult       string    `json:"last_result,omitempty"`
 	UncertainResends int       `json:"uncertain_resends,omitempty"` // resends after an attempt of unknown outcome (crash, lost ESL)
 	Delivered        time.Time `json:"delivered,omitzero"`
+	Events           int       `json:"events,omitempty"` // outbox records made for it (OutboxRecord.EventSeq)
 }
 
 func encodeMessage(m *Message) ([]byte, error) { return json.Marshal(m) }

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -32,6 +33,14 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
+	var obx []byte // the outbox record, also encoded here
+	if s.outbox {
+		m.Events = 1
+		obx, err = json.Marshal(OutboxRecord{MsgID: m.ID, EventSeq: 1, Kind: EventReceived, At: m.Received, Message: m})
+		if err != nil {
+			return "", fmt.Errorf("enqueue: %w", err)
+		}
+	}
 	rec, err := encodeMessage(m)
 	if err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
@@ -53,6 +62,17 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		if err := queue.Put(qk, id); err != nil {
 			return err
 		}
+		if obx != nil {
+			b := tx.Bucket(bucketOutbox)
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			b.FillPercent = 1.0
+			if err := b.Put(u64(seq), obx); err != nil {
+				return err
+			}
+		}
 		if len(core) == 0 {
 			return nil
 		}
@@ -65,7 +85,7 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		return cores.Put(core, epoch)
 	}
 	undo := func(tx *bolt.Tx) error {
-		return setState(tx, m.ID, StateReleased, "chatplan answer deadline passed during commit", s.now())
+		return s.setState(tx, m.ID, StateReleased, "chatplan answer deadline passed during commit", s.now())
 	}
 	if err := s.submit(ctx, newOp(apply, undo)); err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
@@ -77,7 +97,7 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 // but could not tell FreeSWITCH so in time (DESIGN.md, Decisions 5).
 func (s *Store) Release(ctx context.Context, id, reason string) error {
 	now := s.now()
-	o := newOp(func(tx *bolt.Tx) error { return setState(tx, id, StateReleased, reason, now) }, nil)
+	o := newOp(func(tx *bolt.Tx) error { return s.setState(tx, id, StateReleased, reason, now) }, nil)
 	if err := s.submit(ctx, o); err != nil {
 		return fmt.Errorf("release %s: %w", id, err)
 	}
@@ -86,8 +106,8 @@ func (s *Store) Release(ctx context.Context, id, reason string) error {
 
 // setState moves a queued message to a final state and takes it out of its queue.
 // Messages already out of the queue keep their state: a state change is one-way.
-func setState(tx *bolt.Tx, id string, st State, reason string, now time.Time) error {
-	_, err := changeTx(tx, id, now, func(m *Message) (bool, error) {
+func (s *Store) setState(tx *bolt.Tx, id string, st State, reason string, now time.Time) error {
+	_, err := s.changeTx(tx, id, now, record(string(st), reasonOf, false), func(m *Message) (bool, error) {
 		if m.State != StateQueued {
 			return false, nil
 		}

@@ -41,8 +41,11 @@ type Options struct {
 	ReadOnly bool
 	// OpenFile replaces os.OpenFile (tests use it to hand bbolt an unwritable file).
 	OpenFile func(string, int, os.FileMode) (*os.File, error)
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Outbox makes every state change of a message append a record to the outbox
+	// bucket in the same transaction, for the MySQL mirror. Off without a mirror.
+	Outbox bool
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Store is the bbolt-backed message store.
@@ -55,6 +58,7 @@ type Store struct {
 	// order is set once Open has read the cores bucket.
 	order *orderKeys
 
+	outbox    bool
 	maxBatch  int
 	ops       chan *op
 	quit      chan struct{}
@@ -93,10 +97,10 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, path: path, log: o.Logger, now: o.Now, ids: newIDSource(),
-		maxBatch: o.MaxBatch,
-		ops:      make(chan *op, o.MaxBatch),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
+		maxBatch: o.MaxBatch, outbox: o.Outbox,
+		ops:  make(chan *op, o.MaxBatch),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	if err := s.initSchema(o.ReadOnly); err != nil {
 		db.Close()

@@ -1,0 +1,120 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Kinds of outbox records: the state changes of a message the history keeps.
+const (
+	EventReceived  = "received"
+	EventBody      = "body"
+	EventNoBody    = "no_body"
+	EventAttempt   = "attempt" // a failed delivery attempt and its result
+	EventDelivered = "delivered"
+	EventReleased  = "released"
+	EventDead      = "dead"
+)
+
+// event is what a change of a message asks the outbox to record.
+type event struct {
+	kind, detail string
+	withBody     bool // the record carries the body (received, body)
+}
+
+// OutboxRecord is one state change of a message, with a snapshot of the message
+// after it. The body is only in records that set it (received, body); the others
+// leave Body nil so that the outbox does not copy a 64 KiB body per attempt.
+type OutboxRecord struct {
+	Seq      uint64    `json:"-"`
+	MsgID    string    `json:"id"`
+	EventSeq int       `json:"event_seq"` // the message's own count of records, from 1
+	Kind     string    `json:"kind"`
+	At       time.Time `json:"at"`
+	Detail   string    `json:"detail,omitempty"`
+	Message  *Message  `json:"message"`
+}
+
+// appendOutbox writes ev for m in tx, when the outbox is on. m.Events counts the
+// message's records, so (id, EventSeq) names one record forever: the mirror's
+// replays after a crash land on the same row.
+func (s *Store) appendOutbox(tx *bolt.Tx, m *Message, ev *event, now time.Time) error {
+	if !s.outbox || ev == nil {
+		return nil
+	}
+	m.Events++
+	snap := *m
+	if !ev.withBody {
+		snap.Body = nil
+	}
+	rec := OutboxRecord{MsgID: m.ID, EventSeq: m.Events, Kind: ev.kind, At: now, Detail: ev.detail, Message: &snap}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	b := tx.Bucket(bucketOutbox)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	b.FillPercent = 1.0 // append-only keys
+	return b.Put(u64(seq), v)
+}
+
+// OutboxBatch returns the oldest records, at most maxRecords and, past the first,
+// at most maxBytes of encoded records.
+func (s *Store) OutboxBatch(maxRecords, maxBytes int) ([]OutboxRecord, error) {
+	var out []OutboxRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		size := 0
+		for k, v := c.First(); k != nil && len(out) < maxRecords; k, v = c.Next() {
+			if len(out) > 0 && size+len(v) > maxBytes {
+				break
+			}
+			var r OutboxRecord
+			if err := json.Unmarshal(v, &r); err != nil || r.Message == nil {
+				return fmt.Errorf("outbox record %d: %w: %v", be64(k), ErrCorrupt, err)
+			}
+			r.Seq = be64(k)
+			size += len(v)
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// OutboxDelete removes every record up to and including seq, once the mirror has
+// committed them.
+func (s *Store) OutboxDelete(ctx context.Context, upTo uint64) error {
+	limit := u64(upTo)
+	o := newOp(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k, limit) <= 0; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
+	if err := s.submit(ctx, o); err != nil {
+		return fmt.Errorf("outbox delete: %w", err)
+	}
+	return nil
+}
+
+// OutboxLen counts the records waiting for the mirror.
+func (s *Store) OutboxLen() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketOutbox).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
