@@ -30,6 +30,7 @@ type Config struct {
 	// Ready are the /readyz checks by name (e.g. "esl", "store"); each returns nil
 	// when its part is ready.
 	Ready map[string]func(ctx context.Context) error
+	Admin AdminConfig
 }
 
 // New builds the echo router with every sipsilo route.
@@ -68,6 +69,7 @@ func New(cfg Config, store Store, log *slog.Logger) (*echo.Echo, error) {
 	e.Add("post", ChatplanPath, cp.serve, chatplanMW...)
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", readyz(cfg.Ready))
+	registerAdmin(e, cfg.Admin)
 	return e, nil
 }
 
