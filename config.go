@@ -43,6 +43,8 @@ type Config struct {
 	BodyGrace       time.Duration
 	Relay           relay.Config
 	Ping            PingConfig
+	MySQLDSN        string // empty: no history mirror, no outbox
+	AdminToken      string // empty: /api/v1 is off
 }
 
 // PingConfig is sipsilo's own OPTIONS pinger and what relay does with it (Step 3).
@@ -102,6 +104,8 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.Ping.ProbeAfter, "probe-after", 3*time.Second, "probe a recipient before delivering when its last proof of life is older than this")
 	fs.BoolVar(&cfg.Ping.Direct, "direct", true, "send MESSAGE straight to contacts that answer sipsilo's own OPTIONS without NAT")
 	fs.DurationVar(&cfg.Ping.DirectTimeout, "direct-timeout", 4*time.Second, "wait for a device's answer to a direct MESSAGE")
+	fs.StringVar(&cfg.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB for the message history, as user:password@tcp(host:port)/db (prefer SIPSILO_MYSQL_DSN); empty: bbolt only")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /api/v1 (prefer SIPSILO_ADMIN_TOKEN); empty: the API is off")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {

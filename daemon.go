@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/labstack/echo/v4"
 
 	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/handlers"
 	"github.com/sipsilo/sipsilo/kv"
+	"github.com/sipsilo/sipsilo/mirror"
 	"github.com/sipsilo/sipsilo/presence"
 	"github.com/sipsilo/sipsilo/relay"
 )
@@ -31,6 +34,7 @@ type daemon struct {
 	http   *echo.Echo
 	pinger *presence.Pinger // nil with --ping off
 	flush  *flusher         // nil without --flush-unreachable
+	mirror *mirrorLoop      // nil without --mysql-dsn
 }
 
 func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
@@ -85,7 +89,22 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 	d.router = &eslRouter{client: d.client, pres: d.pres, bodies: d.bodies, relay: d.relay,
 		profiles: d.pres.Profiles(), log: log.With("component", "esl-events")}
 
+	if cfg.MySQLDSN != "" {
+		mcfg, err := mysqlConfig(cfg.MySQLDSN)
+		if err != nil {
+			d.closePinger()
+			return nil, fmt.Errorf("--mysql-dsn: %w", err)
+		}
+		d.mirror = &mirrorLoop{cfg: mirror.Config{DSN: mcfg, Logger: log.With("component", "mirror")},
+			store: store, log: log.With("component", "mirror")}
+		_ = mysql.SetLogger(mysqlLog{log.With("component", "mirror")})
+	}
+
 	hcfg := handlers.Config{Chatplan: cfg.Chatplan}
+	hcfg.Admin.Token = cfg.AdminToken
+	if d.mirror != nil {
+		hcfg.Admin.History = historyAdapter{d.mirror}
+	}
 	hcfg.Chatplan.Queued = func(m *kv.Message) { d.bodies.Expect(m.ID, m.To, m.Received) }
 	hcfg.Ready = map[string]func(context.Context) error{
 		"store": store.Ping,
@@ -142,6 +161,11 @@ func (d *daemon) start() (stop func()) {
 	}
 	if d.flush != nil {
 		eslWG.Go(func() { d.flush.run(eslCtx) })
+	}
+	if d.mirror != nil {
+		// Stopped after relay, whose last results still add outbox records; what
+		// it has not written stays in the outbox for the next run.
+		eslWG.Go(func() { d.mirror.run(eslCtx) })
 	}
 	relayWG.Go(func() { _ = d.relay.Run(relayCtx) })
 	return func() {

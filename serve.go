@@ -19,7 +19,8 @@ import (
 // writer commits what it holds).
 func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	log := newLogger(cfg, logOut)
-	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv")})
+	// With a mirror every state change also goes to the outbox (DESIGN.md, Storage).
+	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv"), Outbox: cfg.MySQLDSN != ""})
 	if err != nil {
 		return err
 	}
