@@ -93,7 +93,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.Relay.RetryMax, "retry-max", 5*time.Minute, "longest backoff after refusals")
 	fs.DurationVar(&cfg.Relay.NoAnswerAfter, "no-answer-after", 15*time.Second, "a chat error after this long means the device did not answer (FreeSWITCH gives up at ~20 s)")
 	fs.DurationVar(&cfg.Relay.TimerF, "timer-f", 32*time.Second, "no resend of a timed-out or lost send before this (SIP Timer F)")
-	fs.StringVar(&cfg.Ping.Mode, "ping", "all", "sipsilo's own OPTIONS pinger: all (NATed contacts at the address FreeSWITCH saw), direct (contacts reachable without NAT only) or off")
+	fs.StringVar(&cfg.Ping.Mode, "ping", "direct", "sipsilo's own OPTIONS pinger: direct (contacts reachable without NAT), all (NATed contacts too, at the address FreeSWITCH saw; their NAT may drop sipsilo's packets and get them flushed) or off")
 	fs.StringVar(&cfg.Ping.Addr, "ping-addr", "127.0.0.1:0", "UDP address of the pinger's socket (an IP the phones can reach; also used by the direct path)")
 	fs.DurationVar(&cfg.Ping.Interval, "ping-interval", 5*time.Second, "time between OPTIONS to one contact (±10% jitter)")
 	fs.DurationVar(&cfg.Ping.Timeout, "ping-timeout", time.Second, "deadline of one OPTIONS, retransmissions included")

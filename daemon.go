@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -69,16 +70,21 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 	rcfg.Logger = log
 	rcfg.DrainTimeout = cfg.ShutdownTimeout / 2
 	if mode != presence.PingOff {
+		reach := &reachability{m: d.pres, mode: mode, probeAfter: cfg.Ping.ProbeAfter,
+			direct: cfg.Ping.Direct, freshFor: 2 * cfg.Ping.Interval, now: time.Now,
+			loopbackOnly: loopbackAddr(cfg.Ping.Addr)}
 		d.pinger, err = presence.NewPinger(presence.PingerConfig{
 			Addr: cfg.Ping.Addr, Interval: cfg.Ping.Interval, Timeout: cfg.Ping.Timeout,
 			Misses: cfg.Ping.Misses, Rate: cfg.Ping.Rate, Concurrency: cfg.Ping.Concurrency,
 			Logger: log.With("component", "pinger"),
-		}, func() []presence.Target { return d.pres.Targets(mode) }, d.pingResult)
+		}, reach.all, d.pingResult)
 		if err != nil {
 			return nil, err
 		}
-		reach := &reachability{m: d.pres, p: d.pinger, mode: mode, probeAfter: cfg.Ping.ProbeAfter,
-			direct: cfg.Ping.Direct, freshFor: 2 * cfg.Ping.Interval, now: time.Now}
+		reach.p = d.pinger
+		if reach.loopbackOnly {
+			log.Warn("the pinger is bound to loopback: only phones on this host are pinged; set --ping-addr to an address the phones can reach")
+		}
 		rcfg.Prober = reach
 		if cfg.Ping.Direct {
 			rcfg.Direct = &relay.SIPDirect{Client: d.pinger.Client(), Contacts: reach, Timeout: cfg.Ping.DirectTimeout}
@@ -121,6 +127,13 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// loopbackAddr reports whether addr (host:port) is on a loopback interface.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
 
 // pingResult feeds one result of the pinger into presence. It runs on the

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/sipsilo/sipsilo/esl"
@@ -23,6 +24,28 @@ type reachability struct {
 	direct   bool
 	freshFor time.Duration
 	now      func() time.Time
+	// loopbackOnly: the pinger's socket is bound to a loopback address, from
+	// which no phone elsewhere can be reached; judging such phones by pings that
+	// cannot arrive would flush every registration from FreeSWITCH.
+	loopbackOnly bool
+}
+
+// all is every target the pinger should ping.
+func (r *reachability) all() []presence.Target { return r.pingable(r.m.Targets(r.mode)) }
+
+// pingable keeps the targets the pinger's socket can reach.
+func (r *reachability) pingable(ts []presence.Target) []presence.Target {
+	if !r.loopbackOnly {
+		return ts
+	}
+	out := ts[:0:0]
+	for _, t := range ts {
+		host, _, err := net.SplitHostPort(t.Dest)
+		if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsLoopback() {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Check implements relay.Prober: true unless every contact sipsilo can ping was
@@ -35,7 +58,7 @@ func (r *reachability) Check(ctx context.Context, aor string) bool {
 	if r.p == nil {
 		return true
 	}
-	targets := r.m.TargetsFor(aor, r.mode)
+	targets := r.pingable(r.m.TargetsFor(aor, r.mode))
 	if len(targets) == 0 {
 		return true
 	}
@@ -72,7 +95,7 @@ func (r *reachability) fresh(aor string) bool {
 func (r *reachability) freshTarget(aor string) (presence.Target, bool) {
 	st := r.m.Get(aor)
 	now := r.now()
-	for _, t := range r.m.TargetsFor(aor, presence.PingDirect) {
+	for _, t := range r.pingable(r.m.TargetsFor(aor, presence.PingDirect)) {
 		for _, reg := range st.Registrations {
 			if reg.CallID == t.CallID && reg.Reach == presence.Reachable && reg.PingMisses == 0 &&
 				!reg.LastPing.IsZero() && now.Sub(reg.LastAlive) <= r.freshFor {
