@@ -143,7 +143,7 @@ func (d *daemon) pingResult(res presence.PingResult) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := d.pres.PingObserved(ctx, res); err != nil {
-		d.log.Error("ping result not recorded", "aor", res.Target.AOR, "err", err)
+		d.log.Error("ping result not recorded", "call_id", res.Target.CallID, "err", err)
 	}
 }
 

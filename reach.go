@@ -127,7 +127,7 @@ func (f *flusher) request(aor string, r presence.Registration) {
 	select {
 	case f.reqs <- r:
 	default:
-		f.log.Warn("flush queue full; leaving the registration to FreeSWITCH's expiry", "aor", aor)
+		f.log.Warn("flush queue full; leaving the registration to FreeSWITCH's expiry", "call_id", r.CallID)
 	}
 }
 

@@ -96,6 +96,6 @@ func (p presenceFeed) Observe(ctx context.Context, aor string, o relay.Outcome, 
 		return
 	}
 	if err := p.m.ObserveSent(ctx, aor, po, sentAt); err != nil {
-		p.log.Error("delivery outcome not recorded in presence", "aor", aor, "outcome", o.String(), "err", err)
+		p.log.Error("delivery outcome not recorded in presence", "outcome", o.String(), "err", err)
 	}
 }

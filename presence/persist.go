@@ -72,7 +72,7 @@ func (m *Map) load() error {
 		m.stored[aor] = true
 		st, err := decodeState(aor, b)
 		if err != nil {
-			m.log.Warn("presence: skipping unreadable record", "aor", aor, "err", err)
+			m.log.Warn("presence: skipping unreadable record", "bytes", len(b), "err", err)
 			continue
 		}
 		m.aors[aor] = &st

@@ -204,10 +204,10 @@ func (p *Pinger) finish(st *targetState, res *PingResult, probe bool) {
 	before := p.sched.record(st, res, probe, p.nextDue)
 	switch {
 	case res.Alive && before >= p.cfg.Misses:
-		p.log.Info("contact answering again", "aor", res.Target.AOR, "call_id", res.Target.CallID,
+		p.log.Info("contact answering again", "call_id", res.Target.CallID,
 			"dest", res.Target.Dest, "status", res.Status, "after_misses", before)
 	case !res.Alive && res.Misses == p.cfg.Misses:
-		p.log.Info("contact not answering", "aor", res.Target.AOR, "call_id", res.Target.CallID,
+		p.log.Info("contact not answering", "call_id", res.Target.CallID,
 			"dest", res.Target.Dest, "misses", res.Misses, "err", res.Err)
 	case !res.Alive:
 		p.log.Debug("ping missed", "aor", res.Target.AOR, "call_id", res.Target.CallID,

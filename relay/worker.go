@@ -159,7 +159,7 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 	if w.stale || len(w.ahead) == 0 {
 		if err := w.readAhead(); err != nil {
 			r.c.storeErrors.Add(1)
-			r.log.Error("cannot read queue", "aor", w.aor, "err", err)
+			r.log.Error("cannot read queue", "err", err)
 			return now.Add(r.cfg.RetryMin), false
 		}
 		if len(w.ahead) == 0 && len(w.inflight) == 0 {
@@ -306,7 +306,7 @@ func closedChan() chan struct{} {
 func (w *worker) handle(ctx context.Context, res result) {
 	r := w.r
 	delete(w.inflight, res.m.ID)
-	id, log := res.m.ID, r.log.With("aor", w.aor, "id", res.m.ID, "attempt", res.attempt)
+	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	reply := strings.TrimSpace(res.reply)
@@ -366,7 +366,7 @@ func (w *worker) delivered(ctx context.Context, res result, log *slog.Logger) {
 // is retransmitted after it and no Timer F hold is needed).
 func (w *worker) handleDirect(ctx context.Context, res result) {
 	r := w.r
-	log := r.log.With("aor", w.aor, "id", res.m.ID, "attempt", res.attempt, "path", "direct")
+	log := r.log.With("id", res.m.ID, "attempt", res.attempt, "path", "direct")
 	text := "SIP " + strconv.Itoa(res.status)
 	switch {
 	case res.recorded:
@@ -389,7 +389,7 @@ func (w *worker) handleDirect(ctx context.Context, res result) {
 // registration for the recipient.
 func (w *worker) failed(ctx context.Context, res result, reply string) {
 	r := w.r
-	id, log := res.m.ID, r.log.With("aor", w.aor, "id", res.m.ID, "attempt", res.attempt)
+	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	switch {
 	case res.took >= r.cfg.NoAnswerAfter:
 		r.c.noAnswer.Add(1)
