@@ -96,7 +96,8 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 		profiles: d.pres.Profiles(), log: log.With("component", "esl-events")}
 
 	if cfg.MySQLDSN != "" {
-		mcfg, err := mysqlConfig(cfg.MySQLDSN)
+		// mirror.Open sets what it relies on (parseTime, UTC, deadlines) on its copy.
+		mcfg, err := mysql.ParseDSN(cfg.MySQLDSN)
 		if err != nil {
 			d.closePinger()
 			return nil, fmt.Errorf("--mysql-dsn: %w", err)

@@ -9,33 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/sipsilo/sipsilo/handlers"
 	"github.com/sipsilo/sipsilo/kv"
 	"github.com/sipsilo/sipsilo/mirror"
 )
-
-// mysqlConfig reads --mysql-dsn (go-sql-driver's DSN format) and sets what the
-// mirror relies on: times as time.Time in UTC, and deadlines on every step, so a
-// MySQL that hangs cannot hang the mirror.
-func mysqlConfig(dsn string) (*mysql.Config, error) {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ParseTime, cfg.Loc = true, time.UTC
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
-	}
-	if cfg.ReadTimeout == 0 {
-		cfg.ReadTimeout = 30 * time.Second
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 30 * time.Second
-	}
-	return cfg, nil
-}
 
 // mysqlLog routes the MySQL driver's own log lines (connection trouble) into
 // sipsilo's log instead of the standard logger's stderr.
