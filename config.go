@@ -95,7 +95,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.Relay.TimerF, "timer-f", 32*time.Second, "no resend of a timed-out or lost send before this (SIP Timer F)")
 	fs.StringVar(&cfg.Ping.Mode, "ping", "direct", "sipsilo's own OPTIONS pinger: direct (contacts reachable without NAT), all (NATed contacts too, at the address FreeSWITCH saw; their NAT may drop sipsilo's packets and get them flushed) or off")
 	fs.StringVar(&cfg.Ping.Addr, "ping-addr", "127.0.0.1:0", "UDP address of the pinger's socket (an IP the phones can reach; also used by the direct path)")
-	fs.DurationVar(&cfg.Ping.Interval, "ping-interval", 5*time.Second, "time between OPTIONS to one contact (±10% jitter)")
+	fs.DurationVar(&cfg.Ping.Interval, "ping-interval", 5*time.Second, "longest time between OPTIONS to one contact (waits vary down to 10% less)")
 	fs.DurationVar(&cfg.Ping.Timeout, "ping-timeout", time.Second, "deadline of one OPTIONS, retransmissions included")
 	fs.IntVar(&cfg.Ping.Misses, "ping-misses", 2, "unanswered OPTIONS in a row that make a contact unreachable")
 	fs.Float64Var(&cfg.Ping.Rate, "ping-rate", 500, "most OPTIONS sent per second over all contacts")

@@ -45,7 +45,11 @@ type PingerConfig struct {
 	// (default "127.0.0.1:0"). sipgo matches its client connection by the socket's
 	// LocalAddr, so a wildcard would make it bind a second socket (LIBRARIES.md §1.2).
 	Addr string
-	// Interval between two pings of one target, ± Jitter·Interval (default 5 s).
+	// Interval is the longest time between two pings of one target (default 5 s);
+	// each wait is drawn from [Interval·(1−Jitter), Interval]. Jitter only
+	// shortens it, so interval + deadline + re-probe stays a bound on the
+	// detection of a silent phone (7 s at the defaults; DESIGN.md, Decisions 8
+	// has ±10 %, whose upper half would stretch that bound to 7.5 s).
 	Interval time.Duration
 	// Jitter is a fraction of Interval in [0, 1) (default 0.1; negative means none).
 	Jitter float64

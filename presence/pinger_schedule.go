@@ -256,9 +256,9 @@ func (p *Pinger) start(ctx context.Context, wg *sync.WaitGroup, st *targetState,
 	return nil
 }
 
-// jittered is Interval ± Jitter·Interval, uniformly.
+// jittered is uniform in [Interval·(1−Jitter), Interval].
 func (p *Pinger) jittered() time.Duration {
-	f := 1 + p.cfg.Jitter*(2*rand.Float64()-1)
+	f := 1 - p.cfg.Jitter*rand.Float64()
 	return time.Duration(float64(p.cfg.Interval) * f)
 }
 
