@@ -6,7 +6,6 @@ package main
 // (fsPath); pinger_e2e_test.go covers those.
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -318,5 +317,4 @@ func TestESLDropAndFreeSWITCHRestartMidDrain(t *testing.T) {
 	if !strings.Contains(r.proc.log(), "restarted=true") {
 		t.Fatal("the FreeSWITCH restart was not noticed")
 	}
-	_ = context.Background
 }

@@ -5,7 +5,6 @@ package main
 // Debian's sip-tester and sipgo user agents, all on 127.0.0.1.
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -290,5 +289,4 @@ func TestDirectPathDrainsInOrder(t *testing.T) {
 			t.Fatalf("message %q: %s, last result %q", m.Body, m.State, m.LastResult)
 		}
 	}
-	_ = context.Background
 }
