@@ -38,8 +38,11 @@ var errUsage = errors.New("usage")
 const usage = `sipsilo: store-and-forward for SIP MESSAGE beside FreeSWITCH
 
 Usage:
-  sipsilo serve [flags]   run the daemon (sipsilo serve -h lists flags)
-  sipsilo version         print the version
+  sipsilo serve [flags]        run the daemon (sipsilo serve -h lists flags)
+  sipsilo inspect <view> ...   read a stopped daemon's database (sipsilo inspect -h)
+  sipsilo fs-config --out DIR  write the FreeSWITCH configuration sipsilo needs
+  sipsilo check-fs [flags]     check a running FreeSWITCH over ESL and say what to fix
+  sipsilo version              print the version and build information
 `
 
 // Main runs one sipsilo command; main only adds signals and the exit code.
@@ -55,6 +58,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return serve(ctx, cfg, stderr)
+	case "inspect":
+		return runInspect(ctx, args[1:], stdout, stderr)
+	case "fs-config":
+		return runFSConfig(args[1:], os.LookupEnv, stdout, stderr)
+	case "check-fs":
+		return runCheckFS(ctx, args[1:], os.LookupEnv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sipsilo", versionString())
 		return nil

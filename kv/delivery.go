@@ -67,7 +67,9 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 		}
 	}
 	if ev != nil {
-		if err := s.appendOutbox(tx, m, ev(m), now); err != nil {
+		e := ev(m)
+		m.addHistory(now, e.kind, e.detail)
+		if err := s.appendOutbox(tx, m, e, now); err != nil {
 			return nil, err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -245,5 +246,19 @@ func TestQueueOrderSurvivesRestart(t *testing.T) {
 	}
 	if len(q) != 2 || q[0].EventSeq != 3 || q[1].EventSeq != 5 {
 		t.Fatalf("order after restart: %d messages, first seq %d", len(q), q[0].EventSeq)
+	}
+}
+
+func TestHistoryKeepsFirstAndLatest(t *testing.T) {
+	m := &Message{State: StateQueued}
+	m.addHistory(time.Unix(0, 0), EventReceived, "")
+	for i := range 100 {
+		m.addHistory(time.Unix(int64(i+1), 0), EventAttempt, strconv.Itoa(i))
+	}
+	if len(m.History) != maxHistory {
+		t.Fatalf("history has %d entries, want %d", len(m.History), maxHistory)
+	}
+	if m.History[0].Kind != EventReceived || m.History[len(m.History)-1].Detail != "99" || m.History[1].Detail != strconv.Itoa(100-maxHistory+1) {
+		t.Fatalf("history = first %+v, second %+v, last %+v", m.History[0], m.History[1], m.History[len(m.History)-1])
 	}
 }

@@ -78,6 +78,32 @@ type Message struct {
 	UncertainResends int       `json:"uncertain_resends,omitempty"` // resends after an attempt of unknown outcome (crash, lost ESL)
 	Delivered        time.Time `json:"delivered,omitzero"`
 	Events           int       `json:"events,omitempty"` // outbox records made for it (OutboxRecord.EventSeq)
+
+	// History is the message's own record of its state changes, kept in the message
+	// so that `sipsilo inspect` and the admin API can show it without MySQL. It is
+	// capped at maxHistory entries: the first (received) and the latest.
+	History []HistoryEntry `json:"history,omitempty"`
+}
+
+// HistoryEntry is one state change of a message (the same kinds as the outbox).
+type HistoryEntry struct {
+	At     time.Time `json:"at"`
+	Kind   string    `json:"kind"`
+	State  State     `json:"state"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// maxHistory bounds Message.History, so a message refused a thousand times does
+// not grow without end.
+const maxHistory = 32
+
+// addHistory appends one entry, dropping the oldest after the first when full.
+func (m *Message) addHistory(at time.Time, kind, detail string) {
+	e := HistoryEntry{At: at, Kind: kind, State: m.State, Detail: detail}
+	if len(m.History) >= maxHistory {
+		m.History = append(m.History[:1], m.History[len(m.History)-maxHistory+2:]...)
+	}
+	m.History = append(m.History, e)
 }
 
 func encodeMessage(m *Message) ([]byte, error) { return json.Marshal(m) }

@@ -28,6 +28,8 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	m.State = StateQueued
 	m.Updated = m.Received
 	m.Order = s.order.key(m.CoreUUID, m.EventSeq, m.Received)
+	m.History = nil
+	m.addHistory(m.Received, EventReceived, "")
 	id := []byte(m.ID)
 	qk, err := queueKey(m.To, m.Order, m.ID)
 	if err != nil {
