@@ -6,28 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime/debug"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/sipsilo/sipsilo/handlers"
 	"github.com/sipsilo/sipsilo/relay"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-func versionString() string {
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " (" + s.Value[:12] + ")"
-			}
-		}
-	}
-	return v
-}
 
 // Config is everything `sipsilo serve` is told from outside.
 type Config struct {
@@ -63,8 +48,9 @@ type PingConfig struct {
 }
 
 // parseServe reads serve's flags; each flag can also come from SIPSILO_<NAME> in the
-// environment (--esl-password is SIPSILO_ESL_PASSWORD), and a flag given on the command
-// line wins over the environment.
+// environment (--esl-password is SIPSILO_ESL_PASSWORD) or from the TOML file named by
+// --config; the command line wins over the environment, which wins over the file
+// (configfile.go).
 func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
 	var cfg Config
 	var domains, skipTypes, profiles string
@@ -107,9 +93,19 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB for the message history, as user:password@tcp(host:port)/db (prefer SIPSILO_MYSQL_DSN); empty: bbolt only")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /api/v1 (prefer SIPSILO_ADMIN_TOKEN); empty: the API is off")
 
+	fs.String(configFlag, "", "TOML file with settings named like these flags (also SIPSILO_CONFIG); flags and SIPSILO_* environment override it")
+
+	if path := configPath(args, lookupEnv); path != "" {
+		if err := applyConfigFile(fs, path, stderr); err != nil {
+			return cfg, err
+		}
+	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "SIPSILO_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if f.Name == configFlag {
+			return // read above, before every other setting
+		}
 		if v, ok := lookupEnv(name); ok && envErr == nil {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
@@ -142,6 +138,9 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 		r.RetryMin <= 0 || r.RetryMax < r.RetryMin || r.NoAnswerAfter <= 0 || r.TimerF <= 0 {
 		return cfg, errors.New("serve: delivery settings must be positive (and --retry-max >= --retry-min)")
 	}
+	if cfg.AdminToken == "" && !loopbackHost(cfg.HTTPAddr) {
+		return cfg, fmt.Errorf("serve: --http %s is not a loopback address; set --admin-token (SIPSILO_ADMIN_TOKEN) before exposing sipsilo's HTTP", cfg.HTTPAddr)
+	}
 	p := cfg.Ping
 	if p.Mode != "all" && p.Mode != "direct" && p.Mode != "off" {
 		return cfg, errors.New("serve: --ping must be all, direct or off")
@@ -151,6 +150,20 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return cfg, errors.New("serve: pinger settings must be positive")
 	}
 	return cfg, nil
+}
+
+// loopbackHost reports whether addr (host:port) only listens on loopback: an
+// empty host or 0.0.0.0 listens everywhere.
+func loopbackHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func splitList(s string) []string {
