@@ -65,7 +65,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "check-fs":
 		return runCheckFS(ctx, args[1:], os.LookupEnv, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "sipsilo", versionString())
+		printVersion(stdout)
 		return nil
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
