@@ -345,3 +345,34 @@ func TestVerifyRefusesAnotherProgramsBBoltFile(t *testing.T) {
 		t.Fatalf("Summary on a foreign file: %v", err)
 	}
 }
+
+// BenchmarkSummary is the cost of GET /api/v1/stats on a store of 20,000 messages
+// (half of them delivered), 100 recipients.
+func BenchmarkSummary(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(b.TempDir(), "sipsilo.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(ctx)
+	body := bytes.Repeat([]byte("x"), 200)
+	for i := range 20000 {
+		m := &Message{From: "1000@x", To: "u" + strconv.Itoa(i%100) + "@x", Body: body, BodySource: BodyQuery}
+		id, err := s.Enqueue(ctx, m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := s.Delivered(ctx, id, "a", "Sent"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		sum, err := s.Summary()
+		if err != nil || sum.Messages != 20000 || sum.QueueEntries != 10000 {
+			b.Fatalf("%+v %v", sum, err)
+		}
+	}
+}
