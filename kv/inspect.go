@@ -162,9 +162,9 @@ func ageSeconds(now, t time.Time) float64 {
 	return float64(now.Sub(t).Milliseconds()) / 1000
 }
 
-// statePrefix is how every record encodeMessage writes begins: json.Marshal keeps
-// the field order of Message, whose first two fields are the id (a ULID, never
-// escaped) and the state.
+// recordStart and stateKey are how every record encodeMessage writes begins:
+// json.Marshal keeps the field order of Message, whose first two fields are the id
+// (a ULID, never escaped) and the state.
 var (
 	recordStart = []byte(`{"id":"`)
 	stateKey    = []byte(`","state":"`)
