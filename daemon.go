@@ -109,6 +109,7 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 
 	hcfg := handlers.Config{Chatplan: cfg.Chatplan}
 	hcfg.Admin.Token = cfg.AdminToken
+	hcfg.Admin.Views = handlers.AdminViews{Store: store, Presence: d.pres}
 	if d.mirror != nil {
 		hcfg.Admin.History = historyAdapter{d.mirror}
 	}

@@ -52,6 +52,8 @@ type AdminConfig struct {
 	Token string
 	// History is nil when no MySQL mirror is configured.
 	History History
+	// Views are the read routes on the store and presence (admin_views.go).
+	Views AdminViews
 }
 
 const (
@@ -63,7 +65,8 @@ const (
 func registerAdmin(e *echo.Echo, cfg AdminConfig) {
 	g := e.Group("/api/v1", bearer(cfg.Token))
 	g.GET("/history", func(c echo.Context) error { return history(c, cfg.History) })
-	g.GET("/messages/:id", func(c echo.Context) error { return message(c, cfg.History) })
+	g.GET("/messages/:id", func(c echo.Context) error { return storedMessage(c, cfg.Views.Store, cfg.History) })
+	registerViews(g, cfg.Views)
 }
 
 // bearer checks "Authorization: Bearer <token>" in constant time.
