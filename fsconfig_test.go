@@ -7,8 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	conf "github.com/sipsilo/sipsilo/freeswitch-conf"
+	"github.com/sipsilo/sipsilo/internal/fsemu"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -178,6 +183,36 @@ func TestFSConfigRefusesBadInput(t *testing.T) {
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 			t.Errorf("fs-config %q wrote files after refusing", args)
+		}
+	}
+}
+
+func TestFSConfigDefaultsLoadInEmulator(t *testing.T) {
+	c, err := fsemu.LoadConf(fsConfDir(t, nil, fsemu.Install{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.XMLCurlError != "" || len(c.Bindings) != 1 {
+		t.Fatalf("bindings %+v, error %q", c.Bindings, c.XMLCurlError)
+	}
+	b := c.Bindings[0]
+	if b.URL != conf.ChatplanURL || !b.Covers("chatplan") || b.Covers("directory") || !b.DynamicURL ||
+		b.Timeout != conf.ChatplanTimeoutSeconds*time.Second || b.Credentials != "" {
+		t.Errorf("binding = %+v", b)
+	}
+	if c.ESL.Addr() != conf.ESLAddress || c.ESL.Password != conf.ESLPassword {
+		t.Errorf("event socket = %+v", c.ESL)
+	}
+	opts, err := c.Options(fsemu.SwitchOptions{}, "internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Context != conf.FallbackContext || opts.XMLCurl == nil || opts.XMLCurl.URL != conf.ChatplanURL {
+		t.Errorf("switch options: context %q, xml_curl %+v", opts.Context, opts.XMLCurl)
+	}
+	for _, m := range []string{"mod_xml_curl", "mod_sms", "mod_event_socket", "mod_commands", "mod_dptools"} {
+		if !slices.Contains(opts.Modules, m) {
+			t.Errorf("%s not loaded: %v", m, opts.Modules)
 		}
 	}
 }
