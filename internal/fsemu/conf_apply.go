@@ -78,49 +78,68 @@ func applyStatic(section *xnode, ev *Event, reason string) *Outcome {
 	return out
 }
 
-// renderProfileStatus is `sofia status profile <p>` without reg (mod_sofia.c
-// cmd_status, 1.10): the profile summary. Values the emulator has no notion of
-// are the vanilla internal profile's; the last line is REGISTRATIONS, with no
-// closing rule.
-func (s *Switch) renderProfileStatus() string {
+// profileInfo is the profile summary both status commands print, in order:
+// text label, XML element, value. Values the emulator has no notion of are the
+// vanilla internal profile's.
+func (s *Switch) profileInfo() [][3]string {
 	host, port := splitSource(s.SIPAddr())
 	url := "sip:mod_sofia@" + host + ":" + strconv.Itoa(port)
+	codecs := "OPUS,G722,PCMU,PCMA,H264,VP8"
+	return [][3]string{
+		{"Name             ", "name", s.opts.Profile},
+		{"Domain Name      ", "domain-name", "N/A"},
+		{"Auto-NAT         ", "auto-nat", "false"},
+		{"DBName           ", "db-name", "sofia_reg_" + s.opts.Profile},
+		{"Pres Hosts       ", "pres-hosts", s.opts.Domain},
+		{"Dialplan         ", "dialplan", "XML"},
+		{"Context          ", "context", s.opts.Context},
+		{"Challenge Realm  ", "challenge-realm", "auto_from"},
+		{"RTP-IP           ", "rtp-ip", host},
+		{"SIP-IP           ", "sip-ip", host},
+		{"URL              ", "url", url},
+		{"BIND-URL         ", "bind-url", url + ";maddr=" + host},
+		{"HOLD-MUSIC       ", "hold-music", "local_stream://moh"},
+		{"OUTBOUND-PROXY   ", "outbound-proxy", "N/A"},
+		{"CODECS IN        ", "inbound-codecs", codecs},
+		{"CODECS OUT       ", "outbound-codecs", codecs},
+		{"TEL-EVENT        ", "tel-event", "101"},
+		{"DTMF-MODE        ", "dtmf-mode", "rfc2833"},
+		{"CNG              ", "cng", "13"},
+		{"SESSION-TO       ", "session-to", "0"},
+		{"MAX-DIALOG       ", "max-dialog", "0"},
+		{"NOMEDIA          ", "nomedia", "false"},
+		{"LATE-NEG         ", "late-neg", "true"},
+		{"PROXY-MEDIA      ", "proxy-media", "false"},
+		{"ZRTP-PASSTHRU    ", "zrtp-passthru", "true"},
+		{"AGGRESSIVENAT    ", "aggressive-nat", "false"},
+		{"CALLS-IN         ", "calls-in", "0"},
+		{"FAILED-CALLS-IN  ", "failed-calls-in", "0"},
+		{"CALLS-OUT        ", "calls-out", "0"},
+		{"FAILED-CALLS-OUT ", "failed-calls-out", "0"},
+		{"REGISTRATIONS    ", "registrations", strconv.Itoa(len(s.Registrations()))},
+	}
+}
+
+// renderProfileXMLStatus is `sofia xmlstatus profile <p>` without reg
+// (cmd_xml_status, 1.10): the profile-info block, values not escaped (as in C).
+func (s *Switch) renderProfileXMLStatus() string {
 	var b strings.Builder
-	b.WriteString(strings.TrimSuffix(statusLine, "\n") + "\n")
-	for _, kv := range [][2]string{
-		{"Name             ", s.opts.Profile},
-		{"Domain Name      ", "N/A"},
-		{"Auto-NAT         ", "false"},
-		{"DBName           ", "sofia_reg_" + s.opts.Profile},
-		{"Pres Hosts       ", s.opts.Domain},
-		{"Dialplan         ", "XML"},
-		{"Context          ", s.opts.Context},
-		{"Challenge Realm  ", "auto_from"},
-		{"RTP-IP           ", host},
-		{"SIP-IP           ", host},
-		{"URL              ", url},
-		{"BIND-URL         ", url + ";maddr=" + host},
-		{"HOLD-MUSIC       ", "local_stream://moh"},
-		{"OUTBOUND-PROXY   ", "N/A"},
-		{"CODECS IN        ", "OPUS,G722,PCMU,PCMA,H264,VP8"},
-		{"CODECS OUT       ", "OPUS,G722,PCMU,PCMA,H264,VP8"},
-		{"TEL-EVENT        ", "101"},
-		{"DTMF-MODE        ", "rfc2833"},
-		{"CNG              ", "13"},
-		{"SESSION-TO       ", "0"},
-		{"MAX-DIALOG       ", "0"},
-		{"NOMEDIA          ", "false"},
-		{"LATE-NEG         ", "true"},
-		{"PROXY-MEDIA      ", "false"},
-		{"ZRTP-PASSTHRU    ", "true"},
-		{"AGGRESSIVENAT    ", "false"},
-		{"CALLS-IN         ", "0"},
-		{"FAILED-CALLS-IN  ", "0"},
-		{"CALLS-OUT        ", "0"},
-		{"FAILED-CALLS-OUT ", "0"},
-		{"REGISTRATIONS    ", strconv.Itoa(len(s.Registrations()))},
-	} {
-		b.WriteString(kv[0] + "\t" + kv[1] + "\n")
+	b.WriteString("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<profile>\n  <profile-info>\n")
+	for _, kv := range s.profileInfo() {
+		b.WriteString("    <" + kv[1] + ">" + kv[2] + "</" + kv[1] + ">\n")
+	}
+	b.WriteString("  </profile-info>\n</profile>\n")
+	return b.String()
+}
+
+// renderProfileStatus is `sofia status profile <p>` without reg (mod_sofia.c
+// cmd_status, 1.10): a rule, then the profile summary; the last line is
+// REGISTRATIONS, with no closing rule.
+func (s *Switch) renderProfileStatus() string {
+	var b strings.Builder
+	b.WriteString(statusLine)
+	for _, kv := range s.profileInfo() {
+		b.WriteString(kv[0] + "\t" + kv[2] + "\n")
 	}
 	return b.String()
 }

@@ -208,6 +208,12 @@ func TestSwitchFromConf(t *testing.T) {
 	if got := api(t, esl, "s3cret", "sofia status profile internal"); !strings.Contains(got, "\nContext          \tdefault\n") {
 		t.Errorf("sofia status lacks the profile's context:\n%s", got)
 	}
+	if got := api(t, esl, "s3cret", "sofia xmlstatus profile internal"); !strings.Contains(got, "\n    <context>default</context>\n") {
+		t.Errorf("sofia xmlstatus lacks the profile's context:\n%s", got)
+	}
+	if got := api(t, esl, "s3cret", "sofia status profile external"); got != "Invalid Profile!\n" {
+		t.Errorf("unknown profile: %q", got)
+	}
 	// xml_locate through the binding: the form and the credentials FreeSWITCH sends.
 	got := api(t, esl, "s3cret", "xml_locate chatplan context name probe-42")
 	if !strings.Contains(got, `<context name="probe-42">`) {
