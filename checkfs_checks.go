@@ -138,7 +138,10 @@ func (c *checkFS) directProbe(ctx context.Context, name string) []string {
 		return []string{err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	res, err := http.DefaultClient.Do(req)
+	// One request, no pool: nothing of this client outlives the check.
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	res, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return []string{"sipsilo does not answer at " + c.httpAddr + ": start it (sipsilo serve --http " + c.httpAddr + ")"}
 	}
