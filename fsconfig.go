@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +78,12 @@ func runFSConfig(args []string, lookupEnv func(string) (string, bool), stdout, s
 	}
 	for _, f := range files {
 		fmt.Fprintln(stdout, "wrote", filepath.Join(out, filepath.FromSlash(f.Path)))
+	}
+	if host, _, err := net.SplitHostPort(o.ESLAddr); err == nil {
+		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsLoopback() {
+			fmt.Fprintln(stdout, "\nnote: event_socket.conf.xml still admits loopback clients only (apply-inbound-acl loopback.auto):"+
+				"\n      if sipsilo runs on another host, replace that ACL with one that admits sipsilo's address.")
+		}
 	}
 	fmt.Fprintf(stdout, "\nRun sipsilo with the matching settings:\n  %s\n", serveHint(o))
 	fmt.Fprintf(stdout, "Then see %s for where each file goes, and run `sipsilo check-fs`.\n",

@@ -216,3 +216,17 @@ func TestFSConfigDefaultsLoadInEmulator(t *testing.T) {
 		}
 	}
 }
+
+func TestFSConfigWarnsAboutTheLoopbackACL(t *testing.T) {
+	out, err := fsConfig(t, noEnv, "--out", t.TempDir(), "--esl", "192.0.2.10:8021")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "loopback.auto") {
+		t.Errorf("no ACL note for a non-loopback event socket:\n%s", out)
+	}
+	out, _ = fsConfig(t, noEnv, "--out", t.TempDir())
+	if strings.Contains(out, "loopback.auto") {
+		t.Errorf("ACL note for the loopback default:\n%s", out)
+	}
+}
