@@ -290,3 +290,27 @@ func freePortFsemu(t *testing.T) string {
 	s.Close()
 	return addr
 }
+
+// TestSwitchFromConfFallsBackToStaticChatplan: sipsilo down, so FreeSWITCH runs the
+// shipped chatplan/default.xml: the message goes out as stock, marked.
+func TestSwitchFromConfFallsBackToStaticChatplan(t *testing.T) {
+	s := switchFromConf(t, installed(t, freeswitchconf.Options{HTTPAddr: freePortFsemu(t), ESLAddr: freePortFsemu(t)}, Install{}))
+	u0, u1 := newUA(t, s, "1000"), newUA(t, s, "1001")
+	register(t, u1)
+	c := login(t, s.ESL(), "event json MESSAGE")
+	if code, err := u0.SendMessage(testCtx(t), "1001", "text/plain", []byte("while sipsilo is down")); err != nil || code != 202 {
+		t.Fatalf("SendMessage = %d, %v", code, err)
+	}
+	select {
+	case r := <-u1.Received():
+		if string(r.Body) != "while sipsilo is down" {
+			t.Errorf("delivered %q", r.Body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered as stock")
+	}
+	ev := mustEvent(t, c)
+	if ev.Get(freeswitchconf.FallbackMarker) != "true" || ev.Get("final_delivery") != "" {
+		t.Errorf("MESSAGE event: marker %q, final_delivery %q", ev.Get(freeswitchconf.FallbackMarker), ev.Get("final_delivery"))
+	}
+}
