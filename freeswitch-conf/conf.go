@@ -17,8 +17,8 @@ import "embed"
 //go:embed autoload_configs chatplan sip_profiles
 var Files embed.FS
 
-// The values below appear verbatim in the shipped files, so a renderer (the planned sipsilo fs-config)
-// can substitute an operator's settings for them; conf_test.go keeps them in step.
+// The values below appear verbatim in the shipped files, so Render (behind sipsilo fs-config)
+// can substitute an operator's settings for them; conf_test.go and render_test.go keep them in step.
 const (
 	// ChatplanURL is the gateway-url of the chatplan binding in
 	// autoload_configs/xml_curl.conf.xml: sipsilo's default listen address, the handler path

@@ -114,6 +114,9 @@ func (h *chatplan) serve(c echo.Context) error {
 	if l.Section != "chatplan" {
 		return notFound(c, http.StatusOK)
 	}
+	if l.TagName != "" {
+		return h.lookup(c, l) // xml_locate, e.g. sipsilo check-fs; never a message
+	}
 	if err := l.CheckMessage(); err != nil {
 		h.log.Warn("chatplan request rejected", "err", err)
 		return notFound(c, http.StatusBadRequest)

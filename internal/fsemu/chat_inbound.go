@@ -118,13 +118,7 @@ func (s *Switch) chatThread(q chan *inboundChat) {
 // route runs one message through the chatplan and delivers it (esl_02,
 // esl_03, esl_05c, esl_13).
 func (s *Switch) route(m *inboundChat) {
-	var out *Outcome
-	var err error
-	if s.opts.XMLCurl != nil {
-		out, _, err = s.opts.XMLCurl.Process(s.base, m.ev)
-	} else {
-		out, err = ApplyChatplan(nil, m.ev)
-	}
+	out, err := s.chatplan(m.ev)
 	if err != nil || out == nil {
 		s.log.Debug("fsemu: chatplan failed", "err", err)
 		out, _ = ApplyChatplan(nil, m.ev)

@@ -13,6 +13,7 @@ import (
 // ESLOptions configure an ESLServer. Zero values take FreeSWITCH's defaults
 // or the values seen in the captures.
 type ESLOptions struct {
+	Addr       string // listen address; default 127.0.0.1:0
 	Password   string // default "ClueCon" (event_socket.conf default)
 	CoreUUID   string // default: a random UUID
 	Hostname   string // FreeSWITCH-Hostname; default "vm"
@@ -72,7 +73,7 @@ func NewESLServer(opts ESLOptions) (*ESLServer, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", or(opts.Addr, "127.0.0.1:0"))
 	if err != nil {
 		return nil, err
 	}

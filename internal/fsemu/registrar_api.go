@@ -7,7 +7,7 @@ import (
 )
 
 // sofiaAPI is the part of sofia_function (mod_sofia.c) the emulator knows:
-// `xmlstatus profile <p> reg`, `status profile <p> reg` and
+// `xmlstatus profile <p> [reg]`, `status profile <p> [reg]` and
 // `profile <p> flush_inbound_reg [<call-id>|<user@host>] [reboot]`.
 func (s *Switch) sofiaAPI(args string) string {
 	f := strings.Fields(args)
@@ -22,6 +22,16 @@ func (s *Switch) sofiaAPI(args string) string {
 			return "Invalid Profile!\n"
 		}
 		return renderStatus(s.Registrations(), s.esl.opts.Hostname, time.Now(), time.Local)
+	case len(f) == 3 && f[0] == "xmlstatus" && f[1] == "profile":
+		if f[2] != s.opts.Profile {
+			return "Invalid Profile!\n"
+		}
+		return s.renderProfileXMLStatus()
+	case len(f) == 3 && f[0] == "status" && f[1] == "profile":
+		if f[2] != s.opts.Profile {
+			return "Invalid Profile!\n"
+		}
+		return s.renderProfileStatus()
 	case len(f) >= 3 && f[0] == "profile" && f[2] == "flush_inbound_reg":
 		if f[1] != s.opts.Profile {
 			return "Invalid Profile [" + f[1] + "]"

@@ -62,6 +62,14 @@ type SwitchOptions struct {
 	// Default: sipgo's Timer F (64*T1 = 32 s); shorter values end it early.
 	TimerF time.Duration
 	Logger *slog.Logger
+	// Modules are the loaded modules (modules.conf); nil means every module the
+	// emulator knows. APIs of modules not loaded answer "Command not found", an
+	// XMLCurl without mod_xml_curl is never asked, and without mod_sms no chatplan
+	// runs at all.
+	Modules []string
+
+	// Set by Conf.Options: the static XML the chatplan and xml_locate fall back to.
+	staticChatplan, staticConfig *xnode
 }
 
 // Switch emulates the SIP side of FreeSWITCH 1.10.12 with mod_sofia
@@ -152,9 +160,17 @@ func NewSwitch(opts SwitchOptions) (*Switch, error) {
 	}
 	s.wg.Add(1)
 	go s.regThread()
-	esl.HandleAPI("sofia", s.sofiaAPI)
-	esl.HandleAPI("sofia_contact", s.sofiaContactAPI)
-	esl.HandleOrderedAPI("chat", s.chatAPI)
+	if s.Loaded("mod_sofia") {
+		esl.HandleAPI("sofia", s.sofiaAPI)
+		esl.HandleAPI("sofia_contact", s.sofiaContactAPI)
+	}
+	if s.Loaded("mod_dptools") {
+		esl.HandleOrderedAPI("chat", s.chatAPI)
+	}
+	if s.Loaded("mod_commands") {
+		esl.HandleAPI("module_exists", s.moduleExistsAPI)
+		esl.HandleAPI("xml_locate", s.xmlLocateAPI)
+	}
 	return s, nil
 }
 

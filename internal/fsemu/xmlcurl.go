@@ -38,6 +38,9 @@ type XMLCurl struct {
 	// StaticURL emulates use-dynamic-url=false: the URL is sent verbatim
 	// and the event is left alone.
 	StaticURL bool
+	// Sections is the gateway-url's bindings attribute; "" serves every section.
+	// Only xml_locate consults it: a Switch's chatplan always asks its XMLCurl.
+	Sections string
 }
 
 // Result is what one lookup came to.
@@ -65,36 +68,42 @@ func (x *XMLCurl) switchname(ev *Event) string {
 	return host[:min(len(host), 255)]
 }
 
+// locateQuery is what switch_xml_locate hands a binding: the section and the
+// tag/attribute/value searched for. A chatplan lookup leaves the last three NULL.
+type locateQuery struct{ section, tag, key, value string }
+
+var chatplanQuery = locateQuery{section: "chatplan"}
+
 // prefix is mod_xml_curl's basic_data, written with %s into 512 bytes:
 // not URL-encoded, cut at 511.
-func prefix(host string) string {
-	p := "hostname=" + host + "&section=chatplan&tag_name=&key_name=&key_value="
+func prefix(host string, q locateQuery) string {
+	p := "hostname=" + host + "&section=" + q.section + "&tag_name=" + q.tag + "&key_name=" + q.key + "&key_value=" + q.value
 	return p[:min(len(p), 511)]
 }
 
-// pushParams is the use-dynamic-url side effect on the MESSAGE event
-// itself (xml_url_fetch): hostname and section go to the top; the three
-// empty ones only delete. The form is built before this, so it never shows
-// them; the post-chatplan event does.
-func pushParams(ev *Event, host string) {
+// pushParams is the use-dynamic-url side effect on the event itself
+// (xml_url_fetch): hostname and section go to the top, then the other three,
+// each pushed to the top (empty ones only delete). The form is built before
+// this, so it never shows them; the post-chatplan event does.
+func pushParams(ev *Event, host string, q locateQuery) {
 	ev.SetTop("hostname", host)
-	ev.SetTop("section", "chatplan")
-	ev.SetTop("tag_name", "")
-	ev.SetTop("key_name", "")
-	ev.SetTop("key_value", "")
+	ev.SetTop("section", q.section)
+	ev.SetTop("tag_name", q.tag)
+	ev.SetTop("key_name", q.key)
+	ev.SetTop("key_value", q.value)
 }
 
 // build makes the request and, with a dynamic URL, applies the side effect
 // to ev. It returns the request and the address to dial.
-func (x *XMLCurl) build(ev *Event) (req []byte, addr string, err error) {
+func (x *XMLCurl) build(ev *Event, q locateQuery) (req []byte, addr string, err error) {
 	if ev == nil {
 		return nil, "", errors.New("fsemu: nil event")
 	}
 	host := x.switchname(ev)
-	data := ParamString(ev, prefix(host))
+	data := ParamString(ev, prefix(host, q))
 	url := x.URL
 	if !x.StaticURL {
-		pushParams(ev, host)
+		pushParams(ev, host, q)
 		url = Expand(ev, url)
 	}
 	hostport, target, err := splitURL(url)
@@ -163,7 +172,7 @@ func (x *XMLCurl) BuildRequest(ev *Event) ([]byte, error) {
 	if ev == nil {
 		return nil, errors.New("fsemu: nil event")
 	}
-	req, _, err := x.build(ev.Clone())
+	req, _, err := x.build(ev.Clone(), chatplanQuery)
 	return req, err
 }
 
@@ -174,7 +183,7 @@ func (x *XMLCurl) BuildRequest(ev *Event) ([]byte, error) {
 // not errors: they come back as Result.Fallback. The error is for a request
 // that cannot be built.
 func (x *XMLCurl) Lookup(ctx context.Context, ev *Event) (*Result, error) {
-	req, addr, err := x.build(ev)
+	req, addr, err := x.build(ev, chatplanQuery)
 	if err != nil {
 		return nil, err
 	}
