@@ -158,8 +158,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 
 func TestExpireDueRecordsExpiredMessagesAndSparesPendingSends(t *testing.T) {
 	ctx := context.Background()
