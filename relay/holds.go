@@ -60,7 +60,7 @@ func (h *holds) holdMessage(id, aor string, t time.Time) {
 	h.msg[id], h.msgAOR[id] = t, aor
 	h.mu.Unlock()
 }
-func (h *holds) holdQueue(aor string, t time.Time)  { h.set(h.aor, aor, t) }
+func (h *holds) holdQueue(aor string, t time.Time) { h.set(h.aor, aor, t) }
 
 // dropMessageHolds forgets every Timer F hold: after a FreeSWITCH restart no
 // earlier send is pending any more.
