@@ -52,6 +52,11 @@ type AdminConfig struct {
 	Token string
 	// History is nil when no MySQL mirror is configured.
 	History History
+	// Actions, if set, enables purge, retry and inject (admin_actions.go).
+	Actions AdminActions
+	// MaxBody is the largest body an injected message may have (the chatplan's
+	// --max-body).
+	MaxBody int
 }
 
 const (
@@ -64,6 +69,9 @@ func registerAdmin(e *echo.Echo, cfg AdminConfig) {
 	g := e.Group("/api/v1", bearer(cfg.Token))
 	g.GET("/history", func(c echo.Context) error { return history(c, cfg.History) })
 	g.GET("/messages/:id", func(c echo.Context) error { return message(c, cfg.History) })
+	if cfg.Actions != nil {
+		registerActions(g, cfg)
+	}
 }
 
 // bearer checks "Authorization: Bearer <token>" in constant time.
