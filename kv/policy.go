@@ -69,29 +69,78 @@ func lateResult(m *Message, attempt string) bool {
 	return (m.State == StateExpired || m.State == StatePurged) && m.InFlight == attempt
 }
 
-// ExpireDue expires up to max queued messages whose expiry has passed at now and
-// returns them. A message with a send begun less than pending ago is left alone:
-// its result may still come (a bgapi chat waits up to ≈20 s, and FreeSWITCH
-// retransmits until Timer F), and relay checks the expiry again before any new
-// send.
+// ExpireDue expires the queued messages whose expiry has passed at now, calling
+// each (if set) with every message it expired, in commits of up to expireBatch,
+// and returns how many it expired. A message with a send begun less than
+// pending ago is left alone: its result may still come (a bgapi chat waits up
+// to ≈20 s, and FreeSWITCH retransmits until Timer F), and relay checks the
+// expiry again before any new send.
 //
-// Candidates are found from the queue's keys alone: a message id is a ULID of its
-// intake time, and with the store's TTL that bounds its expiry from above, so
-// only messages at least TTL old are decoded. A message whose own expiry is
-// earlier (a shorter TTL asked by its sender, or a --ttl since lengthened) is
-// still never sent after it: BeginAttempt expires it at its next attempt.
-func (s *Store) ExpireDue(ctx context.Context, now time.Time, pending time.Duration, max int) ([]*Message, error) {
-	if s.ttl <= 0 || max <= 0 {
-		return nil, nil
+// Candidates are found from the queue's entries alone, s.scanChunk per read
+// transaction (a long read transaction would stall the writer when the file
+// grows): a message id is a ULID of its intake time, and with the store's TTL
+// that bounds its expiry from above, so only messages at least TTL old are
+// decoded. A message whose own expiry is earlier (a shorter lifetime asked by
+// its sender, or a --ttl since lengthened) is still never sent after it:
+// BeginAttempt expires it at its next attempt.
+func (s *Store) ExpireDue(ctx context.Context, now time.Time, pending time.Duration, each func(*Message)) (int, error) {
+	if s.ttl <= 0 {
+		return 0, nil
 	}
 	bound := uint64(now.Add(-s.ttl).UnixMilli())
-	var ids []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	var from []byte
+	n := 0
+	for {
+		ids, next, err := s.dueChunk(now, pending, bound, from)
+		if err != nil {
+			return n, fmt.Errorf("expire: %w", err)
+		}
+		for len(ids) > 0 {
+			batch := ids[:min(len(ids), expireBatch)]
+			ids = ids[len(batch):]
+			got, err := s.expireIDs(ctx, batch, now, pending)
+			if err != nil {
+				return n, fmt.Errorf("expire: %w", err)
+			}
+			n += len(got)
+			for _, m := range got {
+				if each != nil {
+					each(m)
+				}
+			}
+		}
+		if next == nil || ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		from = next
+	}
+}
+
+const (
+	defaultScanChunk = 8192 // queue entries read per read transaction by ExpireDue
+	expireBatch      = 256  // messages expired per write transaction
+)
+
+// dueChunk reads up to s.scanChunk queue entries from key from (nil: the first)
+// and returns the ids of the due messages among them and the key to go on
+// from (nil at the end).
+func (s *Store) dueChunk(now time.Time, pending time.Duration, bound uint64, from []byte) (ids []string, next []byte, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
-		return tx.Bucket(bucketQueue).ForEach(func(k, v []byte) error {
+		c := tx.Bucket(bucketQueue).Cursor()
+		k, v := c.First()
+		if from != nil {
+			k, v = c.Seek(from)
+		}
+		for i := 0; k != nil; k, v = c.Next() {
+			if i == s.scanChunk {
+				next = append([]byte(nil), k...)
+				return nil
+			}
+			i++
 			id, err := ulid.Parse(string(v))
 			if err != nil || id.Time() > bound {
-				return nil
+				continue
 			}
 			m, err := decodeMessage(msgs.Get(v))
 			if err != nil {
@@ -100,23 +149,20 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, pending time.Durat
 			if m.due(now) && !sendPending(m, now, pending) {
 				ids = append(ids, m.ID)
 			}
-			if len(ids) >= max {
-				return errStopScan
-			}
-			return nil
-		})
+		}
+		return nil
 	})
-	if err != nil && !errors.Is(err, errStopScan) {
-		return nil, fmt.Errorf("expire: %w", err)
-	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
+	return ids, next, err
+}
+
+// expireIDs expires the given messages in one transaction, each checked again
+// (it may have been delivered or sent since it was read), and returns those it
+// expired.
+func (s *Store) expireIDs(ctx context.Context, ids []string, now time.Time, pending time.Duration) ([]*Message, error) {
 	var out []*Message
 	apply := func(tx *bolt.Tx) error {
 		out = out[:0]
 		for _, id := range ids {
-			// Checked again: the message may have been delivered or sent since.
 			changed := false
 			m, err := s.changeTx(tx, id, now, expiredEvent, func(m *Message) (bool, error) {
 				if m.State != StateQueued || !m.due(now) || sendPending(m, now, pending) {
@@ -135,12 +181,10 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, pending time.Durat
 		return nil
 	}
 	if err := s.submit(ctx, newOp(apply, nil)); err != nil {
-		return nil, fmt.Errorf("expire: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
-
-var errStopScan = errors.New("enough")
 
 // sendPending reports whether m has a send begun within the last pending whose
 // result may still come.

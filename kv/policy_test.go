@@ -201,7 +201,7 @@ func TestExpireDueRecordsExpiredMessagesAndSparesPendingSends(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.ExpireDue(ctx, t0, time.Minute, 100)
+	got, err := expireDue(s, t0, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestExpireDueRecordsExpiredMessagesAndSparesPendingSends(t *testing.T) {
 	}
 
 	// A minute later the pending send's result can no longer come.
-	if got, _ := s.ExpireDue(ctx, t0.Add(time.Minute), time.Minute, 100); !slices.Equal(ids(got), []string{busyID}) {
+	if got, _ := expireDue(s, t0.Add(time.Minute), time.Minute); !slices.Equal(ids(got), []string{busyID}) {
 		t.Fatalf("expired %v, want busy", ids(got))
 	}
 	// The sweep does not look at messages younger than the TTL; relay's check at
@@ -251,7 +251,7 @@ func TestLateConfirmationOfAnExpiredOrPurgedSendIsRecorded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, _ := s.ExpireDue(ctx, t0, time.Minute, 10); len(got) != 1 {
+	if got, _ := expireDue(s, t0, time.Minute); len(got) != 1 {
 		t.Fatalf("expired %d", len(got))
 	}
 	if p, err := s.Purge(ctx, other, "operator"); err != nil || p.InFlight != other+"-1" {
@@ -344,10 +344,52 @@ func TestMarkNoticeOncePerKindAcrossRestart(t *testing.T) {
 	}
 }
 
+// expireDue runs ExpireDue and returns what it expired.
+func expireDue(s *Store, now time.Time, pending time.Duration) ([]*Message, error) {
+	var got []*Message
+	n, err := s.ExpireDue(context.Background(), now, pending, func(m *Message) { got = append(got, m) })
+	if n != len(got) {
+		return got, fmt.Errorf("ExpireDue said %d, reported %d", n, len(got))
+	}
+	return got, err
+}
+
 func ids(ms []*Message) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = m.ID
 	}
 	return out
+}
+
+func TestExpireDueScansInChunks(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Now()
+	s := openPolicy(t, "", Options{TTL: time.Hour})
+	s.scanChunk = 3 // set before any use: many read transactions for a few messages
+	var want []string
+	for i := range 10 {
+		m := msg(fmt.Sprintf("10%02d@127.0.0.1", i%4), "", 0, fmt.Sprint(i))
+		m.Received = t0.Add(-2 * time.Hour)
+		if i%3 == 0 {
+			m.Received = t0 // not due
+		}
+		id, err := s.Enqueue(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 != 0 {
+			want = append(want, id)
+		}
+	}
+	got, err := expireDue(s, t0, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := ids(got)
+	slices.Sort(g)
+	slices.Sort(want)
+	if !slices.Equal(g, want) {
+		t.Fatalf("expired %v, want %v", g, want)
+	}
 }

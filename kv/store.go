@@ -68,6 +68,7 @@ type Store struct {
 	ttl       time.Duration
 	quota     int
 	depth     *depths // queued messages per recipient, for the quota
+	scanChunk int     // queue entries per read transaction of ExpireDue
 	refused   atomic.Uint64
 	maxBatch  int
 	ops       chan *op
@@ -107,7 +108,7 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, path: path, log: o.Logger, now: o.Now, ids: newIDSource(),
-		maxBatch: o.MaxBatch, outbox: o.Outbox, ttl: max(o.TTL, 0), quota: max(o.Quota, 0),
+		maxBatch: o.MaxBatch, outbox: o.Outbox, ttl: max(o.TTL, 0), quota: max(o.Quota, 0), scanChunk: defaultScanChunk,
 		ops:  make(chan *op, o.MaxBatch),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),

@@ -16,7 +16,7 @@ type Store interface {
 	EndAttempt(ctx context.Context, id, attempt string, r kv.AttemptResult) (*kv.Message, error)
 	Delivered(ctx context.Context, id, attempt, result string) error
 	DeadLetter(ctx context.Context, id, reason string) error
-	ExpireDue(ctx context.Context, now time.Time, pending time.Duration, max int) ([]*kv.Message, error)
+	ExpireDue(ctx context.Context, now time.Time, pending time.Duration, each func(*kv.Message)) (int, error)
 	MarkNotice(ctx context.Context, id, kind string) (bool, error)
 }
 

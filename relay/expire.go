@@ -2,14 +2,10 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/sipsilo/sipsilo/kv"
 )
-
-// sweepBatch bounds the messages expired per store transaction.
-const sweepBatch = 256
 
 // sweep expires the queued messages of recipients who never come back: once at
 // start, then every Config.SweepEvery, until ctx ends. Messages of recipients
@@ -34,24 +30,12 @@ func (r *Relay) sweep(ctx context.Context) {
 // first would be a lie if the device then answers 2xx (kv.Delivered still
 // records such a late 2xx as delivered).
 func (r *Relay) expireDue(ctx context.Context) {
-	pending := r.cfg.SendTimeout + r.cfg.TimerF
-	for ctx.Err() == nil {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		got, err := r.store.ExpireDue(sctx, r.cfg.Now(), pending, sweepBatch)
-		cancel()
-		if err != nil {
-			if !errors.Is(err, context.Canceled) {
-				r.c.storeErrors.Add(1)
-				r.log.Error("expiry sweep failed", "err", err)
-			}
-			return
-		}
-		for _, m := range got {
-			r.expired(m)
-		}
-		if len(got) < sweepBatch {
-			return
-		}
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.SweepEvery)
+	defer cancel()
+	_, err := r.store.ExpireDue(sctx, r.cfg.Now(), r.cfg.SendTimeout+r.cfg.TimerF, r.expired)
+	if err != nil && ctx.Err() == nil {
+		r.c.storeErrors.Add(1)
+		r.log.Error("expiry sweep failed", "err", err)
 	}
 }
 

@@ -61,8 +61,10 @@ func (r *Relay) notify(m *kv.Message, kind string) {
 		strings.EqualFold(m.From, n.From) || strings.EqualFold(m.To, n.From) {
 		return
 	}
+	// Only what the notice needs: a queued notice does not hold a body.
+	brief := &kv.Message{ID: m.ID, From: m.From, To: m.To}
 	select {
-	case r.notices <- notice{m: m, kind: kind}:
+	case r.notices <- notice{m: brief, kind: kind}:
 	default:
 		r.c.noticesDropped.Add(1)
 		r.log.Warn("notice queue full; notice dropped", "id", m.ID, "kind", kind)

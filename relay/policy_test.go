@@ -210,7 +210,10 @@ func TestRetryDropsBackoffAndRefusesTimerFWithoutForce(t *testing.T) {
 	r := startRelay(t, Config{RetryMin: time.Hour, RetryMax: time.Hour}, s, fs, p)
 	m := put(t, s, "1000@127.0.0.1", "1001@127.0.0.1", "refused once", time.Now(), time.Time{})
 	r.Wake(m.To)
-	waitUntil(t, "refusal", 5*time.Second, func() bool { return r.Stats().Refused == 1 })
+	waitUntil(t, "refusal's backoff", 5*time.Second, func() bool {
+		_, held := r.holds.queueHold(m.To, time.Now())
+		return held
+	})
 	mu.Lock()
 	result = "Sent"
 	mu.Unlock()
