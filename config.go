@@ -28,8 +28,10 @@ type Config struct {
 	BodyGrace       time.Duration
 	Relay           relay.Config
 	Ping            PingConfig
-	MySQLDSN        string // empty: no history mirror, no outbox
-	AdminToken      string // empty: /api/v1 is off
+	MySQLDSN        string        // empty: no history mirror, no outbox
+	AdminToken      string        // empty: /api/v1 is off
+	TTL             time.Duration // a queued message expires after this (0: never)
+	Quota           int           // queued messages per recipient (0: no cap)
 }
 
 // PingConfig is sipsilo's own OPTIONS pinger and what relay does with it (Step 3).
@@ -91,6 +93,12 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.BoolVar(&cfg.Ping.Direct, "direct", true, "send MESSAGE straight to contacts that answer sipsilo's own OPTIONS without NAT")
 	fs.DurationVar(&cfg.Ping.DirectTimeout, "direct-timeout", 4*time.Second, "wait for a device's answer to a direct MESSAGE")
 	fs.StringVar(&cfg.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB for the message history, as user:password@tcp(host:port)/db (prefer SIPSILO_MYSQL_DSN); empty: bbolt only")
+	fs.DurationVar(&cfg.TTL, "ttl", 7*24*time.Hour, "a message not delivered within this expires, recorded as expired (0: never)")
+	fs.DurationVar(&cfg.Relay.SweepEvery, "expire-every", time.Minute, "how often queues are checked for expired messages (each send is checked too)")
+	fs.IntVar(&cfg.Quota, "quota", 1000, "queued messages per recipient; above it the chatplan lets FreeSWITCH deliver as stock (0: no cap)")
+	fs.StringVar(&cfg.Relay.Notices.From, "notice-from", "", "service address (user@host) that notices to senders come from; empty: no notices")
+	fs.BoolVar(&cfg.Relay.Notices.Stored, "notice-stored", false, `tell the sender "stored for later delivery" when the recipient cannot be reached at once (needs --notice-from)`)
+	fs.BoolVar(&cfg.Relay.Notices.Expired, "notice-expired", false, `tell the sender "expired undelivered" when a message expires (needs --notice-from)`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /api/v1 (prefer SIPSILO_ADMIN_TOKEN); empty: the API is off")
 
 	fs.String(configFlag, "", "TOML file with settings named like these flags (also SIPSILO_CONFIG); flags and SIPSILO_* environment override it")
@@ -141,6 +149,16 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if cfg.AdminToken == "" && !loopbackHost(cfg.HTTPAddr) {
 		return cfg, fmt.Errorf("serve: --http %s is not a loopback address; set --admin-token (SIPSILO_ADMIN_TOKEN) before exposing sipsilo's HTTP", cfg.HTTPAddr)
 	}
+	if cfg.TTL < 0 || cfg.Quota < 0 || r.SweepEvery <= 0 {
+		return cfg, errors.New("serve: --ttl and --quota must not be negative, --expire-every must be positive")
+	}
+	if n := r.Notices; n.From != "" && !strings.Contains(n.From, "@") {
+		return cfg, errors.New("serve: --notice-from must be user@host")
+	}
+	if n := r.Notices; n.From == "" && (n.Stored || n.Expired) {
+		return cfg, errors.New("serve: --notice-stored and --notice-expired need --notice-from")
+	}
+	cfg.Chatplan.ServiceAddress = cfg.Relay.Notices.From
 	p := cfg.Ping
 	if p.Mode != "all" && p.Mode != "direct" && p.Mode != "off" {
 		return cfg, errors.New("serve: --ping must be all, direct or off")

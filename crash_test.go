@@ -22,7 +22,8 @@ import (
 // the file afterwards, body intact.
 func TestKill9KeepsEveryAcknowledgedMessage(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "sipsilo.db")
-	c := startChild(t, nil, "--db", db)
+	// No quota: thousands are queued for one recipient, nobody delivers them.
+	c := startChild(t, nil, "--db", db, "--quota", "0")
 
 	var mu sync.Mutex
 	acked := map[string]string{} // id → body
@@ -72,7 +73,7 @@ func TestKill9KeepsEveryAcknowledgedMessage(t *testing.T) {
 	}
 
 	// sipsilo restarts on the killed file and takes messages again.
-	again := startChild(t, nil, "--db", db)
+	again := startChild(t, nil, "--db", db, "--quota", "0")
 	if id, err := postMessage(newClient(), again.addr, "after restart", 0); err != nil || id == "" {
 		t.Fatalf("after restart: id %q err %v\n%s", id, err, again.log())
 	}

@@ -113,7 +113,12 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 	if d.mirror != nil {
 		hcfg.Admin.History = historyAdapter{d.mirror}
 	}
-	hcfg.Chatplan.Queued = func(m *kv.Message) { d.bodies.Expect(m.ID, m.To, m.Received) }
+	hcfg.Admin.Actions = adminActions{Store: store, relay: d.relay}
+	hcfg.Admin.MaxBody = cfg.Chatplan.MaxBody
+	hcfg.Chatplan.Queued = func(m *kv.Message) {
+		d.bodies.Expect(m.ID, m.To, m.Received)
+		d.relay.Stored(m)
+	}
 	hcfg.Ready = map[string]func(context.Context) error{
 		"store": store.Ping,
 		"esl": func(context.Context) error {

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -66,13 +67,21 @@ func noStore(c echo.Context) error {
 	return apiError(c, http.StatusServiceUnavailable, "the store is not available to the admin API")
 }
 
-// storeError answers a failed read: a cursor the list does not know is the
-// caller's mistake, anything else the store's.
+// storeError answers a failed store read or change: a cursor the list does not
+// know or a message that cannot change is the caller's mistake, anything else
+// the store's.
 func storeError(c echo.Context, err error) error {
-	if errors.Is(err, kv.ErrBadCursor) {
+	switch {
+	case errors.Is(err, kv.ErrBadCursor):
 		return apiError(c, http.StatusBadRequest, "after: not a position in this list (use the next value of the previous page)")
+	case errors.Is(err, kv.ErrNotFound):
+		return apiError(c, http.StatusNotFound, "no such message")
+	case errors.Is(err, kv.ErrNotQueued):
+		return apiError(c, http.StatusConflict, "message is not queued: "+err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return apiError(c, http.StatusServiceUnavailable, "store too slow: "+err.Error())
 	}
-	return apiError(c, http.StatusInternalServerError, "store read failed: "+err.Error())
+	return apiError(c, http.StatusInternalServerError, "store failed: "+err.Error())
 }
 
 // GET /api/v1/stats: the same summary as `sipsilo inspect stats`.
@@ -214,7 +223,7 @@ func aorParam(c echo.Context) (string, error) {
 			return "", errors.New("aor: bad escaping")
 		}
 	}
-	if aor == "" || len(aor) > maxAORBytes || !utf8.ValidString(aor) ||
+	if !strings.Contains(aor, "@") || len(aor) > maxAORBytes || !utf8.ValidString(aor) ||
 		strings.ContainsFunc(aor, unicode.IsControl) {
 		return "", errors.New("aor must be a user@host address (UTF-8, no control characters, at most 1024 bytes)")
 	}

@@ -35,6 +35,10 @@ type ChatplanConfig struct {
 	// User and Password, when set, are required as HTTP basic auth (what xml_curl's
 	// gateway-credentials sends).
 	User, Password string
+	// ServiceAddress is the address notices to senders come from (relay's
+	// notices); messages from it are never stored, so a notice cannot loop
+	// through sipsilo. Empty: none.
+	ServiceAddress string
 	// Queued, if set, is told about each message sipsilo now owns: stored, and its
 	// answer written to FreeSWITCH. It must not block (relay wakes the recipient).
 	Queued func(m *kv.Message)
@@ -128,6 +132,12 @@ func (h *chatplan) serve(c echo.Context) error {
 
 	m := newMessage(l)
 	id, err := h.store.Enqueue(ctx, m)
+	if errors.Is(err, kv.ErrQuota) {
+		// Over quota: FreeSWITCH delivers it as stock (or logs "Nobody to send
+		// to"); the store counts the refusal.
+		h.log.Debug("recipient over quota, left to FreeSWITCH", "to", l.Recipient())
+		return notFound(c, http.StatusOK)
+	}
 	if err != nil {
 		// FreeSWITCH delivers it as stock; nothing is lost, nothing is owned.
 		h.log.Error("message not stored, left to FreeSWITCH", "err", err)
@@ -172,6 +182,9 @@ func (h *chatplan) pass(l *dialplan.Lookup) string {
 	if len(l.Body) > h.cfg.MaxBody {
 		return "body over size limit"
 	}
+	if h.cfg.ServiceAddress != "" && strings.EqualFold(l.Sender(), h.cfg.ServiceAddress) {
+		return "from the notice service address"
+	}
 	return ""
 }
 
@@ -202,6 +215,9 @@ func newMessage(l *dialplan.Lookup) *kv.Message {
 		EventTime:   l.EventTimestamp,
 		Received:    time.Now(),
 	}
+	if d, ok := senderExpires(l); ok {
+		m.Expires = m.Received.Add(d) // kv keeps the shorter of this and the TTL
+	}
 	if l.HasBody {
 		m.Body, m.BodySource = l.Body, kv.BodyQuery
 	}
@@ -224,4 +240,30 @@ func readForm(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, er
 
 func notFound(c echo.Context, status int) error {
 	return c.Blob(status, "text/xml", dialplan.NotFound())
+}
+
+// senderExpires is the lifetime the sender gave in an Expires header (delta
+// seconds), if the lookup carries one. FreeSWITCH 1.10.12 passes neither the
+// header nor a sip_h_Expires field to the chatplan (DESIGN.md, Decisions 15), so
+// today the TTL is sipsilo's configuration alone; this takes effect if a
+// version or a custom header ever forwards it. Zero and junk are ignored.
+func senderExpires(l *dialplan.Lookup) (time.Duration, bool) {
+	v, ok := "", false
+	for _, f := range l.SIPHeaders {
+		if strings.EqualFold(f.Name, "Expires") {
+			v, ok = f.Value, true
+			break
+		}
+	}
+	if !ok {
+		v, ok = l.Get("Expires")
+	}
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
 }

@@ -54,6 +54,11 @@ type AdminConfig struct {
 	History History
 	// Views are the read routes on the store and presence (admin_views.go).
 	Views AdminViews
+	// Actions, if set, enables purge, retry and inject (admin_actions.go).
+	Actions AdminActions
+	// MaxBody is the largest body an injected message may have (the chatplan's
+	// --max-body).
+	MaxBody int
 }
 
 const (
@@ -67,6 +72,9 @@ func registerAdmin(e *echo.Echo, cfg AdminConfig) {
 	g.GET("/history", func(c echo.Context) error { return history(c, cfg.History) })
 	g.GET("/messages/:id", func(c echo.Context) error { return storedMessage(c, cfg.Views.Store, cfg.History) })
 	registerViews(g, cfg.Views)
+	if cfg.Actions != nil {
+		registerActions(g, cfg)
+	}
 }
 
 // bearer checks "Authorization: Bearer <token>" in constant time.

@@ -59,18 +59,21 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 		q := tx.Bucket(bucketQueue)
 		if m.State == StateQueued {
 			err = q.Put(qk, []byte(m.ID))
+			s.depth.add(tx, m.To, 1)
 		} else {
 			err = q.Delete(qk)
+			s.depth.add(tx, m.To, -1)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if ev != nil {
-		e := ev(m)
-		m.addHistory(now, e.kind, e.detail)
-		if err := s.appendOutbox(tx, m, e, now); err != nil {
-			return nil, err
+		if e := ev(m); e != nil { // nil: a change not worth a record
+			m.addHistory(now, e.kind, e.detail)
+			if err := s.appendOutbox(tx, m, e, now); err != nil {
+				return nil, err
+			}
 		}
 	}
 	nv, err := encodeMessage(m)
@@ -166,10 +169,17 @@ func (s *Store) MarkIntakeUncertain(ctx context.Context, id string) (*Message, e
 // BeginAttempt records, durably and before anything is sent, that attempt is about
 // to deliver message id. A message still marked in flight from before a restart
 // counts an uncertain resend: its earlier send may have reached the device.
+//
+// A message past its expiry is not begun but expired in the same transaction, and
+// ErrExpired is returned: whatever relay read earlier, nothing expired is sent.
 func (s *Store) BeginAttempt(ctx context.Context, id, attempt string, at time.Time) (*Message, error) {
-	return s.change(ctx, "begin attempt", id, nil, func(m *Message) (bool, error) {
+	m, err := s.change(ctx, "begin attempt", id, expiredEvent, func(m *Message) (bool, error) {
 		if m.State != StateQueued {
 			return false, ErrNotQueued
+		}
+		if m.due(at) {
+			m.State, m.Reason = StateExpired, expiredReason(m)
+			return true, nil
 		}
 		if m.InFlight != "" {
 			m.UncertainResends++
@@ -178,6 +188,10 @@ func (s *Store) BeginAttempt(ctx context.Context, id, attempt string, at time.Ti
 		m.InFlight, m.LastAttempt = attempt, at
 		return true, nil
 	})
+	if err == nil && m.State == StateExpired {
+		return m, fmt.Errorf("begin attempt %s: %w", id, ErrExpired)
+	}
+	return m, err
 }
 
 // AttemptResult is how a failed attempt ended.
@@ -212,10 +226,17 @@ func (s *Store) EndAttempt(ctx context.Context, id, attempt string, r AttemptRes
 // tolerated duplicate window (DESIGN.md, Decisions 1): one group commit.
 func (s *Store) Delivered(ctx context.Context, id, attempt, result string) error {
 	_, err := s.change(ctx, "delivered", id, record(EventDelivered, lastResultOf, false), func(m *Message) (bool, error) {
-		if m.State != StateQueued {
+		reason := "device answered 2xx to attempt " + attempt
+		switch {
+		case m.State == StateQueued:
+		case lateResult(m, attempt):
+			// Expired or purged while this send was in flight: the device has it,
+			// and the record says so rather than claim it was never delivered.
+			reason += " after the message was " + string(m.State)
+		default:
 			return false, nil
 		}
-		m.State, m.Reason = StateDelivered, "device answered 2xx to attempt "+attempt
+		m.State, m.Reason = StateDelivered, reason
 		m.InFlight, m.LastResult, m.Delivered = "", result, s.now()
 		return true, nil
 	})

@@ -43,7 +43,7 @@ type RecipientQueue struct {
 
 // knownStates are reported in Summary.ByState even at zero, so a script need not
 // tell a missing key from none; states this build does not name are counted as found.
-var knownStates = []State{StateQueued, StateReleased, StateDelivered, StateDead, StateNoBody}
+var knownStates = []State{StateQueued, StateReleased, StateDelivered, StateDead, StateNoBody, StateExpired, StatePurged}
 
 // Summary counts the store's contents. It reads every message record, but only the
 // state out of each (see peekState), and the queue from its keys alone, so it stays

@@ -22,6 +22,12 @@ const (
 	// StateNoBody: the chatplan request carried no body and the exact copy from the
 	// ESL MESSAGE event never came: there is nothing to deliver, and it is recorded.
 	StateNoBody State = "no_body"
+	// StateExpired: the message outlived its TTL undelivered (kv/policy.go). Kept
+	// for the record, never delivered.
+	StateExpired State = "expired"
+	// StatePurged: an operator took the message out of its queue (admin API).
+	// Kept for the record, never delivered afterwards.
+	StatePurged State = "purged"
 )
 
 // BodySource says where the stored body came from.
@@ -36,6 +42,9 @@ const (
 	BodyQuery BodySource = "query"
 	// BodyESL: the body is the exact copy from the ESL MESSAGE event.
 	BodyESL BodySource = "esl"
+	// BodyAPI: the message was injected through the admin API with its body; no
+	// ESL copy will come.
+	BodyAPI BodySource = "api"
 )
 
 // Message is one stored SIP MESSAGE. Body is []byte, not string, because it must come
@@ -60,6 +69,12 @@ type Message struct {
 	Order       OrderKey   `json:"order"`
 	Reason      string     `json:"reason,omitempty"` // why the last state change happened
 	Updated     time.Time  `json:"updated"`
+	// Expires is when the message is given up undelivered: intake time plus the
+	// store's TTL, or earlier when the sender asked for less (kv/policy.go).
+	Expires time.Time `json:"expires,omitzero"`
+	// Notices are the kinds of sender notices already sent for the message
+	// (NoticeStored, NoticeExpired), so that a restart does not repeat one.
+	Notices []string `json:"notices,omitempty"`
 
 	// BodyFinal is set once the body can be delivered: the exact ESL copy arrived, or
 	// the grace period for it passed and the query copy stands (BodyFallback).

@@ -24,8 +24,13 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	if m.Received.IsZero() {
 		m.Received = s.now()
 	}
+	if s.quota > 0 && s.depth.committed(m.To) >= s.quota {
+		s.refused.Add(1) // refused early, without taking the writer's time
+		return "", fmt.Errorf("enqueue: %w (quota %d)", ErrQuota, s.quota)
+	}
 	m.ID = s.ids.next(m.Received)
 	m.State = StateQueued
+	m.Expires = s.expiry(m.Received, m.Expires)
 	m.Updated = m.Received
 	m.Order = s.order.key(m.CoreUUID, m.EventSeq, m.Received)
 	m.History = nil
@@ -48,7 +53,15 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
 	core, epoch := []byte(m.CoreUUID), u64(uint64(m.Order.Epoch))
+	overQuota := false // set by apply, on the writer's goroutine
 	apply := func(tx *bolt.Tx) error {
+		// Decided here, in the single writer's transaction, so that concurrent
+		// intakes cannot both take the last slot. Refusing is not an error: an
+		// error would fail the whole group commit.
+		if s.quota > 0 && s.depth.get(tx, m.To) >= s.quota {
+			overQuota = true
+			return nil
+		}
 		msgs := tx.Bucket(bucketMessages)
 		if msgs.Get(id) != nil {
 			return fmt.Errorf("enqueue %s: id already taken", id)
@@ -64,6 +77,7 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		if err := queue.Put(qk, id); err != nil {
 			return err
 		}
+		s.depth.add(tx, m.To, 1)
 		if obx != nil {
 			b := tx.Bucket(bucketOutbox)
 			seq, err := b.NextSequence()
@@ -87,10 +101,17 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		return cores.Put(core, epoch)
 	}
 	undo := func(tx *bolt.Tx) error {
+		if overQuota {
+			return nil // nothing was written
+		}
 		return s.setState(tx, m.ID, StateReleased, "chatplan answer deadline passed during commit", s.now())
 	}
 	if err := s.submit(ctx, newOp(apply, undo)); err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
+	}
+	if overQuota {
+		s.refused.Add(1)
+		return "", fmt.Errorf("enqueue: %w (quota %d)", ErrQuota, s.quota)
 	}
 	return m.ID, nil
 }

@@ -44,6 +44,12 @@ type Options struct {
 	// Outbox makes every state change of a message append a record to the outbox
 	// bucket in the same transaction, for the MySQL mirror. Off without a mirror.
 	Outbox bool
+	// TTL is how long a queued message may wait for delivery before it expires
+	// (kv/policy.go); zero: messages never expire.
+	TTL time.Duration
+	// Quota caps each recipient's queued messages (Enqueue returns ErrQuota);
+	// zero: no cap.
+	Quota  int
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -59,6 +65,11 @@ type Store struct {
 	order *orderKeys
 
 	outbox    bool
+	ttl       time.Duration
+	quota     int
+	depth     *depths // queued messages per recipient, for the quota
+	scanChunk int     // queue entries per read transaction of ExpireDue
+	refused   atomic.Uint64
 	maxBatch  int
 	ops       chan *op
 	quit      chan struct{}
@@ -97,7 +108,7 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, path: path, log: o.Logger, now: o.Now, ids: newIDSource(),
-		maxBatch: o.MaxBatch, outbox: o.Outbox,
+		maxBatch: o.MaxBatch, outbox: o.Outbox, ttl: max(o.TTL, 0), quota: max(o.Quota, 0), scanChunk: defaultScanChunk,
 		ops:  make(chan *op, o.MaxBatch),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
@@ -106,7 +117,13 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := db.View(func(tx *bolt.Tx) error { s.order = loadOrderKeys(tx); return nil }); err != nil {
+	err = db.View(func(tx *bolt.Tx) error {
+		s.order = loadOrderKeys(tx)
+		var err error
+		s.depth, err = loadDepths(tx)
+		return err
+	})
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -16,6 +16,8 @@ type Store interface {
 	EndAttempt(ctx context.Context, id, attempt string, r kv.AttemptResult) (*kv.Message, error)
 	Delivered(ctx context.Context, id, attempt, result string) error
 	DeadLetter(ctx context.Context, id, reason string) error
+	ExpireDue(ctx context.Context, now time.Time, pending time.Duration, each func(*kv.Message)) (int, error)
+	MarkNotice(ctx context.Context, id, kind string) (bool, error)
 }
 
 var _ Store = (*kv.Store)(nil)
@@ -105,6 +107,11 @@ type Config struct {
 	SendTimeout time.Duration // default 40 s
 	// DrainTimeout bounds the wait for results in flight at shutdown.
 	DrainTimeout time.Duration // default 5 s
+	// SweepEvery is how often queued messages are checked for expiry, besides
+	// the check before each send (relay/expire.go).
+	SweepEvery time.Duration // default 1 min
+	// Notices to senders; off unless Notices.From is set.
+	Notices NoticeConfig
 	// Prober and Direct are optional (nil: every send goes through FreeSWITCH
 	// without a probe).
 	Prober Prober
@@ -134,6 +141,7 @@ func (c *Config) setDefaults() {
 	def(&c.TimerF, 32*time.Second)
 	def(&c.SendTimeout, 40*time.Second)
 	def(&c.DrainTimeout, 5*time.Second)
+	def(&c.SweepEvery, time.Minute)
 	if c.Window > c.MaxInFlight {
 		c.Window = c.MaxInFlight
 	}

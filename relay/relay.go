@@ -23,11 +23,16 @@ type Stats struct {
 	StoreErrors      int64
 	Direct           int64 // sends sipsilo made itself (Step 3's direct path)
 	ProbeFailed      int64 // batches held because a probe before delivery went unanswered
+	Expired          int64 // messages that expired undelivered (relay/expire.go)
+	Notices          int64 // notices to senders delivered (relay/notices.go)
+	NoticesFailed    int64 // notices FreeSWITCH could not deliver
+	NoticesDropped   int64 // notices dropped because too many were waiting
 }
 
 type counters struct {
 	sent, delivered, refused, noAnswer, notRegistered, unknown, dead, uncertain, storeErrors atomic.Int64
 	direct, probeFailed                                                                      atomic.Int64
+	expired, notices, noticesFailed, noticesDropped                                          atomic.Int64
 }
 
 // Relay runs one worker per recipient with something to deliver. Use New, then Run.
@@ -40,6 +45,8 @@ type Relay struct {
 	sem   chan struct{} // global cap on sends in flight
 	c     counters
 	holds *holds
+	// notices waiting to be sent (relay/notices.go)
+	notices chan notice
 
 	mu      sync.Mutex
 	ctx     context.Context // Run's; nil before Run and after it returns
@@ -58,6 +65,7 @@ func New(cfg Config, store Store, send Sender, pres Presence) *Relay {
 		log:     cfg.Logger.With("component", "relay"),
 		sem:     make(chan struct{}, cfg.MaxInFlight),
 		holds:   newHolds(),
+		notices: make(chan notice, noticeQueue),
 		workers: make(map[string]*worker),
 	}
 }
@@ -69,6 +77,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
+	r.wg.Go(func() { r.sweep(ctx) })
+	r.wg.Go(func() { r.sendNotices(ctx) })
 	r.WakeAll()
 	<-ctx.Done()
 	r.mu.Lock()
@@ -144,5 +154,9 @@ func (r *Relay) Stats() Stats {
 		StoreErrors:      r.c.storeErrors.Load(),
 		Direct:           r.c.direct.Load(),
 		ProbeFailed:      r.c.probeFailed.Load(),
+		Expired:          r.c.expired.Load(),
+		Notices:          r.c.notices.Load(),
+		NoticesFailed:    r.c.noticesFailed.Load(),
+		NoticesDropped:   r.c.noticesDropped.Load(),
 	}
 }

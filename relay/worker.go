@@ -310,9 +310,17 @@ func (w *worker) handle(ctx context.Context, res result) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	reply := strings.TrimSpace(res.reply)
+	if res.begun && !res.recorded && res.m.Attempts == 0 {
+		// Its first attempt did not confirm: the sender may hear it was stored.
+		r.notify(res.m, kv.NoticeStored)
+	}
 	switch {
 	case !res.begun:
 		w.blocked = true
+		if errors.Is(res.err, kv.ErrExpired) {
+			r.expired(res.m) // expired instead of sent, in the same commit
+			return
+		}
 		if errors.Is(res.err, kv.ErrNotQueued) || errors.Is(res.err, kv.ErrNotFound) {
 			return // purged or delivered meanwhile: nothing to send
 		}
@@ -331,7 +339,7 @@ func (w *worker) handle(ctx context.Context, res result) {
 		// in flight, and is sent again only after Timer F.
 		r.c.unknown.Add(1)
 		w.blocked = true
-		r.holds.holdMessage(id, res.started.Add(r.cfg.TimerF))
+		r.holds.holdMessage(id, w.aor, res.started.Add(r.cfg.TimerF))
 		log.Warn("delivery result lost; holding the message for Timer F", "err", res.err)
 
 	case res.err != nil:
@@ -393,7 +401,7 @@ func (w *worker) failed(ctx context.Context, res result, reply string) {
 	switch {
 	case res.took >= r.cfg.NoAnswerAfter:
 		r.c.noAnswer.Add(1)
-		r.holds.holdMessage(id, res.started.Add(r.cfg.TimerF))
+		r.holds.holdMessage(id, w.aor, res.started.Add(r.cfg.TimerF))
 		// A phone that wakes up before Timer F still gets the retransmission.
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply, MayArrive: true})
 		r.pres.Observe(ctx, w.aor, NoAnswer, res.started)

@@ -1,0 +1,97 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrQuota is returned by Enqueue when the recipient already has Options.Quota
+// messages queued. Nothing was stored: the chatplan answers "not found" and
+// FreeSWITCH delivers the message as stock (DESIGN.md, the message path, 1).
+var ErrQuota = errors.New("recipient's queue is full")
+
+// depths counts each recipient's queued messages, so that the quota is one map
+// lookup inside the writer's transaction instead of a scan of the queue. The
+// counts follow the queue bucket exactly: they are changed only where a queue
+// entry is put or deleted, and a transaction's changes are applied when it
+// commits (bbolt's OnCommit) and dropped when it rolls back.
+type depths struct {
+	mu sync.Mutex
+	n  map[string]int // committed counts
+
+	// The open write transaction's changes. Only the writer goroutine touches
+	// them (every write transaction runs there).
+	tx    *bolt.Tx
+	delta map[string]int
+}
+
+// loadDepths counts the queue bucket's entries per recipient. It reads every key
+// once (no message is decoded), at open only.
+func loadDepths(tx *bolt.Tx) (*depths, error) {
+	d := &depths{n: map[string]int{}}
+	b := tx.Bucket(bucketQueue)
+	if b == nil {
+		return d, nil // an empty file opened read-only
+	}
+	err := b.ForEach(func(k, _ []byte) error {
+		aor, _, _, err := parseQueueKey(k)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		d.n[aor]++
+		return nil
+	})
+	return d, err
+}
+
+// get returns aor's queued count as tx sees it.
+func (d *depths) get(tx *bolt.Tx, aor string) int {
+	d.mu.Lock()
+	n := d.n[aor]
+	d.mu.Unlock()
+	if d.tx == tx {
+		n += d.delta[aor]
+	}
+	return n
+}
+
+// add records that tx put (+1) or deleted (-1) one of aor's queue entries.
+func (d *depths) add(tx *bolt.Tx, aor string, v int) {
+	if d.tx != tx {
+		d.tx, d.delta = tx, map[string]int{}
+		delta := d.delta
+		tx.OnCommit(func() { d.apply(delta) })
+	}
+	d.delta[aor] += v
+}
+
+func (d *depths) apply(delta map[string]int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for aor, v := range delta {
+		if n := d.n[aor] + v; n > 0 {
+			d.n[aor] = n
+		} else {
+			delete(d.n, aor) // a recipient whose queue emptied costs nothing
+		}
+	}
+}
+
+// committed returns aor's count as of the last commit.
+func (d *depths) committed(aor string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n[aor]
+}
+
+// Depth returns how many messages aor has queued, as of the last commit.
+func (s *Store) Depth(aor string) int { return s.depth.committed(aor) }
+
+// QuotaRefusals counts the messages Enqueue refused with ErrQuota since Open.
+func (s *Store) QuotaRefusals() uint64 { return s.refused.Load() }
+
+// Quota is the per-recipient cap on queued messages (0: none).
+func (s *Store) Quota() int { return s.quota }
