@@ -94,7 +94,7 @@ func TestSummaryCountsStatesQueuesAndAges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantStates := map[State]int{StateQueued: 4, StateDelivered: 1, StateDead: 1, StateReleased: 1, StateNoBody: 0}
+	wantStates := map[State]int{StateQueued: 4, StateDelivered: 1, StateDead: 1, StateReleased: 1, StateNoBody: 0, StateExpired: 0, StatePurged: 0}
 	if !reflect.DeepEqual(sum.ByState, wantStates) || sum.Messages != 7 || sum.QueueEntries != 4 {
 		t.Fatalf("counts: %d messages, %d queued, by state %v", sum.Messages, sum.QueueEntries, sum.ByState)
 	}
