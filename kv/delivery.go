@@ -65,6 +65,7 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 		if err != nil {
 			return nil, err
 		}
+		s.queueMoved(tx, m.State)
 	}
 	if ev != nil {
 		e := ev(m)

@@ -64,6 +64,7 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		if err := queue.Put(qk, id); err != nil {
 			return err
 		}
+		s.queueMoved(tx, StateQueued)
 		if obx != nil {
 			b := tx.Bucket(bucketOutbox)
 			seq, err := b.NextSequence()

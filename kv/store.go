@@ -65,6 +65,7 @@ type Store struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	commits   atomic.Uint64
+	counts    counts
 }
 
 // Open opens (creating if needed) the database at path and starts its writer.
@@ -106,7 +107,7 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := db.View(func(tx *bolt.Tx) error { s.order = loadOrderKeys(tx); return nil }); err != nil {
+	if err := db.View(func(tx *bolt.Tx) error { s.order = loadOrderKeys(tx); s.initCounts(tx); return nil }); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

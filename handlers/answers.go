@@ -1,0 +1,31 @@
+package handlers
+
+// Chatplan answers and why each was given: the values ChatplanConfig.Observe
+// receives, and the labels of the intake metrics. They are fixed words, never
+// anything from the request.
+const (
+	// AnswerFinal: sipsilo stored the message and FreeSWITCH got the chatplan
+	// that hands it over.
+	AnswerFinal = "final"
+	// AnswerNotFound: FreeSWITCH delivers the message as stock.
+	AnswerNotFound = "not_found"
+	// AnswerLost: the message was stored but the chatplan did not reach
+	// FreeSWITCH, so it was released (FreeSWITCH delivers it).
+	AnswerLost = "lost"
+)
+
+// Why a chatplan answer was given.
+const (
+	WhyStored       = "stored"        // AnswerFinal
+	WhyOtherSection = "other_section" // an xml_curl section other than chatplan
+	WhyBadRequest   = "bad_request"   // malformed form or query, not a MESSAGE lookup
+	WhyFormTooLarge = "form_too_large"
+	WhyNotLocal     = "not_local"    // recipient domain not in --domains
+	WhyNotSIP       = "not_sip"      // dest_proto other than sip
+	WhySkippedType  = "skipped_type" // content type in --skip-types
+	WhyTooLarge     = "too_large"    // body over --max-body
+	WhyStoreError   = "store_error"  // the store refused the write
+	WhyDeadline     = "deadline"     // not committed within --answer-timeout
+	WhyGone         = "client_gone"  // FreeSWITCH hung up before it was stored
+	WhyReleased     = "released"     // AnswerLost
+)
