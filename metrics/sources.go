@@ -199,8 +199,8 @@ func eslCollectors(stats func() esl.Stats) []prometheus.Collector {
 
 func mirrorCollectors(stats func() (mirror.Stats, bool)) []prometheus.Collector {
 	return []prometheus.Collector{
-		gaugeFunc("sipsilo_mirror_connected", "1 while the MySQL mirror is connected.", func() float64 {
-			if _, ok := stats(); ok {
+		gaugeFunc("sipsilo_mirror_up", "1 while the MySQL mirror is connected and its last attempt succeeded.", func() float64 {
+			if st, ok := stats(); ok && st.LastError == "" {
 				return 1
 			}
 			return 0

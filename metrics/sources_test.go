@@ -93,7 +93,7 @@ func TestScrapeReadsSourcesEachTime(t *testing.T) {
 	names := []string{"sipsilo_delivery_results_total", "sipsilo_delivery_sends_total", "sipsilo_delivery_uncertain_resends_total",
 		"sipsilo_message_bodies_total", "sipsilo_esl_reconnects_total", "sipsilo_queue_messages", "sipsilo_queue_recipients",
 		"sipsilo_queue_oldest_age_seconds", "sipsilo_mirror_backlog_records", "sipsilo_mirror_backlog_oldest_age_seconds",
-		"sipsilo_mirror_connected", "sipsilo_messages_finished_total", "sipsilo_pinger_misses_total",
+		"sipsilo_mirror_up", "sipsilo_messages_finished_total", "sipsilo_pinger_misses_total",
 		"sipsilo_quota_refusals_total", "sipsilo_test_level", "sipsilo_store_commits_total"}
 	compare := func(want string) {
 		t.Helper()
@@ -124,7 +124,7 @@ func TestScrapeReadsSourcesEachTime(t *testing.T) {
 		`sipsilo_esl_reconnects_total{conn="events"}`:    "2",
 		`sipsilo_queue_messages`:                         "12", `sipsilo_queue_recipients`: "3", `sipsilo_queue_oldest_age_seconds`: "90",
 		`sipsilo_mirror_backlog_records`: "40", `sipsilo_mirror_backlog_oldest_age_seconds`: "2",
-		`sipsilo_mirror_connected`:                           "1",
+		`sipsilo_mirror_up`: "1",
 		`sipsilo_messages_finished_total{state="delivered"}`: "8", `sipsilo_messages_finished_total{state="expired"}`: "1",
 		`sipsilo_pinger_misses_total`: "4", `sipsilo_quota_refusals_total`: "2", `sipsilo_store_commits_total`: "30",
 	}))
@@ -162,7 +162,7 @@ func expected(set map[string]string) string {
 	family("sipsilo_esl_reconnects_total", "counter", h["sipsilo_esl_reconnects_total"],
 		`sipsilo_esl_reconnects_total{conn="commands"}`, `sipsilo_esl_reconnects_total{conn="events"}`)
 	for _, g := range []string{"sipsilo_queue_messages", "sipsilo_queue_recipients", "sipsilo_queue_oldest_age_seconds",
-		"sipsilo_mirror_backlog_records", "sipsilo_mirror_backlog_oldest_age_seconds", "sipsilo_mirror_connected", "sipsilo_test_level"} {
+		"sipsilo_mirror_backlog_records", "sipsilo_mirror_backlog_oldest_age_seconds", "sipsilo_mirror_up", "sipsilo_test_level"} {
 		family(g, "gauge", h[g], g)
 	}
 	states := []string{`sipsilo_messages_finished_total{state="dead"}`, `sipsilo_messages_finished_total{state="delivered"}`}
@@ -215,7 +215,7 @@ func TestAbsentSourcesLeaveTheirSeriesOut(t *testing.T) {
 	src := (&fakes{}).sources()
 	src.Pinger, src.Mirror = nil, nil
 	_, reg := newMetrics(t, src)
-	for _, name := range []string{"sipsilo_pinger_misses_total", "sipsilo_pinger_pings_total", "sipsilo_mirror_connected", "sipsilo_mirror_lag_seconds"} {
+	for _, name := range []string{"sipsilo_pinger_misses_total", "sipsilo_pinger_pings_total", "sipsilo_mirror_up", "sipsilo_mirror_lag_seconds"} {
 		if n := seriesCount(t, reg, name); n != 0 {
 			t.Errorf("%s: %d series without its source", name, n)
 		}
