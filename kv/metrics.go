@@ -169,21 +169,30 @@ type OutboxStats struct {
 func (s *Store) OutboxStats() (OutboxStats, error) {
 	var st OutboxStats
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketOutbox).Cursor()
-		first, v := c.First()
-		if first == nil {
+		var first []byte
+		if st.Records, first = outboxSpan(tx); first == nil {
 			return nil
 		}
-		last, _ := c.Last()
-		st.Records = int(be64(last) - be64(first) + 1)
 		var r struct {
 			At time.Time `json:"at"`
 		}
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("outbox record %d: %w: %v", be64(first), ErrCorrupt, err)
+		if err := json.Unmarshal(first, &r); err != nil {
+			return fmt.Errorf("outbox record: %w: %v", ErrCorrupt, err)
 		}
 		st.Oldest = r.At
 		return nil
 	})
 	return st, err
+}
+
+// outboxSpan returns the number of outbox records and the first one (nil when
+// there is none).
+func outboxSpan(tx *bolt.Tx) (n int, first []byte) {
+	c := tx.Bucket(bucketOutbox).Cursor()
+	k, v := c.First()
+	if k == nil {
+		return 0, nil
+	}
+	last, _ := c.Last()
+	return int(be64(last) - be64(k) + 1), v
 }
