@@ -11,10 +11,12 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/handlers"
 	"github.com/sipsilo/sipsilo/kv"
+	"github.com/sipsilo/sipsilo/metrics"
 	"github.com/sipsilo/sipsilo/mirror"
 	"github.com/sipsilo/sipsilo/presence"
 	"github.com/sipsilo/sipsilo/relay"
@@ -36,14 +38,18 @@ type daemon struct {
 	pinger *presence.Pinger // nil with --ping off
 	flush  *flusher         // nil without --flush-unreachable
 	mirror *mirrorLoop      // nil without --mysql-dsn
+	obs    *metrics.Metrics
 }
 
-func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
+func newDaemon(cfg Config, store *kv.Store, log *slog.Logger, reg *prometheus.Registry) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log, store: store}
 	d.client = esl.New(esl.Config{Addr: cfg.ESLAddr, Password: cfg.ESLPassword, Logger: log})
 	var err error
 	mode, err := presence.ParsePingMode(cfg.Ping.Mode)
 	if err != nil {
+		return nil, err
+	}
+	if d.obs, err = metrics.New(reg, d.metricSources(mode != presence.PingOff)); err != nil {
 		return nil, err
 	}
 	if cfg.Ping.FlushUnreachable && mode != presence.PingOff {
@@ -62,6 +68,7 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 				d.flush.request(aor, r)
 			}
 		},
+		OnDetected: d.obs.Detected,
 	})
 	if err != nil {
 		return nil, err
@@ -69,6 +76,7 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 	rcfg := cfg.Relay
 	rcfg.Logger = log
 	rcfg.DrainTimeout = cfg.ShutdownTimeout / 2
+	rcfg.Observer = d.obs
 	if mode != presence.PingOff {
 		reach := &reachability{m: d.pres, mode: mode, probeAfter: cfg.Ping.ProbeAfter,
 			direct: cfg.Ping.Direct, freshFor: 2 * cfg.Ping.Interval, now: time.Now,
@@ -107,7 +115,8 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger) (*daemon, error) {
 		_ = mysql.SetLogger(mysqlLog{log.With("component", "mirror")})
 	}
 
-	hcfg := handlers.Config{Chatplan: cfg.Chatplan}
+	hcfg := handlers.Config{Chatplan: cfg.Chatplan, Metrics: metrics.Handler(reg, log.With("component", "metrics"))}
+	hcfg.Chatplan.Observe = d.obs.Intake
 	hcfg.Admin.Token = cfg.AdminToken
 	hcfg.Admin.Views = handlers.AdminViews{Store: store, Presence: d.pres}
 	if d.mirror != nil {
@@ -147,6 +156,9 @@ func loopbackAddr(addr string) bool {
 // pinger's goroutine, so its store write (only on a change of reachability) is
 // bounded.
 func (d *daemon) pingResult(res presence.PingResult) {
+	if res.Alive {
+		d.obs.PingAnswered(res.RTT)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := d.pres.PingObserved(ctx, res); err != nil {

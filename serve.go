@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sipsilo/sipsilo/handlers"
 	"github.com/sipsilo/sipsilo/kv"
 )
@@ -25,7 +27,8 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d, err := newDaemon(cfg, store, log)
+	// The one registry /metrics serves; nothing registers globally.
+	d, err := newDaemon(cfg, store, log, prometheus.NewRegistry())
 	if err != nil {
 		store.Close(context.Background())
 		return err

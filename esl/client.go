@@ -91,6 +91,7 @@ type Client struct {
 	connected chan Connected
 	running   atomic.Bool
 	eventUp   atomic.Bool
+	st        stats
 
 	mu      sync.Mutex
 	cmd     *conn         // current command connection, nil while down

@@ -46,11 +46,13 @@ func (c *Client) superviseEvents(ctx context.Context) {
 		if err != nil {
 			failures++
 			if ctx.Err() == nil {
+				c.st.eventFailures.Add(1)
 				c.log.Warn("event connection failed", "addr", c.cfg.Addr, "attempt", failures, "err", err)
 			}
 			continue
 		}
 		count++
+		c.st.eventConnects.Add(1)
 		up := time.Now()
 		// Up before Connected goes out, so a BgAPI started on Connected is let
 		// through; its result waits in the socket until the read loop starts.
@@ -180,10 +182,12 @@ func (c *Client) superviseCommands(ctx context.Context) {
 		if err != nil {
 			failures++
 			if ctx.Err() == nil {
+				c.st.commandFailures.Add(1)
 				c.log.Warn("command connection failed", "addr", c.cfg.Addr, "attempt", failures, "err", err)
 			}
 			continue
 		}
+		c.st.commandConnects.Add(1)
 		up := time.Now()
 		cc.start(0, nil)
 		c.setCmd(cc)

@@ -175,4 +175,3 @@ func messageID(c echo.Context) (string, bool) {
 	id := c.Param("id")
 	return id, len(id) == 26
 }
-

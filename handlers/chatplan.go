@@ -42,6 +42,10 @@ type ChatplanConfig struct {
 	// Queued, if set, is told about each message sipsilo now owns: stored, and its
 	// answer written to FreeSWITCH. It must not block (relay wakes the recipient).
 	Queued func(m *kv.Message)
+	// Observe, if set, is told of every answer: its kind (AnswerFinal,
+	// AnswerNotFound, AnswerLost), why (the Why constants) and how long the
+	// handler took to write it. It runs on the request's goroutine: keep it cheap.
+	Observe func(answer, why string, took time.Duration)
 }
 
 // Defaults for ChatplanConfig's zero fields.
@@ -96,6 +100,20 @@ func newChatplan(cfg ChatplanConfig, store Store, log *slog.Logger) (*chatplan, 
 // (or an HTTP error, which FreeSWITCH treats the same way), and FreeSWITCH delivers the
 // message as it would without sipsilo.
 func (h *chatplan) serve(c echo.Context) error {
+	start := time.Now()
+	answer, why, err := h.answer(c)
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(answer, why, time.Since(start))
+	}
+	return err
+}
+
+// answer decides and writes the answer; it returns what it answered and why.
+func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
+	// leave answers not found: FreeSWITCH delivers the message as stock.
+	leave := func(status int, why string) (string, string, error) {
+		return AnswerNotFound, why, notFound(c, status)
+	}
 	req := c.Request()
 	ctx, cancel := context.WithTimeout(req.Context(), h.cfg.AnswerTimeout)
 	defer cancel()
@@ -105,29 +123,29 @@ func (h *chatplan) serve(c echo.Context) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			h.log.Warn("chatplan form over limit", "limit", h.cfg.MaxForm)
-			return notFound(c, http.StatusRequestEntityTooLarge)
+			return leave(http.StatusRequestEntityTooLarge, WhyFormTooLarge)
 		}
 		h.log.Warn("chatplan form unreadable", "err", err)
-		return notFound(c, http.StatusBadRequest)
+		return leave(http.StatusBadRequest, WhyBadRequest)
 	}
 	l, err := dialplan.Parse(req.URL.RawQuery, form)
 	if err != nil {
 		h.log.Warn("chatplan request rejected", "err", err)
-		return notFound(c, http.StatusBadRequest)
+		return leave(http.StatusBadRequest, WhyBadRequest)
 	}
 	if l.Section != "chatplan" {
-		return notFound(c, http.StatusOK)
+		return leave(http.StatusOK, WhyOtherSection)
 	}
 	if l.TagName != "" {
 		return h.lookup(c, l) // xml_locate, e.g. sipsilo check-fs; never a message
 	}
 	if err := l.CheckMessage(); err != nil {
 		h.log.Warn("chatplan request rejected", "err", err)
-		return notFound(c, http.StatusBadRequest)
+		return leave(http.StatusBadRequest, WhyBadRequest)
 	}
 	if why := h.pass(l); why != "" {
 		h.log.Debug("left to FreeSWITCH", "why", why, "from", l.Sender(), "to", l.Recipient())
-		return notFound(c, http.StatusOK)
+		return leave(http.StatusOK, why)
 	}
 
 	m := newMessage(l)
@@ -136,12 +154,12 @@ func (h *chatplan) serve(c echo.Context) error {
 		// Over quota: FreeSWITCH delivers it as stock (or logs "Nobody to send
 		// to"); the store counts the refusal.
 		h.log.Debug("recipient over quota, left to FreeSWITCH", "to", l.Recipient())
-		return notFound(c, http.StatusOK)
+		return leave(http.StatusOK, WhyOverQuota)
 	}
 	if err != nil {
 		// FreeSWITCH delivers it as stock; nothing is lost, nothing is owned.
 		h.log.Error("message not stored, left to FreeSWITCH", "err", err)
-		return notFound(c, http.StatusOK)
+		return leave(http.StatusOK, storeFailure(err))
 	}
 	doc, err := dialplan.Chatplan(l.Context, id)
 	if err == nil {
@@ -159,31 +177,44 @@ func (h *chatplan) serve(c echo.Context) error {
 	}
 	if err != nil {
 		h.release(id, err)
-		return nil
+		return AnswerLost, WhyReleased, nil
 	}
 	h.log.Debug("stored", "id", id, "from", l.Sender(), "to", l.Recipient(), "bytes", len(l.Body))
 	if h.cfg.Queued != nil {
 		h.cfg.Queued(m)
 	}
-	return nil
+	return AnswerFinal, WhyStored, nil
 }
 
-// pass returns why a message is left to FreeSWITCH, or "" to store it.
+// storeFailure says why a message was not stored: the answer's deadline, the
+// request's end, or the store itself.
+func storeFailure(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return WhyDeadline
+	case errors.Is(err, context.Canceled):
+		return WhyGone
+	}
+	return WhyStoreError
+}
+
+// pass returns why a message is left to FreeSWITCH (a Why constant), or "" to
+// store it.
 func (h *chatplan) pass(l *dialplan.Lookup) string {
 	if len(h.domains) > 0 && !h.domains[strings.ToLower(l.ToHost)] {
-		return "recipient domain not local"
+		return WhyNotLocal
 	}
 	if l.DestProto != "" && l.DestProto != "sip" {
-		return "not for SIP"
+		return WhyNotSIP
 	}
 	if mt, _, err := mime.ParseMediaType(l.Type); err == nil && h.skip[mt] {
-		return "content type not stored"
+		return WhySkippedType
 	}
 	if len(l.Body) > h.cfg.MaxBody {
-		return "body over size limit"
+		return WhyTooLarge
 	}
 	if h.cfg.ServiceAddress != "" && strings.EqualFold(l.Sender(), h.cfg.ServiceAddress) {
-		return "from the notice service address"
+		return WhyFromService
 	}
 	return ""
 }

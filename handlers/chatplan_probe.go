@@ -19,13 +19,13 @@ const ProbePrefix = "sipsilo-check-"
 // (mod_sms's chatplan_hunt) leaves tag_name empty, xml_locate fills it in. Nothing
 // is stored; anything but a well-formed probe is "not found", so FreeSWITCH answers
 // from its static chatplan.
-func (h *chatplan) lookup(c echo.Context, l *dialplan.Lookup) error {
+func (h *chatplan) lookup(c echo.Context, l *dialplan.Lookup) (answer, why string, err error) {
 	nonce, ok := strings.CutPrefix(l.KeyValue, ProbePrefix)
 	if l.TagName != "context" || l.KeyName != "name" || !ok || !probeNonce(nonce) {
-		return notFound(c, http.StatusOK)
+		return AnswerNotFound, WhyNotMessage, notFound(c, http.StatusOK)
 	}
 	h.log.Debug("check-fs probe answered")
-	return c.Blob(http.StatusOK, "text/xml", []byte(`<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+	return AnswerProbe, WhyCheckFS, c.Blob(http.StatusOK, "text/xml", []byte(`<?xml version="1.0" encoding="UTF-8" standalone="no"?>
 <document type="freeswitch/xml">
   <section name="chatplan" description="sipsilo check-fs probe">
     <context name="`+ProbePrefix+nonce+`"/>

@@ -1,5 +1,5 @@
 // Package handlers is sipsilo's HTTP surface: the xml_curl chatplan endpoint that
-// FreeSWITCH calls for every MESSAGE, and the health endpoint.
+// FreeSWITCH calls for every MESSAGE, the health endpoints and /metrics.
 package handlers
 
 import (
@@ -31,6 +31,10 @@ type Config struct {
 	// when its part is ready.
 	Ready map[string]func(ctx context.Context) error
 	Admin AdminConfig
+	// Metrics, if set, serves GET /metrics (the Prometheus exposition). It is
+	// not behind the admin token, as Prometheus expects: it shows counts and
+	// durations, never an address or a message.
+	Metrics http.Handler
 }
 
 // New builds the echo router with every sipsilo route.
@@ -69,6 +73,9 @@ func New(cfg Config, store Store, log *slog.Logger) (*echo.Echo, error) {
 	e.Add("post", ChatplanPath, cp.serve, chatplanMW...)
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", readyz(cfg.Ready))
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	}
 	registerAdmin(e, cfg.Admin)
 	return e, nil
 }

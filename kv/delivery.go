@@ -59,14 +59,13 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 		q := tx.Bucket(bucketQueue)
 		if m.State == StateQueued {
 			err = q.Put(qk, []byte(m.ID))
-			s.depth.add(tx, m.To, 1)
 		} else {
 			err = q.Delete(qk)
-			s.depth.add(tx, m.To, -1)
 		}
 		if err != nil {
 			return nil, err
 		}
+		s.queueMoved(tx, m.To, m.State)
 	}
 	if ev != nil {
 		if e := ev(m); e != nil { // nil: a change not worth a record

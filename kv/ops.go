@@ -77,7 +77,7 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		if err := queue.Put(qk, id); err != nil {
 			return err
 		}
-		s.depth.add(tx, m.To, 1)
+		s.queueMoved(tx, m.To, StateQueued)
 		if obx != nil {
 			b := tx.Bucket(bucketOutbox)
 			seq, err := b.NextSequence()

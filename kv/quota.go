@@ -19,8 +19,9 @@ var ErrQuota = errors.New("recipient's queue is full")
 // entry is put or deleted, and a transaction's changes are applied when it
 // commits (bbolt's OnCommit) and dropped when it rolls back.
 type depths struct {
-	mu sync.Mutex
-	n  map[string]int // committed counts
+	mu  sync.Mutex
+	n   map[string]int // committed counts
+	sum int            // committed total
 
 	// The open write transaction's changes. Only the writer goroutine touches
 	// them (every write transaction runs there).
@@ -42,6 +43,7 @@ func loadDepths(tx *bolt.Tx) (*depths, error) {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
 		d.n[aor]++
+		d.sum++
 		return nil
 	})
 	return d, err
@@ -72,12 +74,20 @@ func (d *depths) apply(delta map[string]int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for aor, v := range delta {
+		d.sum += v
 		if n := d.n[aor] + v; n > 0 {
 			d.n[aor] = n
 		} else {
 			delete(d.n, aor) // a recipient whose queue emptied costs nothing
 		}
 	}
+}
+
+// total returns every recipient's count as of the last commit.
+func (d *depths) total() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sum
 }
 
 // committed returns aor's count as of the last commit.

@@ -76,6 +76,7 @@ type Store struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	commits   atomic.Uint64
+	counts    counts
 }
 
 // Open opens (creating if needed) the database at path and starts its writer.
@@ -121,6 +122,7 @@ func Open(path string, o Options) (*Store, error) {
 		s.order = loadOrderKeys(tx)
 		var err error
 		s.depth, err = loadDepths(tx)
+		s.counts.finished = make(map[State]uint64)
 		return err
 	})
 	if err != nil {

@@ -54,6 +54,7 @@ func (m *Map) Apply(ctx context.Context, e *esl.Event) error {
 	if err != nil || ev == nil {
 		return err
 	}
+	var found []detection
 	became, err := m.update(ctx, ev.aor, func(st *State, known bool, now time.Time) bool {
 		if ev.knownOnly && !known {
 			return false
@@ -63,12 +64,18 @@ func (m *Map) Apply(ctx context.Context, e *esl.Event) error {
 				"core", ev.core, "seq", ev.seq, "last_core", st.LastCore, "last_seq", st.LastSeq)
 			return false
 		}
+		if i := st.find(ev.callID); ev.kind == evUserState && ev.reach == Unreachable && i >= 0 {
+			if d, ok := detect(&st.Registrations[i], DetectFreeSWITCH, now); ok {
+				found = append(found, d)
+			}
+		}
 		ev.apply(st, now)
 		return true
 	})
 	if became {
 		m.notify(ev.aor)
 	}
+	m.reportDetections(found)
 	return err
 }
 

@@ -99,6 +99,11 @@ type Config struct {
 	// OnUnreachable is called when sipsilo's pinger made a registration
 	// unreachable (to ask FreeSWITCH to drop it), outside presence's locks.
 	OnUnreachable func(aor string, r Registration)
+	// OnDetected, if set, is told of each registration found unreachable: by
+	// what (DetectPinger, DetectDelivery, DetectFreeSWITCH) and how long after its
+	// last proof of life, for the detection latency metric. It is called outside
+	// presence's locks and must not block.
+	OnDetected func(source string, sinceAlive time.Duration)
 }
 
 // Map is the reachability map. It is safe for concurrent use and runs no goroutines.
@@ -108,6 +113,7 @@ type Map struct {
 	now         func() time.Time
 	onReachable func(aor string)
 	onUnreach   func(aor string, r Registration)
+	onDetected  func(source string, sinceAlive time.Duration)
 	pingMisses  int
 	profiles    []string
 
@@ -134,6 +140,7 @@ func New(cfg Config) (*Map, error) {
 		now:         cfg.Now,
 		onReachable: cfg.OnReachable,
 		onUnreach:   cfg.OnUnreachable,
+		onDetected:  cfg.OnDetected,
 		pingMisses:  cfg.PingMisses,
 		profiles:    slices.Clone(cfg.Profiles),
 		stored:      make(map[string]bool),

@@ -52,6 +52,7 @@ func (m *Map) ObserveSent(ctx context.Context, aor string, o Outcome, sentAt tim
 		return fmt.Errorf("presence: unknown outcome %d", int(o))
 	}
 	judged := func(r *Registration) bool { return sentAt.IsZero() || !r.RegisteredAt.After(sentAt) }
+	var found []detection
 	became, err := m.update(ctx, aor, func(st *State, known bool, now time.Time) bool {
 		if !known {
 			return false
@@ -67,6 +68,9 @@ func (m *Map) ObserveSent(ctx context.Context, aor string, o Outcome, sentAt tim
 		case NoAnswer:
 			for i := range st.Registrations {
 				if r := &st.Registrations[i]; judged(r) {
+					if d, ok := detect(r, DetectDelivery, now); ok {
+						found = append(found, d)
+					}
 					r.Reach, r.Updated = Unreachable, now
 				}
 			}
@@ -87,5 +91,6 @@ func (m *Map) ObserveSent(ctx context.Context, aor string, o Outcome, sentAt tim
 	if became {
 		m.notify(aor)
 	}
+	m.reportDetections(found)
 	return err
 }

@@ -17,6 +17,7 @@ import (
 func (m *Map) PingObserved(ctx context.Context, res PingResult) error {
 	t := res.Target
 	var gone *Registration
+	var found []detection
 	became, err := m.update(ctx, t.AOR, func(st *State, known bool, now time.Time) bool {
 		i := st.find(t.CallID)
 		if !known || i < 0 {
@@ -33,6 +34,9 @@ func (m *Map) PingObserved(ctx context.Context, res PingResult) error {
 			}
 		case res.Misses >= m.pingMisses:
 			if r.Reach != Unreachable {
+				if d, ok := detect(r, DetectPinger, res.At); ok {
+					found = append(found, d)
+				}
 				r.Reach, r.Updated = Unreachable, now
 				st.Evidence, st.EvidenceAt = fmt.Sprintf("options unanswered %d times", res.Misses), res.At
 			}
@@ -53,6 +57,7 @@ func (m *Map) PingObserved(ctx context.Context, res PingResult) error {
 	if became {
 		m.notify(t.AOR)
 	}
+	m.reportDetections(found)
 	if gone != nil && m.onUnreach != nil {
 		m.onUnreach(t.AOR, *gone)
 	}

@@ -78,6 +78,19 @@ type Direct interface {
 	Send(ctx context.Context, m *kv.Message) (wait func(context.Context) (int, error), ok bool, err error)
 }
 
+// Delivery paths, for Observer.
+const (
+	PathESL    = "esl"    // bgapi chat through FreeSWITCH
+	PathDirect = "direct" // sipsilo's own MESSAGE to the device (Step 3)
+)
+
+// Observer is told of each confirmed delivery, for metrics: the path it took and
+// the time from intake to the device's 2xx being recorded. It is called from the
+// send's goroutine and must not block.
+type Observer interface {
+	Delivered(path string, sinceReceived time.Duration)
+}
+
 // Config tunes delivery. Zero values take the defaults noted.
 type Config struct {
 	// Window is how many sends may be in flight per recipient; 1 is strict FIFO.
@@ -116,8 +129,10 @@ type Config struct {
 	// without a probe).
 	Prober Prober
 	Direct Direct
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Observer is optional (nil: nothing is observed).
+	Observer Observer
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 func (c *Config) setDefaults() {

@@ -294,6 +294,13 @@ func (w *worker) record(ctx context.Context, res *result) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	res.recorded, res.recordErr = true, w.r.store.Delivered(rctx, res.m.ID, res.attempt, text)
+	if obs := w.r.cfg.Observer; obs != nil && res.recordErr == nil {
+		path := PathESL
+		if res.direct {
+			path = PathDirect
+		}
+		obs.Delivered(path, w.r.cfg.Now().Sub(res.m.Received))
+	}
 }
 
 func closedChan() chan struct{} {
