@@ -103,3 +103,28 @@ func BenchmarkOutboxStats(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoadDepths measures what Open spends counting each recipient's queue
+// (for the quota and /metrics) with a million messages queued.
+func BenchmarkLoadDepths(b *testing.B) {
+	const n, recipients = 1_000_000, 1_000
+	s, err := Open(filepath.Join(b.TempDir(), "db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	fillQueue(b, s, n, recipients, time.Now().Add(-time.Hour))
+	b.ResetTimer()
+	for b.Loop() {
+		err := s.db.View(func(tx *bolt.Tx) error {
+			d, err := loadDepths(tx)
+			if err == nil && (d.total() != n || len(d.n) != recipients) {
+				err = fmt.Errorf("counted %d in %d recipients", d.total(), len(d.n))
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
