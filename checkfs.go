@@ -43,19 +43,8 @@ func runCheckFS(ctx context.Context, args []string, lookupEnv func(string) (stri
 	fs.StringVar(&c.profile, "profile", "internal", "sofia profile phones register to")
 	fs.StringVar(&c.httpAddr, "http", "", "address sipsilo serve listens on, to tell a stopped sipsilo from a wrong binding (env SIPSILO_HTTP)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "bound on connecting and on each check")
-	env := map[string]string{"esl": "SIPSILO_ESL", "esl-password": "SIPSILO_ESL_PASSWORD", "http": "SIPSILO_HTTP"}
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if name, ok := env[f.Name]; ok {
-			if v, ok := lookupEnv(name); ok && envErr == nil {
-				if err := fs.Set(f.Name, v); err != nil {
-					envErr = fmt.Errorf("%s: %w", name, err)
-				}
-			}
-		}
-	})
-	if envErr != nil {
-		return envErr
+	if err := setFromEnv(fs, lookupEnv, envNames("esl", "esl-password", "http")); err != nil {
+		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -108,20 +108,14 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 			return cfg, err
 		}
 	}
-	var envErr error
+	vars := map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) {
-		name := "SIPSILO_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if f.Name == configFlag {
-			return // read above, before every other setting
-		}
-		if v, ok := lookupEnv(name); ok && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
+		if f.Name != configFlag { // read above, before every other setting
+			vars[f.Name] = envName(f.Name)
 		}
 	})
-	if envErr != nil {
-		return cfg, envErr
+	if err := setFromEnv(fs, lookupEnv, vars); err != nil {
+		return cfg, err
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err

@@ -18,11 +18,11 @@ import (
 // fsConfigEnv maps fs-config's flags to the environment variables serve reads for
 // the same settings, so one environment configures both commands.
 var fsConfigEnv = map[string]string{
-	"http":         "SIPSILO_HTTP",
-	"esl":          "SIPSILO_ESL",
-	"esl-password": "SIPSILO_ESL_PASSWORD",
-	"user":         "SIPSILO_CHATPLAN_USER",
-	"password":     "SIPSILO_CHATPLAN_PASSWORD",
+	"http":         envName("http"),
+	"esl":          envName("esl"),
+	"esl-password": envName("esl-password"),
+	"user":         envName("chatplan-user"),
+	"password":     envName("chatplan-password"),
 }
 
 // runFSConfig is `sipsilo fs-config`: it writes the FreeSWITCH configuration for
@@ -41,20 +41,8 @@ func runFSConfig(args []string, lookupEnv func(string) (string, bool), stdout, s
 	fs.StringVar(&o.ESLAddr, "esl", conf.ESLAddress, "ip:port FreeSWITCH's event socket listens on (serve --esl)")
 	fs.StringVar(&o.ESLPassword, "esl-password", conf.ESLPassword, "event socket password (prefer env SIPSILO_ESL_PASSWORD)")
 	fs.BoolVar(&force, "force", false, "overwrite files that already exist in --out")
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name, ok := fsConfigEnv[f.Name]
-		if !ok {
-			return
-		}
-		if v, ok := lookupEnv(name); ok && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return envErr
+	if err := setFromEnv(fs, lookupEnv, fsConfigEnv); err != nil {
+		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -62,12 +62,8 @@ func parseInspect(args []string, lookupEnv func(string) (string, bool), stderr i
 	fs.IntVar(&o.limit, "limit", 50, "most items per page; 0: all")
 	fs.StringVar(&o.after, "after", "", "continue a list after this cursor (the next value of the previous page)")
 	fs.StringVar(&o.state, "state", string(kv.StateDead), "for dead: the state to list (dead, expired, delivered, …)")
-	for name, env := range map[string]string{"db": "SIPSILO_DB", "redact-key": "SIPSILO_REDACT_KEY", "lock-timeout": "SIPSILO_LOCK_TIMEOUT"} {
-		if v, ok := lookupEnv(env); ok {
-			if err := fs.Set(name, v); err != nil {
-				return o, nil, fmt.Errorf("%s=%q: %w", env, v, err)
-			}
-		}
+	if err := setFromEnv(fs, lookupEnv, envNames("db", "redact-key", "lock-timeout")); err != nil {
+		return o, nil, err
 	}
 	// Flags may come before and after the view: parse, take one positional
 	// argument, parse the rest again.

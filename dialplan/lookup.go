@@ -227,7 +227,7 @@ func (l *Lookup) CheckMessage() error {
 		}
 	}
 	// Checked before storing, so that nothing is stored that cannot be answered.
-	if _, err := attr(l.Context); err != nil {
+	if _, err := EscapeAttr(l.Context); err != nil {
 		return fmt.Errorf("%w: context: %v", ErrMalformed, err)
 	}
 	return nil

@@ -29,7 +29,7 @@ var ErrUnrenderable = errors.New("value cannot be written as XML")
 // expands ${...} in action data, so the data holds only the id sipsilo made
 // (DESIGN.md, Decisions 10); the context is escaped like any other value.
 func Chatplan(context, id string) ([]byte, error) {
-	ctx, err := attr(context)
+	ctx, err := EscapeAttr(context)
 	if err != nil {
 		return nil, fmt.Errorf("context: %w", err)
 	}
@@ -59,13 +59,14 @@ func Chatplan(context, id string) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-// attr escapes s for a double-quoted attribute. Besides the XML metacharacters it
+// EscapeAttr escapes s for a double-quoted attribute of an XML document
+// FreeSWITCH reads (xml_curl answers, and the config files fs-config writes). Besides the XML metacharacters it
 // writes '$' as a character reference: mod_xml_curl parses answers with
 // switch_xml_parse_file, which first runs FreeSWITCH's config preprocessor over the
 // raw text, and that expands $${...} (and runs <X-PRE-PROCESS>, which the escaped '<'
 // already defuses). Whitespace that attribute normalisation would turn into spaces is
 // kept as references. Text XML 1.0 cannot hold at all is refused, never altered.
-func attr(s string) (string, error) {
+func EscapeAttr(s string) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("%w: invalid UTF-8", ErrUnrenderable)
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sipsilo/sipsilo/dialplan"
 )
 
 // Options are an operator's settings for Render. Zero values take the shipped ones.
@@ -147,32 +149,6 @@ func plainText(s string) error {
 	return nil
 }
 
-// attr escapes s for a double-quoted attribute. '$' is written as a character
-// reference because FreeSWITCH's preprocessor expands $${...} in the raw file text
-// before the XML parser decodes references.
-func attr(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch r {
-		case '&':
-			b.WriteString("&amp;")
-		case '<':
-			b.WriteString("&lt;")
-		case '>':
-			b.WriteString("&gt;")
-		case '"':
-			b.WriteString("&quot;")
-		case '\'':
-			b.WriteString("&apos;")
-		case '$':
-			b.WriteString("&#36;")
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 // replaceOnce swaps the one occurrence of old in data, or fails: the shipped file
 // and this renderer must agree.
 func replaceOnce(data []byte, old, repl string) ([]byte, error) {
@@ -191,19 +167,25 @@ func (o *Options) xmlCurl(data []byte) ([]byte, bool, error) {
 	if err != nil || o.User == "" {
 		return data, false, err
 	}
-	data, err = replaceOnce(data, credentialsLine,
-		`<param name="gateway-credentials" value="`+attr(o.User+":"+o.Password)+`"/>`)
+	cred, err := dialplan.EscapeAttr(o.User + ":" + o.Password)
+	if err != nil {
+		return nil, false, err
+	}
+	data, err = replaceOnce(data, credentialsLine, `<param name="gateway-credentials" value="`+cred+`"/>`)
 	return data, true, err
 }
 
 func (o *Options) eventSocket(data []byte) ([]byte, error) {
 	defHost, defPort, _ := net.SplitHostPort(ESLAddress)
 	host, port, _ := net.SplitHostPort(o.ESLAddr)
-	var err error
+	pass, err := dialplan.EscapeAttr(o.ESLPassword)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range [][2]string{
 		{`<param name="listen-ip" value="` + defHost + `"/>`, `<param name="listen-ip" value="` + host + `"/>`},
 		{`<param name="listen-port" value="` + defPort + `"/>`, `<param name="listen-port" value="` + port + `"/>`},
-		{`<param name="password" value="` + ESLPassword + `"/>`, `<param name="password" value="` + attr(o.ESLPassword) + `"/>`},
+		{`<param name="password" value="` + ESLPassword + `"/>`, `<param name="password" value="` + pass + `"/>`},
 	} {
 		if data, err = replaceOnce(data, r[0], r[1]); err != nil {
 			return nil, err
