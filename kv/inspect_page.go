@@ -105,13 +105,7 @@ func (s *Store) MessagePage(st State, after string, limit int) (Page[*Message], 
 			return fmt.Errorf("%w: buckets missing", ErrCorrupt)
 		}
 		c := msgs.Cursor()
-		k, v := c.First()
-		if after != "" {
-			k, v = c.Seek([]byte(after))
-			if bytes.Equal(k, []byte(after)) {
-				k, v = c.Next()
-			}
-		}
+		k, v := seekAfter(c, after)
 		for ; k != nil; k, v = c.Next() {
 			if st != "" {
 				got, err := peekState(v)
@@ -184,13 +178,7 @@ func (s *Store) ReachPage(after string, limit int) (Page[ReachRecord], error) {
 			return fmt.Errorf("%w: buckets missing", ErrCorrupt)
 		}
 		c := b.Cursor()
-		k, v := c.First()
-		if after != "" {
-			k, v = c.Seek([]byte(after))
-			if bytes.Equal(k, []byte(after)) {
-				k, v = c.Next()
-			}
-		}
+		k, v := seekAfter(c, after)
 		for ; k != nil; k, v = c.Next() {
 			// Values live only as long as the transaction: copy them out.
 			r := ReachRecord{AOR: string(k), Record: append([]byte(nil), v...)}
@@ -240,4 +228,17 @@ func (s *Store) Verify() error {
 		}
 		return nil
 	})
+}
+
+// seekAfter positions c on the first key after the key after ("" : the first
+// key), for lists paged by their last key.
+func seekAfter(c *bolt.Cursor, after string) (k, v []byte) {
+	if after == "" {
+		return c.First()
+	}
+	k, v = c.Seek([]byte(after))
+	if bytes.Equal(k, []byte(after)) {
+		k, v = c.Next()
+	}
+	return k, v
 }
