@@ -124,6 +124,7 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger, reg *prometheus.Re
 	}
 	hcfg.Admin.Actions = adminActions{Store: store, relay: d.relay}
 	hcfg.Admin.MaxBody = cfg.Chatplan.MaxBody
+	hcfg.Admin.Domains = cfg.Chatplan.Domains
 	hcfg.Chatplan.Queued = func(m *kv.Message) {
 		d.bodies.Expect(m.ID, m.To, m.Received)
 		d.relay.Stored(m)

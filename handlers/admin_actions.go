@@ -46,7 +46,7 @@ const purgeReason = "purged through the admin API"
 
 // registerActions adds the routes that change the store: purge, retry, inject.
 func registerActions(g *echo.Group, cfg AdminConfig) {
-	a := &actions{do: cfg.Actions, maxBody: cfg.MaxBody}
+	a := &actions{do: cfg.Actions, maxBody: cfg.MaxBody, domains: domainSet(cfg.Domains)}
 	if a.maxBody <= 0 {
 		a.maxBody = DefaultMaxBody
 	}
@@ -60,6 +60,7 @@ func registerActions(g *echo.Group, cfg AdminConfig) {
 type actions struct {
 	do      AdminActions
 	maxBody int
+	domains map[string]bool // empty: every domain
 }
 
 func actionContext(c echo.Context) (context.Context, context.CancelFunc) {

@@ -286,3 +286,22 @@ func TestRetryMessageQueueAndDeadLetter(t *testing.T) {
 		t.Fatalf("forced retry: %d", code)
 	}
 }
+
+// With --domains set, only this server's users can be sent to, as at intake.
+func TestInjectOnlyToLocalDomains(t *testing.T) {
+	s := openKV(t, kv.Options{})
+	a := &fakeActions{Store: s}
+	ts := startServer(t, Config{Admin: AdminConfig{Token: token, Actions: a, Domains: []string{"Example.COM"}}}, s)
+	var e apiErr
+	if code := call(t, "POST", ts.url+"/api/v1/messages", token,
+		map[string]string{"from": "crm@elsewhere.net", "to": "1001@elsewhere.net", "body": "x"}, &e); code != 400 || !strings.Contains(e.Error, "--domains") {
+		t.Fatalf("non-local recipient: %d %q", code, e.Error)
+	}
+	if code := call(t, "POST", ts.url+"/api/v1/messages", token,
+		map[string]string{"from": "crm@elsewhere.net", "to": "1001@example.com", "body": "x"}, nil); code != 201 {
+		t.Fatalf("local recipient (domain in another case): %d", code)
+	}
+	if all, _ := s.All(); len(all) != 1 || all[0].To != "1001@example.com" {
+		t.Fatalf("stored %d messages", len(all))
+	}
+}

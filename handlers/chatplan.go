@@ -79,12 +79,7 @@ func newChatplan(cfg ChatplanConfig, store Store, log *slog.Logger) (*chatplan, 
 	if cfg.SkipTypes == nil {
 		cfg.SkipTypes = DefaultSkipTypes
 	}
-	h := &chatplan{cfg: cfg, domains: map[string]bool{}, skip: map[string]bool{}, store: store, log: log}
-	for _, d := range cfg.Domains {
-		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {
-			h.domains[d] = true
-		}
-	}
+	h := &chatplan{cfg: cfg, domains: domainSet(cfg.Domains), skip: map[string]bool{}, store: store, log: log}
 	for _, t := range cfg.SkipTypes {
 		mt, _, err := mime.ParseMediaType(t)
 		if err != nil {
@@ -230,6 +225,17 @@ func (h *chatplan) release(id string, cause error) {
 		return
 	}
 	h.log.Warn("answer not delivered, message released to FreeSWITCH", "id", id, "cause", cause)
+}
+
+// domainSet is --domains as a set of lower-case names; empty means every domain.
+func domainSet(domains []string) map[string]bool {
+	set := map[string]bool{}
+	for _, d := range domains {
+		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {
+			set[d] = true
+		}
+	}
+	return set
 }
 
 func newMessage(l *dialplan.Lookup) *kv.Message {

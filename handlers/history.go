@@ -59,6 +59,9 @@ type AdminConfig struct {
 	// MaxBody is the largest body an injected message may have (the chatplan's
 	// --max-body).
 	MaxBody int
+	// Domains, if set, are the only recipient domains an injected message may
+	// have (the chatplan's --domains): sipsilo serves those users only.
+	Domains []string
 }
 
 const (

@@ -55,6 +55,9 @@ func (a *actions) inject(c echo.Context) error {
 	if status != 0 {
 		return apiError(c, status, msg)
 	}
+	if _, host, _ := strings.Cut(m.To, "@"); len(a.domains) > 0 && !a.domains[strings.ToLower(host)] {
+		return apiError(c, http.StatusBadRequest, "to: not a user of this server (--domains)")
+	}
 	ctx, cancel := actionContext(c)
 	defer cancel()
 	id, err := a.do.Enqueue(ctx, m)
