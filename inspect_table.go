@@ -157,7 +157,7 @@ func messageTable(w io.Writer, v kv.MessageView) error {
 		{"content type", cell(v.ContentType, 0)},
 		{"body", bodyCell(v, 0) + fmt.Sprintf(" (%d bytes, from %s)", v.BodyLen, cell(string(v.BodySource), 0))},
 		{"received", ts(v.Received) + " (" + age(v.Age) + " ago)"},
-		{"updated", ts(v.Updated)}, {"delivered", ts(v.Delivered)},
+		{"updated", ts(v.Updated)}, {"delivered", ts(v.Delivered)}, {"expires", ts(v.Expires)},
 		{"attempts", fmt.Sprintf("%d (%d refused, %d uncertain resends)", v.Attempts, v.Refusals, v.UncertainResends)},
 		{"last result", cell(v.LastResult, 0)}, {"in flight", cell(v.InFlight, 0)},
 		{"freeswitch", fmt.Sprintf("%s core %s seq %d, profile %s, context %s", cell(v.Hostname, 0),

@@ -339,3 +339,27 @@ func TestInspectNamesTheAdminAPIWhenLocked(t *testing.T) {
 		t.Fatalf("locked file: %v", err)
 	}
 }
+
+// The message view says when an undelivered message expires (--ttl).
+func TestInspectMessageShowsItsExpiry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sipsilo.db")
+	s, err := kv.Open(path, kv.Options{TTL: 48 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	id, err := s.Enqueue(context.Background(), &kv.Message{From: "1000@x", To: "1001@x", Body: []byte("hi"), Received: received})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := inspect("--db", path, "message", id)
+	if err != nil {
+		t.Fatalf("%v: %s", err, errOut)
+	}
+	if !strings.Contains(out, "expires       2026-11-22 08:00:00Z") {
+		t.Fatalf("no expiry in:\n%s", out)
+	}
+}
