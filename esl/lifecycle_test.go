@@ -10,10 +10,11 @@ import (
 	"time"
 )
 
-// When FreeSWITCH drops the event socket (here after its disconnect notice, as
-// captured) the client reconnects, subscribes again, and says so with the new
-// Core-UUID; events of both connections arrive in order.
-func TestReconnectAfterDrop(t *testing.T) {
+// droppingServer is a fake FreeSWITCH that drops the first event connection
+// right after a heartbeat, with its disconnect notice (as captured); later
+// connections stay up.
+func droppingServer(t *testing.T) *fakeServer {
+	t.Helper()
 	s := newFakeServer(t)
 	hb := findFrame(t, "esl_14_json_heartbeat_bgapi.raw", `"Event-Name":"HEARTBEAT"`)
 	s.set(func(s *fakeServer) {
@@ -25,6 +26,14 @@ func TestReconnectAfterDrop(t *testing.T) {
 			}
 		}
 	})
+	return s
+}
+
+// When FreeSWITCH drops the event socket (here after its disconnect notice, as
+// captured) the client reconnects, subscribes again, and says so with the new
+// Core-UUID; events of both connections arrive in order.
+func TestReconnectAfterDrop(t *testing.T) {
+	s := droppingServer(t)
 	c, _ := startClient(t, Config{Addr: s.addr()})
 	if got := nextConnected(t, c); got != (Connected{CoreUUID: "core-1", Count: 1}) {
 		t.Errorf("first Connected=%+v", got)

@@ -9,17 +9,7 @@ import (
 // connection shows as a second event connect, the command connection's first
 // stays its only one.
 func TestStatsCountConnectsAndDialFailures(t *testing.T) {
-	s := newFakeServer(t)
-	hb := findFrame(t, "esl_14_json_heartbeat_bgapi.raw", `"Event-Name":"HEARTBEAT"`)
-	s.set(func(s *fakeServer) {
-		s.onEvent = func(fc *fakeConn) {
-			_ = fc.send(hb)
-			if len(s.subscribers()) == 1 {
-				_ = fc.send(s.w.disconnect)
-				fc.nc.Close()
-			}
-		}
-	})
+	s := droppingServer(t)
 	c, _ := startClient(t, Config{Addr: s.addr()})
 	nextConnected(t, c)
 	nextConnected(t, c) // after the drop

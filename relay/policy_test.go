@@ -44,23 +44,6 @@ func (c *chatLog) to(addr string) [][3]string {
 	return out
 }
 
-func startRelayWith(t *testing.T, cfg Config, s *kv.Store, fs Sender, p Presence) *Relay {
-	t.Helper()
-	r := New(cfg, s, fs, p)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("relay did not stop")
-		}
-	})
-	return r
-}
-
 func openTTL(t *testing.T, ttl time.Duration) *kv.Store {
 	t.Helper()
 	s, err := kv.Open(filepath.Join(t.TempDir(), "sipsilo.db"), kv.Options{TTL: ttl})

@@ -139,7 +139,8 @@ func enqueue(t *testing.T, s *kv.Store, n int) []string {
 	return ids
 }
 
-func startRelay(t *testing.T, cfg Config, s *kv.Store, fs *fakeFS, p *fakePresence) *Relay {
+// startRelayWith runs a Relay until the test ends, with any Sender and Presence.
+func startRelayWith(t *testing.T, cfg Config, s *kv.Store, fs Sender, p Presence) *Relay {
 	t.Helper()
 	r := New(cfg, s, fs, p)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -154,6 +155,11 @@ func startRelay(t *testing.T, cfg Config, s *kv.Store, fs *fakeFS, p *fakePresen
 		}
 	})
 	return r
+}
+
+func startRelay(t *testing.T, cfg Config, s *kv.Store, fs *fakeFS, p *fakePresence) *Relay {
+	t.Helper()
+	return startRelayWith(t, cfg, s, fs, p)
 }
 
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
