@@ -59,7 +59,7 @@ func (c *checkFS) checkPing(ctx context.Context) {
 	}
 	if fsTrue(params["unregister-on-options-fail"]) {
 		c.fail("ping params: unregister-on-options-fail is true in profile "+c.profile+": FreeSWITCH drops phones that answer "+
-			"OPTIONS with 405 or 501 (DESIGN Decisions 6) "+notLive,
+			"OPTIONS with 405 or 501 (docs/decisions.md §6) "+notLive,
 			`sip_profiles/`+c.profile+`.xml: <param name="unregister-on-options-fail" value="false"/> as the last such line, then fs_cli -x 'sofia profile `+c.profile+` rescan'`)
 	} else {
 		c.ok("ping params: unregister-on-options-fail is off in profile %s %s", c.profile, notLive)

@@ -34,7 +34,8 @@ type Config struct {
 	Quota           int           // queued messages per recipient (0: no cap)
 }
 
-// PingConfig is sipsilo's own OPTIONS pinger and what relay does with it (Step 3).
+// PingConfig is sipsilo's own OPTIONS pinger and what relay does with it
+// (docs/decisions.md §8, §20).
 type PingConfig struct {
 	Mode             string // all, direct or off
 	Addr             string // the pinger's UDP socket (also the direct path's)

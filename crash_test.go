@@ -107,7 +107,7 @@ func TestKill9KeepsEveryAcknowledgedMessage(t *testing.T) {
 }
 
 // TestEveryAcknowledgedCommitIsSynced counts the fdatasync calls the daemon makes:
-// kill -9 keeps the page cache, so only this catches a missing fsync (Decisions 12).
+// kill -9 keeps the page cache, so only this catches a missing fsync (docs/decisions.md §12).
 func TestEveryAcknowledgedCommitIsSynced(t *testing.T) {
 	strace, err := exec.LookPath("strace")
 	if err != nil {

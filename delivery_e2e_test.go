@@ -1,6 +1,6 @@
 package main
 
-// Issue 3's "done when" list, each against the sipsilo binary, the FreeSWITCH
+// Delivery through FreeSWITCH (docs/architecture.md, "Delivery"), each against the sipsilo binary, the FreeSWITCH
 // emulator and real SIP user agents on 127.0.0.1. These are about the path through
 // FreeSWITCH (bgapi chat), so sipsilo's own pinger and direct path are off
 // (fsPath); pinger_e2e_test.go covers those.

@@ -56,7 +56,7 @@ func TestServeTakesOverCapturedMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Exact but for the literal %41 the query copy decodes (DESIGN.md, Decisions 4).
+	// Exact but for the literal %41 the query copy decodes (docs/decisions.md §4).
 	want := "hello & world = 100% <ok> \"q\" 'a' | xümlaut\nline2 A ${danger}"
 	if string(got.Body) != want || got.From != "1000@127.0.0.1" || got.To != "1001@127.0.0.1" || got.EventSeq != 378 {
 		t.Fatalf("stored %+v", got)

@@ -1,6 +1,6 @@
 package main
 
-// Issue 6's "done when" for inspect and the admin API's views, against the sipsilo
+// inspect and the admin API's views, against the sipsilo
 // binary, the FreeSWITCH emulator and real SIP user agents on 127.0.0.1.
 
 import (

@@ -1,6 +1,6 @@
 package main
 
-// Issue 6's /metrics "done when": the sipsilo binary with the FreeSWITCH
+// /metrics end to end: the sipsilo binary with the FreeSWITCH
 // emulator and real SIP user agents; every named series is scraped, parsed with
 // the Prometheus text parser, and seen to move as messages are sent, stored and
 // delivered.
@@ -127,7 +127,7 @@ func (s scraped) summary() string {
 	return strings.Join(lines, "\n")
 }
 
-// namedSeries are issue 6's series (item 4) and the others this step added;
+// namedSeries are the series the operator tools were specified with, and the others added with them;
 // each must be in every scrape of a daemon with its pinger on.
 var namedSeries = []string{
 	"sipsilo_intake_seconds", "sipsilo_delivery_seconds", "sipsilo_delivery_results_total",

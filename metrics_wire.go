@@ -16,7 +16,7 @@ func (d *daemon) metricSources(pinger bool) metrics.Sources {
 		Bodies: func() relay.BodyStats { return d.bodies.Stats() },
 		ESL:    func() esl.Stats { return d.client.Stats() },
 		Store:  d.store,
-		// Step 5's policy counters; the messages that expired are also in
+		// The delivery policy's counters (docs/decisions.md §21); the messages that expired are also in
 		// sipsilo_messages_finished_total{state="expired"}.
 		Extra: []metrics.Func{
 			{Name: "sipsilo_quota_refusals_total", Kind: metrics.Counter,

@@ -1,6 +1,6 @@
 package main
 
-// Issue 5's "done when" list: the MySQL history mirror against a real MariaDB the
+// The MySQL history mirror (docs/decisions.md §23) against a real MariaDB the
 // test starts (internal/mariadbtest), the sipsilo binary and the emulator.
 
 import (

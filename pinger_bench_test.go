@@ -19,7 +19,7 @@ import (
 
 // BenchmarkDetection: 20 sipp phones go silent (SIGSTOP) at random points of one
 // ping interval; latency from each silence to FreeSWITCH being asked to flush the
-// registration. FreeSWITCH's own pinging needs 47 s at a 5 s interval (captures,
+// registration. FreeSWITCH's own pinging needs 47 s at a 5 s interval (seen on FreeSWITCH 1.10.12, docs/decisions.md §8;
 // scenario 09).
 func BenchmarkDetection(b *testing.B) {
 	for _, interval := range []time.Duration{5 * time.Second, 30 * time.Second} {

@@ -1,6 +1,6 @@
 package main
 
-// Issue 4's "done when" list: sipsilo's own pinger, probe before delivery and the
+// sipsilo's own pinger, probe before delivery and the
 // direct path, against the binary, the FreeSWITCH emulator, sipp phones from
 // Debian's sip-tester and sipgo user agents, all on 127.0.0.1.
 
@@ -18,7 +18,7 @@ import (
 	"github.com/sipsilo/sipsilo/kv"
 )
 
-// users are the directory: 1000–1003 as in the captures plus 2000–2019 for phones.
+// users are the directory: 1000–1003 as in the recorded FreeSWITCH runs plus 2000–2019 for phones.
 func users() map[string]string {
 	u := map[string]string{}
 	for i := 1000; i <= 1003; i++ {
@@ -194,7 +194,7 @@ func TestSilentPhoneDetectedAndFlushed(t *testing.T) {
 }
 
 // TestPhonesAnsweringOptionsWithErrorsStayReachable: 404, 405 and 501 to OPTIONS
-// still prove a device is there (DESIGN.md, Decisions 6).
+// still prove a device is there (docs/decisions.md §6).
 func TestPhonesAnsweringOptionsWithErrorsStayReachable(t *testing.T) {
 	r := newRig(t, fsemu.SwitchOptions{Users: users()}, "--ping-interval", "300ms", "--log-level", "info")
 	alice := r.ua("1000")

@@ -1,6 +1,6 @@
 package main
 
-// Issue 6's delivery policy and admin actions, against the sipsilo binary, the
+// The delivery policy (docs/decisions.md §21) and the admin actions, against the sipsilo binary, the
 // FreeSWITCH emulator and real SIP user agents on 127.0.0.1: TTL, quota,
 // notices to senders, inject, purge and retry.
 

@@ -149,8 +149,8 @@ func (c *child) wait(t testing.TB, within time.Duration) int {
 
 func enc(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
 
-// chatplanForm is a chatplan form as FreeSWITCH 1.10.12 posts it (fields from the
-// captures), for Event-Sequence seq.
+// chatplanForm is a chatplan form as FreeSWITCH 1.10.12 posts it (fields as
+// recorded in testdata/xmlcurl), for Event-Sequence seq.
 func chatplanForm(seq int) string {
 	return "hostname=vm&section=chatplan&tag_name=&key_name=&key_value=&Event-Name=MESSAGE" +
 		"&Core-UUID=bdcc48b6-f5fb-4c75-ab1b-a0d810059303&Event-Date-Timestamp=1795665297759755" +

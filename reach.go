@@ -53,7 +53,7 @@ func (r *reachability) pingable(ts []presence.Target) []presence.Target {
 // older than probeAfter, and, with the direct path on, when no contact has a fresh
 // answer yet (a phone that just registered: one round trip opens the direct path
 // for the whole batch). Contacts sipsilo cannot ping (NAT in direct mode, TCP,
-// TLS) are left to FreeSWITCH's view (DESIGN.md, Decisions 8).
+// TLS) are left to FreeSWITCH's view (docs/decisions.md §8).
 func (r *reachability) Check(ctx context.Context, aor string) bool {
 	if r.p == nil {
 		return true
@@ -107,8 +107,8 @@ func (r *reachability) freshTarget(aor string) (presence.Target, bool) {
 }
 
 // flusher asks FreeSWITCH to drop registrations sipsilo's pinger found dead
-// (`sofia profile <p> flush_inbound_reg <call-id>`), as the seed paper's
-// presence server removed users that stopped answering. It runs the commands
+// (`sofia profile <p> flush_inbound_reg <call-id>`), so that FreeSWITCH, too,
+// stops using them (docs/decisions.md §20). It runs the commands
 // one at a time off the pinger's goroutines.
 type flusher struct {
 	client  *esl.Client

@@ -21,7 +21,7 @@ import (
 // writer commits what it holds).
 func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	log := newLogger(cfg, logOut)
-	// With a mirror every state change also goes to the outbox (DESIGN.md, Storage).
+	// With a mirror every state change also goes to the outbox (docs/decisions.md §23).
 	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv"), Outbox: cfg.MySQLDSN != "",
 		TTL: cfg.TTL, Quota: cfg.Quota})
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 )
 
 // capturedForm is the form body of the dynamic-URL request captured from FreeSWITCH
-// 1.10.12 (shared/freeswitch/captures/xml_curl_dynamic_url_body.txt).
+// 1.10.12 (testdata/xmlcurl/10_dynamic_url_body_final.http).
 const capturedForm = "hostname=vm&section=chatplan&tag_name=&key_name=&key_value=&Event-Name=MESSAGE&Core-UUID=bdcc48b6-f5fb-4c75-ab1b-a0d810059303&FreeSWITCH-Hostname=vm&FreeSWITCH-Switchname=vm&FreeSWITCH-IPv4=192.0.2.2&FreeSWITCH-IPv6=fd00%3A%3A2&Event-Date-Local=2026-11-26%2003%3A54%3A57&Event-Date-GMT=Thu,%2026%20Nov%202026%2003%3A54%3A57%20GMT&Event-Date-Timestamp=1795665297759755&Event-Calling-File=sofia_presence.c&Event-Calling-Function=sofia_presence_handle_sip_i_message&Event-Calling-Line-Number=4889&Event-Sequence=378&login=sip%3Amod_sofia%40127.0.0.1%3A5060&proto=sip&to_proto=sip&from=1000%40127.0.0.1&from_user=1000&from_host=127.0.0.1&to_user=1001&to_host=127.0.0.1&from_sip_ip=127.0.0.1&from_sip_port=25080&to=1001%40127.0.0.1&subject=SIMPLE%20MESSAGE&context=public&type=text/plain&from_full=%3Csip%3A1000%40127.0.0.1%3E%3Btag%3Di0xnc8q3&sip_profile=internal&dest_proto=sip&max_forwards=70"
 
 const capturedQuery = "body=hello%20%26%20world%20%3D%20100%25%20%3Cok%3E%20%22q%22%20'a'%20%7C%20x%C3%BCmlaut%0Aline2%20%41%20$%7Bdanger%7D"
@@ -32,7 +32,7 @@ func TestParseCapturedRequest(t *testing.T) {
 		{"subject", l.Subject, "SIMPLE MESSAGE"},
 		{"hostname", l.Hostname, "vm"},
 		// FreeSWITCH's url_encode leaves the literal text %41 alone, so it arrives as
-		// "A": the documented loss that the ESL copy repairs (Decisions 4).
+		// "A": the documented loss that the ESL copy repairs (docs/decisions.md §4).
 		{"body", string(l.Body), "hello & world = 100% <ok> \"q\" 'a' | xümlaut\nline2 A ${danger}"},
 	}
 	for _, c := range checks {

@@ -61,7 +61,7 @@ type Lookup struct {
 
 	// Body is the MESSAGE body from the dynamic URL's body query parameter. HasBody
 	// is false when the parameter is absent: the exact body then comes only from the
-	// ESL MESSAGE event. Present but empty is an empty message (DESIGN.md, Decisions 4).
+	// ESL MESSAGE event. Present but empty is an empty message (docs/decisions.md §4).
 	Body    []byte
 	HasBody bool
 }

@@ -25,9 +25,9 @@ var ErrUnrenderable = errors.New("value cannot be written as XML")
 
 // Chatplan renders the document that hands a message to sipsilo: in the lookup's
 // context, one extension whose condition always matches sets sipsilo_id and runs
-// final, which stops FreeSWITCH's own direct delivery (FACTS.md §4.5). FreeSWITCH
+// final, which stops FreeSWITCH's own direct delivery (mod_sms.c, final_function; docs/decisions.md §9). FreeSWITCH
 // expands ${...} in action data, so the data holds only the id sipsilo made
-// (DESIGN.md, Decisions 10); the context is escaped like any other value.
+// (docs/decisions.md §10); the context is escaped like any other value.
 func Chatplan(context, id string) ([]byte, error) {
 	ctx, err := EscapeAttr(context)
 	if err != nil {

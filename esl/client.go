@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// DefaultSubscription is DESIGN.md Decisions 3: plain event names before CUSTOM,
+// DefaultSubscription is docs/decisions.md §3: plain event names before CUSTOM,
 // since FreeSWITCH takes every word after CUSTOM as a subclass.
 const DefaultSubscription = "event json MESSAGE PRESENCE_IN BACKGROUND_JOB HEARTBEAT CUSTOM " +
 	"sofia::register sofia::unregister sofia::expire sofia::sip_user_state sofia::error"

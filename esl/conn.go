@@ -152,7 +152,7 @@ func (c *conn) readLoop() {
 			c.err = fmt.Errorf("%w: %s", ErrDisconnected, strings.TrimSpace(string(f.body)))
 			return
 		default:
-			// eslgo's loop ends quietly here and leaves a zombie (defect 4); a
+			// eslgo's loop ends quietly here and leaves a zombie (docs/decisions.md §17); a
 			// frame we do not understand ends the connection loudly instead.
 			c.err = fmt.Errorf("esl: unexpected %q frame", ct)
 			return
@@ -177,7 +177,7 @@ func (c *conn) deliver(f *frame) {
 // command sends cmd (already checked for CR/LF in its parts) and waits for its
 // reply until ctx ends. On a timeout the connection is closed: FreeSWITCH would
 // still answer, and that late reply must not become the next command's
-// (LIBRARIES.md §1.1, defect 2).
+// (a defect eslgo has, docs/decisions.md §17).
 func (c *conn) command(ctx context.Context, cmd string) (*frame, error) {
 	select {
 	case c.sem <- struct{}{}:

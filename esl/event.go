@@ -17,7 +17,7 @@ type Header struct {
 
 // Event is one FreeSWITCH event. Headers keep FreeSWITCH's order and its
 // duplicates: an SMS::DELIVERY_REPORT carries its own Event-Sequence and, later,
-// the copied request's (captures README, key finding 11), and a map would silently
+// the copied request's (docs/decisions.md §3), and a map would silently
 // keep one of them.
 type Event struct {
 	Name     string // Event-Name

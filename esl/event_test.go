@@ -45,7 +45,7 @@ func TestParseJSONCaptured(t *testing.T) {
 			checks: map[string]string{"call-id": "gnme2r5z4ms6u6yo@pyua"},
 		},
 		{
-			// The exact body, spaces, %41 and all (captures, scenario 13).
+			// The exact body, spaces, %41 and all (testdata/esl, scenario 13).
 			name: "chatplan set final", capture: "esl_13_chatplan_set_final_json.raw",
 			match: []string{`"Event-Name":"MESSAGE"`},
 			want: Event{Name: "MESSAGE", CoreUUID: "0d6d62c8-e07d-4f79-9059-363728111d48", Sequence: 376,

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// Content types of the frames FreeSWITCH sends on an inbound socket (FACTS.md §1.3).
+// Content types of the frames FreeSWITCH sends on an inbound socket (mod_event_socket.c).
 const (
 	typeAuthRequest = "auth/request"
 	typeReply       = "command/reply"
@@ -55,7 +55,7 @@ func (f *frame) replyText() string {
 // readFrame reads one frame. FreeSWITCH ends lines with LF; a CR before it is
 // dropped, as FreeSWITCH does with its own input. Blank lines before a header
 // block are skipped. The body is sized only by the outer Content-Length: an
-// event's inner Content-Length lives inside that body (captures, finding 11).
+// event's inner Content-Length lives inside that body (testdata/esl, scenario 06's SMS::DELIVERY_REPORT).
 func readFrame(r *bufio.Reader) (*frame, error) {
 	f := &frame{}
 	n := 0
@@ -103,7 +103,7 @@ func readFrame(r *bufio.Reader) (*frame, error) {
 // checkLine refuses text that would end the command line or a header early: an ESL
 // command ends at the first LF and FreeSWITCH drops CRs, so a CR or LF in a
 // caller's value would let it write headers or whole commands of its own
-// (LIBRARIES.md §1.1, defect 8).
+// (a defect eslgo has, docs/decisions.md §17).
 func checkLine(what, s string) error {
 	if strings.ContainsAny(s, "\r\n") {
 		return fmt.Errorf("esl: %s contains CR or LF: %w", what, ErrBadInput)

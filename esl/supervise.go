@@ -90,7 +90,7 @@ func (c *Client) dialEvents(ctx context.Context) (*conn, string, error) {
 	stop := context.AfterFunc(dctx, func() { _ = ec.nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	// From FreeSWITCH's source (switch_core_init sets the global variable
-	// core_uuid to the Core-UUID its events carry); not in the 1.10.12 captures.
+	// core_uuid to the Core-UUID its events carry); not in the 1.10.12 recordings.
 	core, err := ec.exchange("api global_getvar core_uuid")
 	if err != nil {
 		ec.close()

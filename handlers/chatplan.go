@@ -30,7 +30,7 @@ type ChatplanConfig struct {
 	// MaxForm bounds the form FreeSWITCH posts (event headers only, ~1 KB).
 	MaxForm int64
 	// AnswerTimeout is the hard deadline for answering; it must stay far below the
-	// xml_curl binding's timeout (DESIGN.md, Decisions 5).
+	// xml_curl binding's timeout (docs/decisions.md §5).
 	AnswerTimeout time.Duration
 	// User and Password, when set, are required as HTTP basic auth (what xml_curl's
 	// gateway-credentials sends).
@@ -90,7 +90,7 @@ func newChatplan(cfg ChatplanConfig, store Store, log *slog.Logger) (*chatplan, 
 	return h, nil
 }
 
-// serve implements DESIGN.md "Intake": decide, store durably, then answer the chatplan
+// serve implements intake (docs/architecture.md, "Intake"): decide, store durably, then answer the chatplan
 // that makes FreeSWITCH hand the message over. Every other outcome answers "not found"
 // (or an HTTP error, which FreeSWITCH treats the same way), and FreeSWITCH delivers the
 // message as it would without sipsilo.
@@ -215,7 +215,7 @@ func (h *chatplan) pass(l *dialplan.Lookup) string {
 }
 
 // release records that FreeSWITCH did not get the answer, so it delivers the message
-// itself and sipsilo must not (DESIGN.md, Decisions 5).
+// itself and sipsilo must not (docs/decisions.md §5).
 func (h *chatplan) release(id string, cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -281,7 +281,7 @@ func notFound(c echo.Context, status int) error {
 
 // senderExpires is the lifetime the sender gave in an Expires header (delta
 // seconds), if the lookup carries one. FreeSWITCH 1.10.12 passes neither the
-// header nor a sip_h_Expires field to the chatplan (DESIGN.md, Decisions 15), so
+// header nor a sip_h_Expires field to the chatplan (docs/decisions.md §15), so
 // today the TTL is sipsilo's configuration alone; this takes effect if a
 // version or a custom header ever forwards it. Zero and junk are ignored.
 func senderExpires(l *dialplan.Lookup) (time.Duration, bool) {

@@ -17,7 +17,7 @@ import (
 )
 
 // capturedFields are the form fields of a chatplan request captured from FreeSWITCH
-// 1.10.12 (shared/freeswitch/captures/xml_curl_dynamic_url_body.txt), decoded.
+// 1.10.12 (testdata/xmlcurl/10_dynamic_url_body_final.http), decoded.
 var capturedFields = [][2]string{
 	{"hostname", "vm"}, {"section", "chatplan"}, {"tag_name", ""}, {"key_name", ""}, {"key_value", ""},
 	{"Event-Name", "MESSAGE"}, {"Core-UUID", "bdcc48b6-f5fb-4c75-ab1b-a0d810059303"},

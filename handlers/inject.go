@@ -33,8 +33,8 @@ const maxAddrLen = 256
 
 // inject: POST /api/v1/messages stores a message from another system for
 // store-and-forward, through the same kv.Enqueue as intake (the queue order of a
-// message without a Core-UUID is intake time plus a counter, DESIGN.md
-// Decisions 2). Its body is final at once: no ESL copy will come. 201 with the
+// message without a Core-UUID is intake time plus a counter, docs/decisions.md
+// §2). Its body is final at once: no ESL copy will come. 201 with the
 // id; 413 over --max-body; 429 over the recipient's quota.
 func (a *actions) inject(c echo.Context) error {
 	req := c.Request()

@@ -32,7 +32,7 @@ func eventFromForm(t *testing.T, form []byte) *fsemu.Event {
 }
 
 // TestReplayCapturedRequests sends each request FreeSWITCH 1.10.12 made, byte for
-// byte but for the request target (the captures posted to /fsxml), and checks that
+// byte but for the request target (the recorded requests went to /fsxml), and checks that
 // mod_sms would act on sipsilo's answer as intended: no direct delivery, sipsilo_id set.
 func TestReplayCapturedRequests(t *testing.T) {
 	ts := startServer(t, Config{}, nil)
@@ -102,7 +102,7 @@ func emulatedFreeSWITCH(url string) *fsemu.XMLCurl {
 }
 
 // TestShippedBindingHandsMessagesOver runs messages through the emulated FreeSWITCH
-// with the shipped gateway-url: each body the query carries exactly (Decisions 4)
+// with the shipped gateway-url: each body the query carries exactly (docs/decisions.md §4)
 // is stored byte for byte, and FreeSWITCH does not deliver it itself.
 func TestShippedBindingHandsMessagesOver(t *testing.T) {
 	ts := startServer(t, Config{}, nil)

@@ -97,12 +97,12 @@ func reasonOf(m *Message) string     { return m.Reason }
 func lastResultOf(m *Message) string { return m.LastResult }
 
 // ConfirmBody replaces the stored body with the exact copy from the ESL MESSAGE
-// event that FreeSWITCH fires after the chatplan (DESIGN.md, the message path, 2).
+// event that FreeSWITCH fires after the chatplan (docs/decisions.md §4).
 // It is recorded even for a message that is no longer queued, so its history holds
 // the exact text; a message given up as StateNoBody is queued again.
 //
-// The event keeps the chatplan request's Core-UUID and Event-Sequence (captures,
-// scenario 13); an event whose pair differs from the stored one is not this
+// The event keeps the chatplan request's Core-UUID and Event-Sequence (docs/decisions.md
+// §4); an event whose pair differs from the stored one is not this
 // message's and is refused with ErrMismatch.
 func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*Message, error) {
 	return s.change(ctx, "confirm body", id, record(EventBody, func(*Message) string { return "exact body from ESL" }, true), func(m *Message) (bool, error) {
@@ -152,7 +152,7 @@ const intakeInFlight = "intake"
 // MarkIntakeUncertain is for a message found awaiting its exact body after a
 // restart. The process ended between storing it and reading FreeSWITCH's
 // post-chatplan event, so it cannot tell whether FreeSWITCH received the final
-// answer: if it did not, it delivered the message itself (Decisions 5). The message
+// answer: if it did not, it delivered the message itself (docs/decisions.md §5). The message
 // is kept (never lose) and marked in flight, so that sending it counts as an
 // uncertain resend.
 func (s *Store) MarkIntakeUncertain(ctx context.Context, id string) (*Message, error) {
@@ -222,7 +222,7 @@ func (s *Store) EndAttempt(ctx context.Context, id, attempt string, r AttemptRes
 
 // Delivered records that the recipient's device answered 2xx to attempt and takes
 // the message out of its queue. Between that answer and this commit lies the one
-// tolerated duplicate window (DESIGN.md, Decisions 1): one group commit.
+// tolerated duplicate window (docs/decisions.md §1): one group commit.
 func (s *Store) Delivered(ctx context.Context, id, attempt, result string) error {
 	_, err := s.change(ctx, "delivered", id, record(EventDelivered, lastResultOf, false), func(m *Message) (bool, error) {
 		reason := "device answered 2xx to attempt " + attempt

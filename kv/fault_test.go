@@ -12,7 +12,7 @@ import (
 )
 
 // requireIntegration skips a test whose environment is missing, unless CI demands it
-// (DESIGN.md, Decisions 11).
+// (docs/decisions.md §11).
 func requireIntegration(t *testing.T, why string) {
 	t.Helper()
 	if os.Getenv("SIPSILO_REQUIRE_INTEGRATION") == "1" {

@@ -13,8 +13,8 @@ var (
 	bucketMessages = []byte("messages") // message id (ULID text) → JSON record
 	bucketQueue    = []byte("queue")    // queueKey → message id, per-recipient FIFO
 	bucketCores    = []byte("cores")    // FreeSWITCH Core-UUID → first-seen unix nanos (8 bytes BE)
-	bucketReach    = []byte("reach")    // AOR → reachability record (presence, Step 2)
-	bucketOutbox   = []byte("outbox")   // 8-byte BE sequence → mirror event (Step 4)
+	bucketReach    = []byte("reach")    // AOR → reachability record (presence)
+	bucketOutbox   = []byte("outbox")   // 8-byte BE sequence → mirror event (mirror)
 
 	keySchema = []byte("schema")
 
@@ -30,7 +30,7 @@ const maxAORLen = 1024
 
 var errAORTooLong = errors.New("recipient address too long")
 
-// OrderKey positions a message in its recipient's queue (DESIGN.md, Decisions 2). For
+// OrderKey positions a message in its recipient's queue (docs/decisions.md §2). For
 // messages from FreeSWITCH, Epoch is the time sipsilo first saw the message's Core-UUID
 // and Seq its Event-Sequence: FreeSWITCH's two chat threads reorder back-to-back
 // messages on their way to the chatplan, but Event-Sequence keeps the send order.

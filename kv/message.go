@@ -12,7 +12,7 @@ const (
 	// StateQueued: sipsilo owns the message and will deliver it.
 	StateQueued State = "queued"
 	// StateReleased: sipsilo stored the message but its chatplan answer did not reach
-	// FreeSWITCH in time, so FreeSWITCH delivered it itself (DESIGN.md, Decisions 5).
+	// FreeSWITCH in time, so FreeSWITCH delivered it itself (docs/decisions.md §5).
 	// Kept for the record, never delivered by sipsilo.
 	StateReleased State = "released"
 	// StateDelivered: the recipient's device answered 2xx.
@@ -38,7 +38,7 @@ const (
 	// from the post-chatplan ESL MESSAGE event.
 	BodyAwaiting BodySource = ""
 	// BodyQuery: the body is the dynamic-URL query copy, exact except for literal %XX
-	// text and leading/trailing spaces (captures README, addenda).
+	// text and leading/trailing spaces (docs/decisions.md §4).
 	BodyQuery BodySource = "query"
 	// BodyESL: the body is the exact copy from the ESL MESSAGE event.
 	BodyESL BodySource = "esl"
@@ -83,8 +83,8 @@ type Message struct {
 
 	// Delivery attempts. InFlight is the attempt id of a send that was started and
 	// whose result is not yet recorded; found set after a restart, it means the send
-	// may have reached the device, so a new one may duplicate it (DESIGN.md,
-	// Decisions 1).
+	// may have reached the device, so a new one may duplicate it (docs/decisions.md
+	// §1).
 	Attempts         int       `json:"attempts,omitempty"`
 	Refusals         int       `json:"refusals,omitempty"` // errors while the recipient was alive
 	InFlight         string    `json:"in_flight,omitempty"`

@@ -21,7 +21,7 @@ type QueueStats struct {
 	Recipients int
 	// Oldest is the intake time of the oldest message at the head of a queue
 	// (zero when nothing is queued). A queue is in delivery order, which follows
-	// intake closely (DESIGN.md, Decisions 2), so its head is its oldest message
+	// intake closely (docs/decisions.md §2), so its head is its oldest message
 	// but for messages reordered by a few milliseconds.
 	Oldest time.Time
 }

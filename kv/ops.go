@@ -117,7 +117,7 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 }
 
 // Release marks a queued message as delivered by FreeSWITCH itself: sipsilo stored it
-// but could not tell FreeSWITCH so in time (DESIGN.md, Decisions 5).
+// but could not tell FreeSWITCH so in time (docs/decisions.md §5).
 func (s *Store) Release(ctx context.Context, id, reason string) error {
 	now := s.now()
 	o := newOp(func(tx *bolt.Tx) error { return s.setState(tx, id, StateReleased, reason, now) }, nil)

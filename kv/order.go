@@ -8,7 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// orderKeys hands out queue positions (DESIGN.md, Decisions 2). It keeps the time
+// orderKeys hands out queue positions (docs/decisions.md §2). It keeps the time
 // sipsilo first saw each FreeSWITCH Core-UUID in memory, loaded from the cores bucket
 // at open; the writer persists a new one with the first message that carries it.
 type orderKeys struct {

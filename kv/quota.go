@@ -10,7 +10,7 @@ import (
 
 // ErrQuota is returned by Enqueue when the recipient already has Options.Quota
 // messages queued. Nothing was stored: the chatplan answers "not found" and
-// FreeSWITCH delivers the message as stock (DESIGN.md, the message path, 1).
+// FreeSWITCH delivers the message as stock (docs/architecture.md, "Intake").
 var ErrQuota = errors.New("recipient's queue is full")
 
 // depths counts each recipient's queued messages, so that the quota is one map

@@ -23,7 +23,7 @@ type op struct {
 	apply func(tx *bolt.Tx) error
 	// undo, if set, is run in a later transaction when the op was committed after its
 	// caller had stopped waiting: the caller reported failure, so the commit must not
-	// stand as a success (DESIGN.md, Decisions 5).
+	// stand as a success (docs/decisions.md §5).
 	undo  func(tx *bolt.Tx) error
 	state atomic.Int32
 	done  chan error

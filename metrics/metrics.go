@@ -44,7 +44,7 @@ func New(reg prometheus.Registerer, src Sources) (*Metrics, error) {
 	intake := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "sipsilo_intake_seconds",
 		Help: "Time from a chatplan request reaching the handler to its answer written, by answer (final: sipsilo owns the message; not_found: FreeSWITCH delivers it; lost: stored but the answer did not reach FreeSWITCH) and why.",
-		// The goal is well under a millisecond (DESIGN.md, Performance targets);
+		// The goal is well under a millisecond (docs/architecture.md, "Performance targets");
 		// the answer deadline is 500 ms by default.
 		Buckets: []float64{.0001, .00025, .0005, .00075, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 	}, []string{"answer", "why"})

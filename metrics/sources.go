@@ -139,7 +139,7 @@ func relayCollectors(stats func() relay.Stats) []prometheus.Collector {
 			}),
 		counterFunc("sipsilo_delivery_dead_letters_total", "Messages dead-lettered after repeated refusals by a live device.",
 			func() float64 { return float64(stats().DeadLettered) }),
-		counterFunc("sipsilo_delivery_uncertain_resends_total", "Sends of a message whose previous send may have reached the device (crash, lost result): the only duplicates sipsilo can cause (DESIGN.md, Decisions 1).",
+		counterFunc("sipsilo_delivery_uncertain_resends_total", "Sends of a message whose previous send may have reached the device (crash, lost result): the only duplicates sipsilo can cause (docs/decisions.md §1).",
 			func() float64 { return float64(stats().UncertainResends) }),
 		counterFunc("sipsilo_delivery_probe_failures_total", "Batches held because the probe before delivery went unanswered.",
 			func() float64 { return float64(stats().ProbeFailed) }),

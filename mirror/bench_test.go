@@ -53,7 +53,7 @@ func (o *lagOutbox) OutboxDelete(ctx context.Context, upTo uint64) error {
 
 // BenchmarkMirrorLag feeds 2,000 messages/s (received, body, delivered: 6,000
 // records/s) for 20 s and reports the lag from a record's creation to its
-// commit in MariaDB. DESIGN.md's goal: p99 ≤ 1 s.
+// commit in MariaDB. The goal: p99 ≤ 1 s (docs/architecture.md, "Performance targets").
 func BenchmarkMirrorLag(b *testing.B) {
 	const (
 		perSecond = 2000

@@ -128,7 +128,7 @@ func (m *Map) parse(e *esl.Event) (*event, error) {
 		ev, err = parseUnregistered(e)
 	default:
 		// sofia::pre_register among them: it also fires for an authenticated MESSAGE,
-		// with the recipient in from-user (captures, key finding 10).
+		// with the recipient in from-user (docs/decisions.md §22).
 		return nil, nil
 	}
 	if err != nil || ev == nil {
@@ -226,7 +226,7 @@ func parseRemove(e *esl.Event, userHdr, hostHdr string) (*event, error) {
 // OPTIONS got no final answer from the device: 408 (Timer F) or 503 (ICMP port
 // unreachable, synthesised by sofia-sip). Any other final status (404, 405, 501 …)
 // means the device answered, which FreeSWITCH counts as failure (it accepts only 200
-// and 486) but sipsilo counts as life (DESIGN.md, Decisions 6).
+// and 486) but sipsilo counts as life (docs/decisions.md §6).
 func parseUserState(e *esl.Event) (*event, error) {
 	aor, err := joinAOR(e.Get("from-user"), e.Get("from-host"))
 	if err != nil {

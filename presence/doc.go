@@ -1,6 +1,6 @@
 // Package presence keeps sipsilo's view of which AORs (user@host) can be delivered to
 // now: their registrations as FreeSWITCH reports them, and how reachable each one is
-// (DESIGN.md, "Reachability"). It reads evidence from three places: FreeSWITCH events
+// (docs/architecture.md, "Reachability"). It reads evidence from three places: FreeSWITCH events
 // (Apply), FreeSWITCH's registration list after a (re)connect (Resync), and relay's
 // delivery outcomes (Observe). The map is persisted in bbolt's reach bucket so that a
 // restart starts from the last known state; a resync then corrects it.
@@ -13,8 +13,8 @@
 //   - sofia::register, sofia::unregister: from-user@from-host. Despite the name these
 //     are the registered identity (sofia_reg.c fills from-user with the To user and
 //     from-host with the registration domain, and to-user with the From user), so a
-//     third-party REGISTER still lands on the right AOR. In the captures (scenarios
-//     01, 07, 08, 10, 11) both pairs are equal.
+//     third-party REGISTER still lands on the right AOR. In the recorded scenarios (01,
+//     07, 08, 10, 11; testdata/esl) both pairs are equal.
 //   - sofia::expire: user@host (it has no from-user; sofia_reg_del_callback copies
 //     sip_user and sip_host from the table row). Scenarios 08–11.
 //   - sofia::sip_user_state: from-user@from-host, falling back to sip_user, which is the
@@ -30,7 +30,7 @@
 // next REGISTER or a resync; delivery then waits, nothing is lost.
 //
 // sofia::pre_register is ignored: it also fires when a MESSAGE is authenticated, with
-// from-user set to the recipient (captures, key finding 10).
+// from-user set to the recipient (docs/decisions.md §22).
 //
 // # Ordering
 //

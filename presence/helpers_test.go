@@ -22,7 +22,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// frame is one block of an annotated ESL transcript (captures README, "File formats").
+// frame is one block of an annotated ESL transcript (testdata/esl/README.md, "Format").
 type frame struct {
 	dir  string // RECV or SEND
 	data []byte

@@ -50,7 +50,7 @@ type Registration struct {
 	// REGISTER, or first saw it in a resync. ObserveSent compares it with the start
 	// of a failed send: a registration newer than the send is not judged by it.
 	RegisteredAt time.Time `json:"registered_at"`
-	// What sipsilo's own pinger saw (Step 3): the last answer or miss, its RTT and
+	// What sipsilo's own pinger saw: the last answer or miss, its RTT and
 	// the misses in a row. LastAlive is the last proof of life by sipsilo's clock (an
 	// answered OPTIONS, a 2xx to a delivery). These change with every ping and are
 	// persisted only along with a change that matters (see sameDurable).
@@ -94,7 +94,7 @@ type Config struct {
 	// Profiles lists the sofia profiles to resync; default ["internal"].
 	Profiles []string
 	// PingMisses is how many of sipsilo's OPTIONS in a row a registration may miss
-	// before it is unreachable; default 2 (DESIGN.md, Decisions 8).
+	// before it is unreachable; default 2 (docs/decisions.md §8).
 	PingMisses int
 	// OnUnreachable is called when sipsilo's pinger made a registration
 	// unreachable (to ask FreeSWITCH to drop it), outside presence's locks.

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Outcome is what relay learned from one delivery attempt (DESIGN.md, Decisions 7).
+// Outcome is what relay learned from one delivery attempt (docs/decisions.md §7).
 type Outcome int
 
 const (

@@ -10,7 +10,7 @@ import (
 )
 
 // PingObserved records one result of sipsilo's own pinger. Any final answer makes
-// the registration reachable (DESIGN.md, Decisions 6); a first miss makes it
+// the registration reachable (docs/decisions.md §6); a first miss makes it
 // suspect, and PingMisses misses in a row unreachable; reaching that count calls
 // OnUnreachable.
 // Results for a registration presence no longer holds are ignored.
@@ -119,7 +119,7 @@ func (m *Map) TargetsFor(aor string, mode PingMode) []Target {
 // only (a TCP, TLS or WebSocket contact is a flow only FreeSWITCH holds). A contact
 // whose IP differs from the address FreeSWITCH saw the REGISTER come from is behind
 // NAT: mode "all" pings the address FreeSWITCH saw (the pinhole may still drop it:
-// Decisions 8), mode "direct" leaves it out. Only the IP is compared, as sofia's
+// docs/decisions.md §8, §20), mode "direct" leaves it out. Only the IP is compared, as sofia's
 // NAT detection does: a phone may send from another port than the one it listens
 // on, and its contact is then the place to reach it.
 func appendTargets(out []Target, st *State, mode PingMode, now time.Time) []Target {

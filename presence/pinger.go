@@ -15,9 +15,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// PingMode says which registered contacts sipsilo pings itself (DESIGN.md,
-// "Pinger"). Contacts it does not ping rely on FreeSWITCH's registration state and
-// sip_user_state (Decisions 8).
+// PingMode says which registered contacts sipsilo pings itself (docs/architecture.md,
+// "Reachability"). Contacts it does not ping rely on FreeSWITCH's registration state and
+// sip_user_state (docs/decisions.md §8).
 type PingMode string
 
 // The ping modes. PingDirect pings only contacts reachable without FreeSWITCH's NAT
@@ -39,17 +39,17 @@ func ParsePingMode(s string) (PingMode, error) {
 	return "", fmt.Errorf("presence: ping mode %q: want all, direct or off", s)
 }
 
-// PingerConfig configures a Pinger. Zero values take the defaults of Decisions 8.
+// PingerConfig configures a Pinger. Zero values take the defaults of docs/decisions.md §8.
 type PingerConfig struct {
 	// Addr is the local UDP address to bind, a concrete IPv4 address and a port
 	// (default "127.0.0.1:0"). sipgo matches its client connection by the socket's
-	// LocalAddr, so a wildcard would make it bind a second socket (LIBRARIES.md §1.2).
+	// LocalAddr, so a wildcard would make it bind a second socket (docs/decisions.md §20).
 	Addr string
 	// Interval is the longest time between two pings of one target (default 5 s);
 	// each wait is drawn from [Interval·(1−Jitter), Interval]. Jitter only
 	// shortens it, so interval + deadline + re-probe stays a bound on the
-	// detection of a silent phone (7 s at the defaults; DESIGN.md, Decisions 8
-	// has ±10 %, whose upper half would stretch that bound to 7.5 s).
+	// detection of a silent phone (7 s at the defaults; symmetric ±10 % would stretch that bound to 7.5 s:
+	// docs/decisions.md §8).
 	Interval time.Duration
 	// Jitter is a fraction of Interval in [0, 1) (default 0.1; negative means none).
 	Jitter float64
@@ -70,7 +70,7 @@ type PingerConfig struct {
 	Logger    *slog.Logger
 }
 
-// Pinger defaults (Decisions 8).
+// Pinger defaults (docs/decisions.md §8).
 const (
 	DefaultPingInterval    = 5 * time.Second
 	DefaultPingJitter      = 0.1
@@ -145,7 +145,7 @@ type PingerStats struct {
 }
 
 // Pinger pings registered contacts with SIP OPTIONS over one bound UDP socket
-// (DESIGN.md, "Pinger"): each target on a jittered interval, an immediate re-probe
+// (docs/architecture.md, "Reachability"): each target on a jittered interval, an immediate re-probe
 // after a miss, and on demand (Probe). It reports every result; deciding
 // reachability is presence's job.
 type Pinger struct {
@@ -205,7 +205,7 @@ func NewPinger(cfg PingerConfig, targets func() []Target, report func(PingResult
 }
 
 // startSIP binds the one socket, serves it and creates the client on it
-// (LIBRARIES.md §1.2: without WithClientConnectionAddr sipgo opens a socket per
+// (docs/decisions.md §20: without WithClientConnectionAddr sipgo opens a socket per
 // destination and keeps it).
 func (p *Pinger) startSIP() error {
 	pc, err := net.ListenPacket("udp4", p.cfg.Addr)

@@ -3,5 +3,5 @@
 package presence
 
 // raceEnabled makes the heavy pinger tests use smaller sizes under the race
-// detector (Decisions 13).
+// detector (docs/decisions.md §13).
 const raceEnabled = false

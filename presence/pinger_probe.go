@@ -108,7 +108,7 @@ func uriSafe(s string) bool {
 type PingResult struct {
 	Target Target
 	// Alive is true for any final response (200, 404, 405, 486, 501 …): a device
-	// answered (Decisions 6).
+	// answered (docs/decisions.md §6).
 	Alive  bool
 	Status int           // the final status, 0 when none
 	RTT    time.Duration // when Alive
@@ -217,7 +217,7 @@ func (p *Pinger) finish(st *targetState, res *PingResult, probe bool) {
 }
 
 // nextDue is when a target is pinged next after a result: at once while a miss
-// streak is still below Misses (Decisions 8: confirm a miss quickly), otherwise
+// streak is still below Misses (docs/decisions.md §8: confirm a miss quickly), otherwise
 // one jittered Interval later. A target past Misses is not hammered: it goes back
 // to the Interval, and the first answer ends the streak.
 func (p *Pinger) nextDue(res *PingResult) time.Time {

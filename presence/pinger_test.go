@@ -11,7 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// Ensure any final response proves life (Decisions 6), on the schedule and on
+// Ensure any final response proves life (docs/decisions.md §6), on the schedule and on
 // Probe, and that every ping leaves from the pinger's one socket.
 func TestPingerAnyFinalResponseIsAlive(t *testing.T) {
 	t.Parallel()

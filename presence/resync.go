@@ -17,7 +17,7 @@ import (
 
 // Resync replaces what presence knows about profile's registrations with FreeSWITCH's
 // list: the body of `api sofia xmlstatus profile <profile> reg` (never `show
-// registrations`, which keeps expired rows for minutes: captures, key finding 9). Call
+// registrations`, which keeps expired rows for minutes: docs/decisions.md §22). Call
 // it on start and after every ESL reconnect, since events fired while disconnected are
 // lost. Registrations of the profile that are not listed are dropped; listed ones are
 // (re)added as registered. core is the Core-UUID of the FreeSWITCH that answered (""
@@ -124,7 +124,7 @@ func resyncAOR(st *State, profile string, listed []Registration, core string, no
 
 // reachFromPing maps FreeSWITCH's ping-status for a registration presence did not
 // know. Its "Unreachable" cannot tell a dead phone from one that answers 405
-// (Decisions 6), so it becomes Suspect: deliverable, but flagged.
+// (docs/decisions.md §6), so it becomes Suspect: deliverable, but flagged.
 func reachFromPing(ping string) Reach {
 	switch strings.ToLower(ping) {
 	case "reachable":

@@ -194,7 +194,7 @@ func TestScenario11UnreachableThenBack(t *testing.T) {
 	h.want(aor1001, false, Reachable, false)
 }
 
-// Decisions 6: UNREACHABLE with a final answer other than 408/503 means the phone
+// docs/decisions.md §6: UNREACHABLE with a final answer other than 408/503 means the phone
 // answered (FreeSWITCH only counts 200 and 486): alive.
 func TestUnreachableWithFinalAnswerIsAlive(t *testing.T) {
 	for _, tc := range []struct {

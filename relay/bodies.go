@@ -34,7 +34,7 @@ type BodyStats struct {
 // is lossy (literal %XX, outer spaces); the MESSAGE event FreeSWITCH fires after
 // the chatplan carries the exact one, keyed by sipsilo_id. A message becomes
 // deliverable when that event arrived or, after the grace period, with the query
-// copy (DESIGN.md, the message path, 2).
+// copy (docs/decisions.md §4).
 type Bodies struct {
 	store BodyStore
 	wake  func(aor string)

@@ -21,8 +21,8 @@ func ChatArgs(from, to string, body []byte, contentType string) string {
 	return b.String()
 }
 
-// EscapeChatArg escapes one field of the chat API's argument (captures README,
-// "Escaping for chat", verified byte-exact up to 40 KB): backslash first, then the
+// EscapeChatArg escapes one field of the chat API's argument (docs/decisions.md
+// §18, verified byte-exact up to 40 KB): backslash first, then the
 // delimiter, quotes, the line breaks and tab the ESL command line cannot carry, and
 // the leading and trailing spaces the splitter would strip.
 func EscapeChatArg(s string) string {

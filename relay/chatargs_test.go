@@ -12,7 +12,7 @@ import (
 func splitChatArgs(buf string, max int) []string { return fsemu.SeparateString(buf, '|', max) }
 
 func TestEscapeChatArgCapturedExample(t *testing.T) {
-	// The body verified byte-exact on FreeSWITCH 1.10.12 (captures README).
+	// The body verified byte-exact on FreeSWITCH 1.10.12 (docs/decisions.md §18).
 	body := " lead | pipe 'sq' \"dq\" back\\slash\nnewline\ttab %41 ${x} ümlaut trail "
 	want := `\slead \| pipe \'sq\' \"dq\" back\\slash\nnewline\ttab %41 ${x} ümlaut trail\s`
 	if got := EscapeChatArg(body); got != want {

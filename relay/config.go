@@ -61,7 +61,7 @@ type Presence interface {
 	Observe(ctx context.Context, aor string, o Outcome, sentAt time.Time)
 }
 
-// Prober checks a recipient before relay sends to it (Step 3): when its last proof
+// Prober checks a recipient before relay sends to it (docs/decisions.md §20): when its last proof
 // of life is old, its contacts are probed with OPTIONS first, so a message to a
 // phone that vanished a second ago is kept instead of thrown at a dead contact for
 // 20 s. false means a probe went unanswered.
@@ -70,7 +70,7 @@ type Prober interface {
 }
 
 // Direct sends a message straight to the recipient's device over sipsilo's own
-// SIP socket, when that device answers sipsilo's OPTIONS (Step 3): one round trip,
+// SIP socket, when that device answers sipsilo's OPTIONS (docs/decisions.md §20): one round trip,
 // no 100 ms floor. ok is false when the message must go through FreeSWITCH. Send
 // returns once the request left; wait returns the final SIP status, or an error
 // when none came in time (the device may still have received it).
@@ -81,7 +81,7 @@ type Direct interface {
 // Delivery paths, for Observer.
 const (
 	PathESL    = "esl"    // bgapi chat through FreeSWITCH
-	PathDirect = "direct" // sipsilo's own MESSAGE to the device (Step 3)
+	PathDirect = "direct" // sipsilo's own MESSAGE to the device (docs/decisions.md §20)
 )
 
 // Observer is told of each confirmed delivery, for metrics: the path it took and
@@ -102,7 +102,7 @@ type Config struct {
 	MaxInFlight int // default 256
 	// Settle: a message younger than this is not sent yet, so that its sender's
 	// messages still on FreeSWITCH's other chat thread are queued in order before it
-	// (DESIGN.md, Decisions 2). Zero sends at once; sipsilo serve's default is 20 ms.
+	// (docs/decisions.md §2). Zero sends at once; sipsilo serve's default is 20 ms.
 	Settle time.Duration
 	// RetryMin and RetryMax bound the backoff after a refusal, doubling per refusal.
 	RetryMin time.Duration // default 1 s

@@ -12,7 +12,7 @@ import (
 
 // NoticeConfig turns on notices to senders. They are chat messages from a
 // service address, sent through `bgapi chat` (whose arguments FreeSWITCH does
-// not expand; never through chatplan action data, DESIGN.md Decisions 10).
+// not expand; never through chatplan action data, docs/decisions.md §10).
 type NoticeConfig struct {
 	// From is the service address (user@host) notices come from; empty: none.
 	From string

@@ -21,7 +21,7 @@ type Stats struct {
 	DeadLettered     int64
 	UncertainResends int64 // sends of a message whose previous send may have arrived
 	StoreErrors      int64
-	Direct           int64 // sends sipsilo made itself (Step 3's direct path)
+	Direct           int64 // sends sipsilo made itself (the direct path)
 	ProbeFailed      int64 // batches held because a probe before delivery went unanswered
 	Expired          int64 // messages that expired undelivered (relay/expire.go)
 	Notices          int64 // notices to senders delivered (relay/notices.go)

@@ -7,8 +7,8 @@ import (
 
 // ErrTimerF is returned by Retry for messages held for Timer F: their last send
 // timed out or its result was lost, and FreeSWITCH may still be retransmitting
-// it, so a new send now can reach the device twice (DESIGN.md, the message
-// path, 3). Retry with force accepts that risk; the resend is then counted as
+// it, so a new send now can reach the device twice (docs/decisions.md
+// §19). Retry with force accepts that risk; the resend is then counted as
 // uncertain, like one after a crash.
 var ErrTimerF = errors.New("held for Timer F: an earlier send may still reach the device")
 

@@ -32,7 +32,7 @@ type worker struct {
 	chain chan struct{}
 	// blocked is set by a failed send: nothing new goes out until the sends in
 	// flight have ended, then the queue restarts at its head, so the failed
-	// message is retried before anything newer (DESIGN.md, the message path, 3).
+	// message is retried before anything newer (docs/decisions.md §7).
 	blocked bool
 	// ahead holds the next queued messages not yet sent, in order (readAhead);
 	// stale says it must be read again before use.
@@ -283,7 +283,7 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 
 // record writes a confirmed delivery from the send's goroutine. It takes the
 // message out of the queue in one commit after the device's 2xx: the one window
-// in which a crash resends (DESIGN.md, Decisions 1). The write outlives a
+// in which a crash resends (docs/decisions.md §1). The write outlives a
 // shutdown's cancellation, bounded on its own.
 func (w *worker) record(ctx context.Context, res *result) {
 	text, ok := res.confirmed()
@@ -399,7 +399,7 @@ func (w *worker) handleDirect(ctx context.Context, res result) {
 	}
 }
 
-// failed classifies a chat error (DESIGN.md, Decisions 7): FreeSWITCH only says
+// failed classifies a chat error (docs/decisions.md §7): FreeSWITCH only says
 // "Error! Message Not Sent", so use how long it took and whether FreeSWITCH has a
 // registration for the recipient.
 func (w *worker) failed(ctx context.Context, res result, reply string) {

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// escapeChat is the captures README's escaping for the chat API's body.
+// escapeChat is docs/decisions.md §18's escaping for the chat API's body.
 func escapeChat(s string) string {
 	s = strings.NewReplacer(`\`, `\\`, "|", `\|`, "\n", `\n`, "\r", `\r`, "\t", `\t`, "'", `\'`, `"`, `\"`).Replace(s)
 	if strings.HasPrefix(s, " ") {

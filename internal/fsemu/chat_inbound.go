@@ -43,7 +43,7 @@ func (s *Switch) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 	// sofia handles a profile's SIP on one thread, so the MESSAGE event (and its
 	// Event-Sequence) of a message answered 202 is made before the sender's next
 	// message is read; sipgo runs handlers concurrently, so serialise that part.
-	// The captures: Event-Sequence is in send order even when the chat threads
+	// Seen on FreeSWITCH: Event-Sequence is in send order even when the chat threads
 	// reorder the chatplan requests.
 	s.sofiaMu.Lock()
 	locked := true

@@ -13,7 +13,7 @@ import (
 // final status, or 408 when Timer F ends the transaction. The transaction
 // lives on in the background until it has a final answer or Timer F, even
 // when nobody waits any more (a blocking chat that gave up can still be
-// delivered; captures README, ordering addendum).
+// delivered; docs/decisions.md §19).
 func (s *Switch) sendChat(r registration, from sip.Header, ctype string, body []byte) <-chan int {
 	result := make(chan int, 1)
 	req := sip.NewRequest(sip.MESSAGE, r.uri)

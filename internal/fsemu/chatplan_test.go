@@ -8,7 +8,7 @@ import (
 )
 
 // TestApplyChatplanCaptures applies each captured answer to its captured
-// event and checks the delivery counts the captures README reports
+// event and checks the delivery counts seen on FreeSWITCH (docs/decisions.md §9)
 // (02 not found: delivered; 04 reply: reply + original; 05 send: twice;
 // 05b send+final: once; 05c final: never) and, where ESL recorded them, the
 // post-chatplan MESSAGE events header for header.
@@ -146,7 +146,7 @@ func TestApplyChatplanSemantics(t *testing.T) {
 		{name: "nil doc falls back", doc: nil, dd: 1, nf: true},
 		{name: "body is not expanded twice", doc: doc(`<extension><condition field="to_user" expression="^1001$"><action application="set" data="copy=[${_body}]"/><action application="final"/></condition></extension>`), fin: true,
 			check: func(o *Outcome) string { return iff(o.Vars["copy"] != "[${to_user} 50%]", o.Vars["copy"]) }},
-		{name: "captures are expanded after substitution", doc: doc(`<extension><condition field="_body" expression="^(\S+)"><action application="set" data="cap=$1"/></condition></extension>`), dd: 1,
+		{name: "capture groups are expanded after substitution", doc: doc(`<extension><condition field="_body" expression="^(\S+)"><action application="set" data="cap=$1"/></condition></extension>`), dd: 1,
 			check: func(o *Outcome) string {
 				return iff(o.Vars["cap"] != "1001" || o.Event.Get("DP_MATCH") != "${to_user}", o.Vars["cap"])
 			}},

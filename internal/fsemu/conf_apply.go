@@ -6,8 +6,7 @@ import (
 	"strings"
 )
 
-// capturedModules are the modules the captured FreeSWITCH loaded (captures README,
-// Versions): what a Switch without SwitchOptions.Modules has.
+// capturedModules are the modules the captured FreeSWITCH loaded (testdata/esl): what a Switch without SwitchOptions.Modules has.
 var capturedModules = []string{"mod_console", "mod_logfile", "mod_xml_curl", "mod_event_socket", "mod_sofia",
 	"mod_loopback", "mod_commands", "mod_dptools", "mod_sms", "mod_dialplan_xml"}
 

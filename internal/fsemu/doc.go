@@ -4,9 +4,9 @@
 // the XML sipsilo answers), and mod_event_socket (ESLServer: auth, commands,
 // api/bgapi, plain and JSON events with FreeSWITCH's framing and quirks).
 //
-// Ground truth is the captures in shared/freeswitch/captures (copied into
-// testdata/xmlcurl and testdata/esl) and, where the captures are silent, the FreeSWITCH C
-// source; each function names the C function it reproduces, quirks included,
+// Ground truth is what a real FreeSWITCH 1.10.12 sent on loopback, recorded in
+// testdata/xmlcurl and testdata/esl, and, where the recordings are silent, the
+// FreeSWITCH C source; each function names the C function it reproduces, quirks included,
 // because a quirk sipsilo does not expect is exactly what a test must show.
 //
 // Entry points: NewMessageEvent builds the MESSAGE event of an inbound SIP

@@ -48,7 +48,7 @@ func nameEvent(name string) (string, bool) {
 	return "", false
 }
 
-// callingInfo is Event-Calling-File/Function/Line-Number as the captures
+// callingInfo is Event-Calling-File/Function/Line-Number as the recordings
 // show them for each kind of event, keyed by Event-Name or by
 // "CUSTOM "+Event-Subclass.
 var callingInfo = map[string][3]string{

@@ -11,7 +11,7 @@ import (
 )
 
 // ESLOptions configure an ESLServer. Zero values take FreeSWITCH's defaults
-// or the values seen in the captures.
+// or the values seen in the recordings.
 type ESLOptions struct {
 	Addr       string // listen address; default 127.0.0.1:0
 	Password   string // default "ClueCon" (event_socket.conf default)
@@ -159,8 +159,8 @@ func (s *ESLServer) HandleAPI(name string, fn func(args string) string) {
 // the order they arrived: fn calls started once its side effect is under way
 // (chat: the SIP MESSAGE is sent), and the next job waits for that. FreeSWITCH
 // starts a thread per bgapi job in arrival order, and 300 back-to-back `bgapi
-// chat` reached the phone with 0 inversions (captures README, delivery
-// addendum); goroutines started in a burst run in no such order (Go's scheduler
+// chat` reached the phone with 0 inversions (docs/decisions.md
+// §18); goroutines started in a burst run in no such order (Go's scheduler
 // runs the newest first), so without this the emulator would reorder what
 // FreeSWITCH does not.
 func (s *ESLServer) HandleOrderedAPI(name string, fn func(args string, started func()) string) {

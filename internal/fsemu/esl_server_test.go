@@ -132,7 +132,7 @@ func mustEvent(t *testing.T, c *rawClient) *Event {
 	return ev
 }
 
-// TestESLSubscriptionOrder is captures README finding 1 on a live socket.
+// TestESLSubscriptionOrder is docs/decisions.md §3's subscription quirk on a live socket.
 func TestESLSubscriptionOrder(t *testing.T) {
 	s := newTestServer(t, ESLOptions{})
 	good := login(t, s, "event json MESSAGE CUSTOM sofia::register")

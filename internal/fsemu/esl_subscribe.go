@@ -6,7 +6,7 @@ import "strings"
 // bytes; the names start after the next space and are split on single
 // spaces. A first word plain/json/xml sets the format. After CUSTOM every
 // word is taken as a subclass name, even a real event name: the
-// subscription-order quirk of captures README finding 1.
+// subscription-order quirk of docs/decisions.md §3.
 func (c *eslConn) subscribe(rest string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

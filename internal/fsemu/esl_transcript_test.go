@@ -11,11 +11,11 @@ import (
 	"testing"
 )
 
-// eslFixtureDir holds copies of shared/freeswitch/captures/esl_*.
+// eslFixtureDir holds the recorded ESL transcripts (testdata/esl/README.md).
 const eslFixtureDir = "../../testdata/esl"
 
-// frame is one block of a captured ESL transcript (captures README, "File
-// formats"): dir is RECV (server to client) or SEND.
+// frame is one block of a captured ESL transcript (testdata/esl/README.md,
+// "Format"): dir is RECV (server to client) or SEND.
 type frame struct {
 	dir  string
 	data []byte
@@ -142,7 +142,7 @@ func urlDecode(s string) (string, error) {
 // parsePlainEvent rebuilds an event from its plain serialization. A
 // "Content-Length: M" line directly followed by an empty line and exactly M
 // more bytes is the body; any other Content-Length line is a header (the
-// captures have both).
+// recordings have both).
 func parsePlainEvent(payload []byte) (*Event, error) {
 	ev := &Event{}
 	s := string(payload)

@@ -39,7 +39,7 @@ func (e *Event) Get(name string) string {
 // Set adds a header the way FreeSWITCH does on a MESSAGE event, whose
 // headers are unique (EF_UNIQ_HEADERS): every header of that name is removed
 // and the new one goes to the bottom, so `set` moves a header to the end (the
-// captures show dest_proto moving this way). An empty value only deletes.
+// recordings show dest_proto moving this way). An empty value only deletes.
 // The name "_body" also replaces the body, as switch_event_base_add_header.
 func (e *Event) Set(name, value string) {
 	e.add(name, value, false)
@@ -89,7 +89,7 @@ func (e *Event) Clone() *Event {
 }
 
 // MessageParams are the inputs of NewMessageEvent. Zero values take the
-// values seen in the captures (FreeSWITCH "vm" on 127.0.0.1, profile
+// values seen in the recordings (FreeSWITCH "vm" on 127.0.0.1, profile
 // internal, UA 1000 sending to 1001 from port 25070).
 type MessageParams struct {
 	CoreUUID  string    // default 0e2f3ccc-1fbd-4726-9b43-d899a68a0b89

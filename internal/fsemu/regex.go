@@ -7,7 +7,7 @@ import (
 
 // reMatch is a successful switch_regex_perform: count is PCRE2's return
 // value (one more than the highest group that took part), groups/set the
-// captures.
+// capture groups.
 type reMatch struct {
 	count  int
 	groups []string

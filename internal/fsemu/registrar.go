@@ -146,7 +146,7 @@ func (s *Switch) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Unlock()
 	// sofia::register goes out before the 200 OK here, so that a test that
 	// waited for Register sees it; sofia's own order is not observable in
-	// the captures (both within 20 ms).
+	// the recordings (both within 20 ms).
 	defer s.respond(req, tx, 200, "OK",
 		sip.NewHeader("Contact", "<"+r.uri.String()+">;expires="+strconv.Itoa(exptime)),
 		sip.NewHeader("Date", time.Now().UTC().Format(time.RFC1123)))

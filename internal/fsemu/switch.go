@@ -15,11 +15,11 @@ import (
 )
 
 // fsUserAgent is the User-Agent sofia puts on everything it sends
-// (captures README, Versions).
+// (as recorded from FreeSWITCH 1.10.12, testdata/esl).
 const fsUserAgent = "FreeSWITCH-mod_sofia/1.10.12-release~64bit"
 
 // fsAllow and fsSupported are the Allow and Supported headers of every
-// sofia request and response in the SIP captures.
+// sofia request and response in the recorded SIP traces.
 const (
 	fsAllow     = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, REGISTER, REFER, NOTIFY, PUBLISH, SUBSCRIBE"
 	fsSupported = "timer, path, replaces"
@@ -27,15 +27,15 @@ const (
 
 func init() {
 	// sipgo refuses UDP messages over 1300 bytes and reads 32 KiB; sofia
-	// sent 40,000-byte bodies over loopback UDP (captures README, chat
-	// addendum). Set here, before any sipgo goroutine exists, so that no
+	// sent 40,000-byte bodies over loopback UDP (docs/decisions.md
+	// §18). Set here, before any sipgo goroutine exists, so that no
 	// test races on these package variables.
 	sip.UDPMTUSize = 65507 + 200
 	sip.TransportBufferReadSize = 65535
 }
 
-// SwitchOptions configure a Switch. Zero values take the captured
-// configuration (captures README, "Configuration used").
+// SwitchOptions configure a Switch. Zero values take the configuration
+// of the recorded FreeSWITCH runs (testdata/esl).
 type SwitchOptions struct {
 	Domain  string            // default "127.0.0.1"
 	Profile string            // default "internal"
@@ -174,7 +174,7 @@ func NewSwitch(opts SwitchOptions) (*Switch, error) {
 	return s, nil
 }
 
-// startSIP binds the one UDP socket and serves it (LIBRARIES.md §1.2).
+// startSIP binds the one UDP socket and serves it (docs/decisions.md §20).
 func (s *Switch) startSIP() error {
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -279,7 +279,7 @@ func (s *Switch) nextCSeq() uint32 {
 
 // newEvent creates an event the way switch_event_create does: the standard
 // headers, Event-Sequence included, are taken now, so an event fired later
-// keeps its earlier sequence number (the captures show MESSAGE events with
+// keeps its earlier sequence number (the recordings show MESSAGE events with
 // a lower Event-Sequence than the sofia::error fired before them).
 func (s *Switch) newEvent(name, subclass string, ci [3]string, hs ...Header) *Event {
 	id := s.esl.identity()

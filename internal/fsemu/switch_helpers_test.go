@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// eslSub is the captures' subscription (README, scenario files).
+// eslSub is the subscription of the recorded transcripts (testdata/esl/README.md).
 const eslSub = "event json MESSAGE PRESENCE_IN SEND_MESSAGE CUSTOM sofia::register sofia::unregister sofia::expire sofia::sip_user_state sofia::pre_register sofia::error SMS::DELIVERY_REPORT SMS::SEND_MESSAGE"
 
 func newSwitch(t *testing.T, opts SwitchOptions) *Switch {
@@ -43,7 +43,7 @@ func register(t *testing.T, u *UA) {
 	}
 }
 
-// eventKey names an event as the captures do: Event-Name or the subclass.
+// eventKey names an event as the recordings do: Event-Name or the subclass.
 func eventKey(ev *Event) string {
 	if sub, ok := ev.Value("Event-Subclass"); ok {
 		return sub

@@ -16,7 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// UAOptions configure a test UA, the Go twin of the captures' Python UA.
+// UAOptions configure a test UA, the Go twin of the test UA the recordings were made with.
 type UAOptions struct {
 	User, Password, Domain string // Domain default "127.0.0.1"
 	Switch                 string // the switch's SIP address, host:port
@@ -41,7 +41,7 @@ type Received struct {
 
 // UA is a SIP user agent on its own UDP socket on 127.0.0.1: REGISTER and
 // MESSAGE with digest auth, and it answers MESSAGE (200 or SetAnswer),
-// OPTIONS and NOTIFY, like the captures' test UA.
+// OPTIONS and NOTIFY, like the test UA of the recordings.
 type UA struct {
 	opts UAOptions
 	pc   *silentConn

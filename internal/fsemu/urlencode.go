@@ -3,7 +3,7 @@ package fsemu
 import "strings"
 
 // urlUnsafe is SWITCH_URL_UNSAFE (src/include/switch_utils.h). Note what is
-// missing: ' $ , / ! ( ) * ~ stay literal, which is why the captures show
+// missing: ' $ , / ! ( ) * ~ stay literal, which is why the recorded forms show
 // Event-Date-GMT=Thu,%2026… and type=text/plain.
 const urlUnsafe = "\r\n #%&+:;<=>?@[\\]^`{|}\""
 

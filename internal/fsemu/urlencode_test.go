@@ -61,7 +61,7 @@ func TestURLEncodeAgainstCapturedForms(t *testing.T) {
 }
 
 // TestParamString covers switch_event_build_param_string beyond the
-// captures (from the C source): prefix, order, duplicates, the trailing '&'
+// recordings (from the C source): prefix, order, duplicates, the trailing '&'
 // and the 1023-byte cut of long values.
 func TestParamString(t *testing.T) {
 	ev := &Event{Headers: []Header{{"a", "1 2"}, {"a", ""}, {"b/c", "x&y"}}, Body: "never sent"}

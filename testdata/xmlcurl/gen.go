@@ -1,10 +1,11 @@
 //go:build ignore
 
-// gen rebuilds the fixtures in this folder from the FreeSWITCH 1.10.12
-// captures (shared/freeswitch/captures). It is a one-off, kept so the
+// gen rebuilds the fixtures in this folder from the files recorded on a real
+// FreeSWITCH 1.10.12 on loopback (the chatplan request log, the dynamic-URL run
+// and the ESL transcripts, see README.md). It is a one-off, kept so the
 // fixtures' provenance can be checked and redone:
 //
-//	go run ./testdata/xmlcurl/gen.go -captures /work/shared/freeswitch/captures
+//	go run ./testdata/xmlcurl/gen.go -from <folder of the recordings>
 //
 // The capture's recorder wrote the request line with its CRLF but joined
 // the header lines with bare LF (Python's str(headers)); the tshark follow
@@ -134,9 +135,12 @@ func write(dir, name string, data []byte) {
 }
 
 func main() {
-	capDir := flag.String("captures", "/work/shared/freeswitch/captures", "capture folder")
+	capDir := flag.String("from", "", "folder of the recorded files")
 	outDir := flag.String("out", "testdata/xmlcurl", "fixture folder")
 	flag.Parse()
+	if *capDir == "" {
+		log.Fatal("-from: name the folder holding the recorded files")
+	}
 	var all []capture
 	for _, f := range []string{"xml_curl_chatplan_requests.txt", "xml_curl_dynamic_url_body.txt"} {
 		text, err := os.ReadFile(filepath.Join(*capDir, f))
