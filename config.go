@@ -18,6 +18,7 @@ import (
 type Config struct {
 	HTTPAddr        string
 	DBPath          string
+	NewStore        bool // an existing empty --db file may become a new store
 	ESLAddr         string
 	ESLPassword     string
 	LogLevel        slog.Level
@@ -60,6 +61,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8484", "HTTP listen address (xml_curl chatplan endpoint, health)")
 	fs.StringVar(&cfg.DBPath, "db", "./sipsilo.db", "bbolt database file")
+	fs.BoolVar(&cfg.NewStore, "new-store", false, "start a new, empty store in an existing empty --db file (refused without it: an empty file where a store was expected means lost contents); a --db path that does not exist always starts a new store")
 	fs.StringVar(&cfg.ESLAddr, "esl", "127.0.0.1:8021", "FreeSWITCH event socket address")
 	fs.StringVar(&cfg.ESLPassword, "esl-password", "ClueCon", "FreeSWITCH event socket password (prefer SIPSILO_ESL_PASSWORD)")
 	fs.StringVar(&domains, "domains", "", "comma-separated local domains whose users sipsilo serves (empty: every recipient)")

@@ -23,7 +23,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	log := newLogger(cfg, logOut)
 	// With a mirror every state change also goes to the outbox (DESIGN.md, Storage).
 	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv"), Outbox: cfg.MySQLDSN != "",
-		TTL: cfg.TTL, Quota: cfg.Quota})
+		TTL: cfg.TTL, Quota: cfg.Quota, NewStore: cfg.NewStore})
 	if err != nil {
 		return err
 	}

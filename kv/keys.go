@@ -80,4 +80,11 @@ func parseQueueKey(k []byte) (aor string, ok OrderKey, id string, err error) {
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-func be64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+// be64 reads an 8-byte big-endian number; a damaged value of another length reads
+// as 0 instead of panicking.
+func be64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}

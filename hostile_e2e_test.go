@@ -1,0 +1,103 @@
+package main
+
+// Hostile and broken environments against the real binary: damaged and empty
+// database files.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runBinary runs the binary to its end (bounded) and returns its exit code and
+// combined output.
+func runBinary(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("sipsilo %v did not end within 60 s:\n%s", args, out)
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedStoreIsRefusedInOneLine: serve and inspect meet each damaged file
+// (truncations, flipped pages, a page that points to itself) with one line and exit
+// 1; before, bbolt panicked in a goroutine (a goroutine dump) or inspect looped
+// until memory ran out.
+func TestDamagedStoreIsRefusedInOneLine(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("kv", "testdata", "damaged-*.db"))
+	if len(files) == 0 {
+		t.Fatal("no damaged seed files in kv/testdata")
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".db"), func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "sipsilo.db")
+			for _, args := range [][]string{
+				{"serve", "--http", "127.0.0.1:0", "--db", db},
+				{"inspect", "--db", db, "stats"},
+				{"inspect", "--db", db, "dead"},
+			} {
+				copyFile(t, f, db)
+				code, out := runBinary(t, args...)
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				if code != 1 || len(lines) != 1 || !strings.Contains(out, "corrupt") || strings.Contains(out, "goroutine") {
+					t.Fatalf("%v: exit %d, want 1 and one line saying corrupt:\n%s", args[0], code, out)
+				}
+			}
+		})
+	}
+}
+
+// TestServeRefusesAnEmptyFileUnlessNewStore: an existing empty file is refused
+// (it used to become a new store silently); --new-store makes it one, and a path
+// that does not exist becomes one without asking.
+func TestServeRefusesAnEmptyFileUnlessNewStore(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "sipsilo.db")
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runBinary(t, "serve", "--http", "127.0.0.1:0", "--db", db)
+	if code != 1 || !strings.Contains(out, "empty") || !strings.Contains(out, "--new-store") {
+		t.Fatalf("empty file: exit %d, want 1 naming --new-store:\n%s", code, out)
+	}
+	if fi, err := os.Stat(db); err != nil || fi.Size() != 0 {
+		t.Fatalf("refused empty file changed: %v", err)
+	}
+	for _, args := range [][]string{{"--db", db, "--new-store"}, {"--db", filepath.Join(dir, "fresh.db")}} {
+		c := startChild(t, nil, args...)
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		if code := c.wait(t, 15*time.Second); code != 0 {
+			t.Fatalf("%v: exit %d:\n%s", args, code, c.log())
+		}
+	}
+	if fi, err := os.Stat(db); err != nil || fi.Size() == 0 {
+		t.Fatalf("--new-store did not make a store: %v", err)
+	}
+}
