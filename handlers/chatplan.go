@@ -39,6 +39,11 @@ type ChatplanConfig struct {
 	// notices); messages from it are never stored, so a notice cannot loop
 	// through sipsilo. Empty: none.
 	ServiceAddress string
+	// BodyEvents reports whether the exact body of a message can still arrive over
+	// the event socket (it is connected and subscribed). A lookup without a body
+	// query parameter is stored only when it can: the event fires once, and a
+	// message sipsilo owns without ever getting its body is lost. Nil: never.
+	BodyEvents func() bool
 	// Queued, if set, is told about each message sipsilo now owns: stored, and its
 	// answer written to FreeSWITCH. It must not block (relay wakes the recipient).
 	Queued func(m *kv.Message)
@@ -143,6 +148,13 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		return leave(http.StatusOK, why)
 	}
 
+	if !l.HasBody && (h.cfg.BodyEvents == nil || !h.cfg.BodyEvents()) {
+		// No copy of the body in the query (a binding without the dynamic URL) and
+		// no event socket to bring the exact one: FreeSWITCH delivers it as stock.
+		h.log.Warn("message without a body parameter while the event socket is down, left to FreeSWITCH " +
+			"(give the chatplan binding the dynamic URL that carries the body)")
+		return leave(http.StatusOK, WhyNoBodySource)
+	}
 	m := newMessage(l)
 	id, err := h.store.Enqueue(ctx, m)
 	if errors.Is(err, kv.ErrQuota) {

@@ -16,7 +16,7 @@ var intakeAnswers = func() []intakeKey {
 	for _, why := range []string{
 		handlers.WhyOtherSection, handlers.WhyBadRequest, handlers.WhyFormTooLarge,
 		handlers.WhyNotLocal, handlers.WhyNotSIP, handlers.WhySkippedType, handlers.WhyTooLarge,
-		handlers.WhyOverQuota, handlers.WhyFromService, handlers.WhyNotMessage, handlers.WhyStoreError, handlers.WhyDeadline, handlers.WhyGone,
+		handlers.WhyOverQuota, handlers.WhyFromService, handlers.WhyNotMessage, handlers.WhyNoBodySource, handlers.WhyStoreError, handlers.WhyDeadline, handlers.WhyGone,
 	} {
 		ks = append(ks, intakeKey{handlers.AnswerNotFound, why})
 	}
