@@ -31,6 +31,7 @@ type Config struct {
 	Ping            PingConfig
 	MySQLDSN        string        // empty: no history mirror, no outbox
 	AdminToken      string        // empty: /api/v1 is off
+	ChatplanOpen    bool          // a non-loopback --http may serve the chatplan without credentials
 	TTL             time.Duration // a queued message expires after this (0: never)
 	Quota           int           // queued messages per recipient (0: no cap)
 }
@@ -102,6 +103,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.BoolVar(&cfg.Relay.Notices.Stored, "notice-stored", false, `tell the sender "stored for later delivery" when the recipient cannot be reached at once (needs --notice-from)`)
 	fs.BoolVar(&cfg.Relay.Notices.Expired, "notice-expired", false, `tell the sender "expired undelivered" when a message expires (needs --notice-from)`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /api/v1 (prefer SIPSILO_ADMIN_TOKEN); empty: the API is off")
+	fs.BoolVar(&cfg.ChatplanOpen, "chatplan-open", false, "serve /fs/chatplan on a non-loopback --http without --chatplan-password, for a private network where only FreeSWITCH reaches the port; anyone who reaches it can store messages from any sender")
 
 	fs.String(configFlag, "", "TOML file with settings named like these flags (also SIPSILO_CONFIG); flags and SIPSILO_* environment override it")
 
@@ -144,6 +146,10 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if cfg.AdminToken == "" && !loopbackHost(cfg.HTTPAddr) {
 		return cfg, fmt.Errorf("serve: --http %s is not a loopback address; set --admin-token (SIPSILO_ADMIN_TOKEN) before exposing sipsilo's HTTP", cfg.HTTPAddr)
+	}
+	if cfg.Chatplan.Password == "" && !cfg.ChatplanOpen && !loopbackHost(cfg.HTTPAddr) {
+		return cfg, fmt.Errorf("serve: --http %s is not a loopback address; set --chatplan-user and --chatplan-password "+
+			"(SIPSILO_CHATPLAN_PASSWORD, the credentials of FreeSWITCH's chatplan binding), or --chatplan-open on a private network", cfg.HTTPAddr)
 	}
 	if cfg.TTL < 0 || cfg.Quota < 0 || r.SweepEvery <= 0 {
 		return cfg, errors.New("serve: --ttl and --quota must not be negative, --expire-every must be positive")

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,5 +100,28 @@ func TestServeRefusesAnEmptyFileUnlessNewStore(t *testing.T) {
 	}
 	if fi, err := os.Stat(db); err != nil || fi.Size() == 0 {
 		t.Fatalf("--new-store did not make a store: %v", err)
+	}
+}
+
+// TestServeRefusesAnOpenChatplanOffLoopback: a non-loopback --http with an admin
+// token but no chatplan credentials started without a word, and anyone reaching
+// the port could store messages from any sender.
+func TestServeRefusesAnOpenChatplanOffLoopback(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "sipsilo.db")
+	code, out := runBinary(t, "serve", "--http", "0.0.0.0:0", "--admin-token", "t", "--db", db)
+	if code != 1 || !strings.Contains(out, "--chatplan-password") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("exit %d, want 1 and one line naming --chatplan-password:\n%s", code, out)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("refused serve created its store: %v", err)
+	}
+	for _, extra := range [][]string{{"--chatplan-password", "p"}, {"--chatplan-open"}} {
+		args := append([]string{"--http", "192.0.2.1:8484", "--admin-token", "t"}, extra...)
+		if _, err := parseServe(args, func(string) (string, bool) { return "", false }, io.Discard); err != nil {
+			t.Errorf("%v: %v", extra, err)
+		}
+	}
+	if _, err := parseServe([]string{"--http", "127.0.0.1:0"}, func(string) (string, bool) { return "", false }, io.Discard); err != nil {
+		t.Errorf("loopback without credentials: %v", err)
 	}
 }
