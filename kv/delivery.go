@@ -255,8 +255,13 @@ func (s *Store) DeadLetter(ctx context.Context, id, reason string) error {
 	return err
 }
 
-// Ping commits an empty write through the writer: it fails when the writer is
-// stopped or the file cannot be written and synced (the /readyz check).
+// Ping commits a write that allocates through the writer, as intake does: it
+// fails when the writer is stopped or the file cannot take a message's worth of
+// new pages and sync them (the /readyz check). An empty transaction rewrites only
+// a meta page, which succeeds on a full disk.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.submit(ctx, newOp(func(*bolt.Tx) error { return nil }, nil))
+	return s.submit(ctx, newOp(func(tx *bolt.Tx) error {
+		// Rewritten each time: the old copy's pages are freed, new ones allocated.
+		return tx.Bucket(bucketMeta).Put(keyReady, make([]byte, s.db.Info().PageSize))
+	}, nil))
 }

@@ -9,7 +9,7 @@ import (
 // Bucket names. The layout is fixed from the first schema version so that later steps
 // (relay, presence, mirror) fill buckets that already exist rather than migrating.
 var (
-	bucketMeta     = []byte("meta")     // "schema" → schema version
+	bucketMeta     = []byte("meta")     // "schema" → schema version; "ready" → Ping's scratch page
 	bucketMessages = []byte("messages") // message id (ULID text) → JSON record
 	bucketQueue    = []byte("queue")    // queueKey → message id, per-recipient FIFO
 	bucketCores    = []byte("cores")    // FreeSWITCH Core-UUID → first-seen unix nanos (8 bytes BE)
@@ -17,6 +17,7 @@ var (
 	bucketOutbox   = []byte("outbox")   // 8-byte BE sequence → mirror event (Step 4)
 
 	keySchema = []byte("schema")
+	keyReady  = []byte("ready") // Ping's scratch value (a page of zeros)
 
 	allBuckets = [][]byte{bucketMeta, bucketMessages, bucketQueue, bucketCores, bucketReach, bucketOutbox}
 )
