@@ -5,7 +5,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -123,5 +125,61 @@ func TestServeRefusesAnOpenChatplanOffLoopback(t *testing.T) {
 	}
 	if _, err := parseServe([]string{"--http", "127.0.0.1:0"}, func(string) (string, bool) { return "", false }, io.Discard); err != nil {
 		t.Errorf("loopback without credentials: %v", err)
+	}
+}
+
+// TestReadyzReportsTheStoreOnAFullDisk: /readyz said the store was fine while the
+// disk was full and every message was left to FreeSWITCH.
+func TestReadyzReportsTheStoreOnAFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
+		requireIntegration(t, fmt.Sprintf("cannot mount a tmpfs (needs root): %v %s", err, out))
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	c := startChild(t, nil, "--db", filepath.Join(dir, "sipsilo.db"))
+	storeReady := func() string {
+		res, err := newClient().Get("http://" + c.addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var checks map[string]string
+		if err := json.NewDecoder(res.Body).Decode(&checks); err != nil {
+			t.Fatal(err)
+		}
+		return checks["store"]
+	}
+	if got := storeReady(); got != "ok" {
+		t.Fatalf("store check with space: %q", got)
+	}
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	f.Close()
+	for i := 0; ; i++ {
+		id, err := postMessage(newClient(), c.addr, fmt.Sprintf("filling %d %s", i, strings.Repeat("x", 900)), 1+i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id == "" {
+			break // left to FreeSWITCH: the disk is full
+		}
+		if i == 5000 {
+			t.Fatal("5000 messages taken on a full filesystem")
+		}
+	}
+	if got := storeReady(); !strings.Contains(got, "no space left") {
+		t.Fatalf("store check while intake fails for lack of space: %q", got)
+	}
+	os.Remove(filler)
+	if got := storeReady(); got != "ok" {
+		t.Fatalf("store check after space came back: %q", got)
 	}
 }
