@@ -21,6 +21,7 @@ const (
 	WhyStored       = "stored"        // AnswerFinal
 	WhyOtherSection = "other_section" // an xml_curl section other than chatplan
 	WhyBadRequest   = "bad_request"   // malformed form or query, not a MESSAGE lookup
+	WhyBadField     = "bad_field"     // a field too long or with control characters to store
 	WhyFormTooLarge = "form_too_large"
 	WhyNotLocal     = "not_local"      // recipient domain not in --domains
 	WhyNotSIP       = "not_sip"        // dest_proto other than sip

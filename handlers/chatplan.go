@@ -140,7 +140,11 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		return h.lookup(c, l) // xml_locate, e.g. sipsilo check-fs; never a message
 	}
 	if err := l.CheckMessage(); err != nil {
+		// The error names the field, never its value.
 		h.log.Warn("chatplan request rejected", "err", err)
+		if errors.Is(err, dialplan.ErrBadField) {
+			return leave(http.StatusBadRequest, WhyBadField)
+		}
 		return leave(http.StatusBadRequest, WhyBadRequest)
 	}
 	if why := h.pass(l); why != "" {
@@ -162,6 +166,10 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		// to"); the store counts the refusal.
 		h.log.Debug("recipient over quota, left to FreeSWITCH", "to", l.Recipient())
 		return leave(http.StatusOK, WhyOverQuota)
+	}
+	if errors.Is(err, kv.ErrUnstorable) {
+		h.log.Warn("chatplan request rejected", "err", err)
+		return leave(http.StatusBadRequest, WhyBadField)
 	}
 	if err != nil {
 		// FreeSWITCH delivers it as stock; nothing is lost, nothing is owned.

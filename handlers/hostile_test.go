@@ -2,10 +2,12 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sipsilo/sipsilo/kv"
 )
@@ -48,5 +50,55 @@ func TestAccessLogNamesRoutesNotAddresses(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("access log lacks %q:\n%s", want, logs)
 		}
+	}
+}
+
+// TestChatplanRefusesUnstorableFields: a 1 KiB to_user or a 32 KiB Core-UUID got
+// not-found with an ERROR "not stored" (tripping the store-error alert, and the
+// oversized key failed the whole group commit); CR/LF/NUL in to_user, from_full or
+// type were stored although inject refuses them and the admin API cannot address
+// such a queue. Now: 400 with the not-found document, counted, logged by field name.
+func TestChatplanRefusesUnstorableFields(t *testing.T) {
+	observed := make(chan string, 64)
+	cfg := Config{Chatplan: ChatplanConfig{Observe: func(answer, why string, _ time.Duration) { observed <- answer + "/" + why }}}
+	ts := startServer(t, cfg, nil)
+	const marker = "HOSTILEVALUE"
+	cases := map[string]string{
+		"to_user":   marker + strings.Repeat("u", 1100),
+		"Core-UUID": marker + strings.Repeat("c", 32<<10),
+		"from_user": marker + strings.Repeat("f", 300),
+		"to_host":   marker + strings.Repeat("h", 300) + ".example",
+		"type":      "text/plain\r\nX-" + marker + ": 1",
+		"from_full": "<sip:1000@127.0.0.1>\n" + marker,
+	}
+	for _, ch := range []string{"\r", "\n", "\x00", "\x1b"} {
+		cases["to_user"+strings.TrimSpace(fmt.Sprintf("%q", ch))] = "10" + ch + "01" + marker
+	}
+	for name, v := range cases {
+		field, _, _ := strings.Cut(name, `"`)
+		a := post(t, ts.url, http.MethodPost, bodyQuery("hi"), form(map[string]*string{field: ptr(v)}))
+		if a.status != http.StatusBadRequest || !a.notFound() {
+			t.Errorf("%s: status %d, want 400 with the not-found document:\n%.300s", name, a.status, a.body)
+		}
+		select {
+		case got := <-observed:
+			if got != AnswerNotFound+"/"+WhyBadField {
+				t.Errorf("%s: counted as %s", name, got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: answer never observed", name)
+		}
+	}
+	if all, _ := ts.store.All(); len(all) != 0 {
+		t.Fatalf("stored %d messages with unstorable fields", len(all))
+	}
+	logs := ts.logs.String()
+	if strings.Contains(logs, "level=ERROR") || strings.Contains(logs, marker) || !strings.Contains(logs, "to_user longer than") {
+		t.Fatalf("rejections must be WARNs naming the field, never its value:\n%.3000s", logs)
+	}
+	// The limits leave real addresses alone.
+	ok := form(map[string]*string{"to_user": ptr(strings.Repeat("9", 256)), "from_full": ptr(`"Ann Smith" <sip:1000@127.0.0.1>;tag=x`)})
+	if post(t, ts.url, http.MethodPost, bodyQuery("hi"), ok).storedID() == "" {
+		t.Fatal("a 256-byte to_user and a display name were refused")
 	}
 }

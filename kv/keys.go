@@ -25,11 +25,22 @@ var (
 // SchemaVersion is the on-disk layout version written to the meta bucket.
 const SchemaVersion = 1
 
-// maxAORLen bounds the recipient part of a queue key; bbolt keys must stay below 32 KiB
-// and a SIP AOR this long is hostile input anyway.
-const maxAORLen = 1024
+// maxAORLen bounds the recipient part of a queue key and maxCoreLen a Core-UUID
+// key; bbolt keys must stay below 32 KiB and values this long are hostile anyway.
+const (
+	maxAORLen  = 1024
+	maxCoreLen = 1024
+)
 
-var errAORTooLong = errors.New("recipient address too long")
+// ErrUnstorable is wrapped by the errors for a write refused before it reaches
+// the writer because a key would be too long for bbolt: inside the transaction it
+// would fail the whole group commit.
+var ErrUnstorable = errors.New("cannot be stored")
+
+var (
+	errAORTooLong  = fmt.Errorf("%w: recipient address too long", ErrUnstorable)
+	errCoreTooLong = fmt.Errorf("%w: Core-UUID too long", ErrUnstorable)
+)
 
 // OrderKey positions a message in its recipient's queue (DESIGN.md, Decisions 2). For
 // messages from FreeSWITCH, Epoch is the time sipsilo first saw the message's Core-UUID
