@@ -41,7 +41,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	}
 	srv := handlers.NewServer(cfg.HTTPAddr, d.http, log)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- handlers.Serve(srv, ln) }()
 	stopWorkers := d.start()
 	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "esl", cfg.ESLAddr, "ping", d.pingAddr(),
 		"version", versionString())
