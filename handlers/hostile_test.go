@@ -102,3 +102,54 @@ func TestChatplanRefusesUnstorableFields(t *testing.T) {
 		t.Fatal("a 256-byte to_user and a display name were refused")
 	}
 }
+
+// TestInjectRefusesTrailingBytes: a second object or junk after the JSON object
+// was ignored and the first stored.
+func TestInjectRefusesTrailingBytes(t *testing.T) {
+	ts, _ := startAdmin(t, kv.Options{}, 1024)
+	obj := `{"from":"crm@example.com","to":"1001@example.com","body":"hi"}`
+	for _, body := range []string{obj + "junk", obj + obj, obj + ` {"x":1}`, obj + "]"} {
+		var e struct{ Error string }
+		if code := call(t, "POST", ts.url+"/api/v1/messages", token, body, &e); code != http.StatusBadRequest || e.Error == "" {
+			t.Errorf("%q: %d %q, want 400", body, code, e.Error)
+		}
+	}
+	if all, _ := ts.store.All(); len(all) != 0 {
+		t.Fatalf("stored %d messages from refused requests", len(all))
+	}
+	if code := call(t, "POST", ts.url+"/api/v1/messages", token, obj+" \n", nil); code != http.StatusCreated {
+		t.Fatalf("object with trailing white space: %d", code)
+	}
+}
+
+// TestListsRefuseCursorsTheyNeverGave: /dead?after=zzz was 200 (a page from
+// wherever zzz sorts) while /queue/{aor}?after=zzz was 400; every list now refuses
+// an after= that is no position in it, with the same answer.
+func TestListsRefuseCursorsTheyNeverGave(t *testing.T) {
+	f := startViews(t, nil)
+	want := ""
+	for _, p := range []string{"/api/v1/queue/1001@127.0.0.1?after=zzz", "/api/v1/dead?after=zzz",
+		"/api/v1/dead?state=delivered&after=zzz", "/api/v1/presence?after=zzz", "/api/v1/dead?after=" + f.ids["q0"] + "x"} {
+		code, body := viewGet(t, f.url, p, viewToken)
+		if code != http.StatusBadRequest {
+			t.Errorf("GET %s: %d %s, want 400", p, code, body)
+		}
+		if want == "" {
+			want = string(body)
+		} else if string(body) != want {
+			t.Errorf("GET %s: %s, want the same answer as the others: %s", p, body, want)
+		}
+	}
+	// Real cursors still page.
+	var page messagePageJSON
+	viewJSON(t, f.url, "/api/v1/dead?state=queued&limit=1", &page)
+	if page.Next == "" {
+		t.Fatal("no next cursor")
+	}
+	if code, body := viewGet(t, f.url, "/api/v1/dead?state=queued&limit=1&after="+page.Next, viewToken); code != http.StatusOK {
+		t.Fatalf("next page: %d %s", code, body)
+	}
+	if code, body := viewGet(t, f.url, "/api/v1/presence?limit=1&after=1000@127.0.0.1", viewToken); code != http.StatusOK {
+		t.Fatalf("presence next page: %d %s", code, body)
+	}
+}
