@@ -16,6 +16,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sipsilo/sipsilo/kv"
 )
 
 // runBinary runs the binary to its end (bounded) and returns its exit code and
@@ -181,5 +185,33 @@ func TestReadyzReportsTheStoreOnAFullDisk(t *testing.T) {
 	os.Remove(filler)
 	if got := storeReady(); got != "ok" {
 		t.Fatalf("store check after space came back: %q", got)
+	}
+}
+
+// TestInspectEscapesDamagedIDs: inspect printed the raw bytes of a damaged id (a
+// terminal escape, a NUL) in its error; it quotes them now.
+func TestInspectEscapesDamagedIDs(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "sipsilo.db")
+	s, err := kv.Open(db, kv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close(context.Background())
+	b, err := bolt.Open(db, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("messages")).Put([]byte("01BAD\x1b[2J\x00\x07"), []byte(`{"id":"x","state":"dead"`))
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"inspect", "--db", db, "dead"}, {"inspect", "--db", db, "--json", "dead"}} {
+		code, out := runBinary(t, args...)
+		if code != 1 || strings.ContainsAny(out, "\x1b\x00\x07") || !strings.Contains(out, `\x1b[2J`) {
+			t.Errorf("%v: exit %d, want 1 with the id escaped:\n%q", args[1:], code, out)
+		}
 	}
 }

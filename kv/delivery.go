@@ -43,7 +43,7 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 	}
 	m, err := decodeMessage(v)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", id, ErrCorrupt, err)
+		return nil, fmt.Errorf("%q: %w: %v", id, ErrCorrupt, err)
 	}
 	was := m.State
 	changed, err := fn(m)
