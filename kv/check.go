@@ -68,7 +68,7 @@ func Check(path string) error {
 	if fi.Size() == 0 {
 		return fmt.Errorf("%s: %w", path, ErrEmpty)
 	}
-	if err := checkFile(f, fi.Size()); err != nil {
+	if err := checkOpenFile(f, fi.Size()); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
@@ -104,6 +104,7 @@ func parseMeta(b []byte) (meta, bool) {
 // visited once and the walk ends after at most hwm pages.
 type checker struct {
 	r    io.ReaderAt
+	data []byte // the whole file when it is in memory (mapped): pages are sliced, not read
 	size int64
 	ps   uint64
 	hwm  uint64
@@ -115,7 +116,12 @@ func corrupt(format string, args ...any) error {
 }
 
 // checkFile validates a non-empty bbolt file of size bytes (see the top of this file).
-func checkFile(r io.ReaderAt, size int64) error {
+func checkFile(r io.ReaderAt, size int64) error { return check(r, nil, size) }
+
+// checkBytes is checkFile for a file held in memory.
+func checkBytes(data []byte) error { return check(bytes.NewReader(data), data, int64(len(data))) }
+
+func check(r io.ReaderAt, data []byte, size int64) error {
 	if size < 2*minPageSize {
 		return corrupt("%d bytes is too small for a bbolt file (truncated?)", size)
 	}
@@ -159,7 +165,7 @@ func checkFile(r io.ReaderAt, size int64) error {
 	if m.pgid < 3 || m.pgid > uint64(size)/ps {
 		return corrupt("%d pages of %d bytes do not fit the file's %d bytes (truncated?)", m.pgid, ps, size)
 	}
-	c := &checker{r: r, size: size, ps: ps, hwm: m.pgid, seen: make([]uint64, (m.pgid+63)/64)}
+	c := &checker{r: r, data: data, size: size, ps: ps, hwm: m.pgid, seen: make([]uint64, (m.pgid+63)/64)}
 	c.mark(0, 0)
 	c.mark(1, 0)
 	var free []uint64
@@ -210,25 +216,46 @@ func (c *checker) page(id uint64) ([]byte, error) {
 	if id < 2 || id >= c.hwm {
 		return nil, corrupt("page %d out of range [2, %d)", id, c.hwm)
 	}
-	var h [pageHeaderSize]byte
-	if _, err := c.r.ReadAt(h[:], int64(id*c.ps)); err != nil {
+	if c.data != nil {
+		return c.slicePage(id)
+	}
+	b := make([]byte, c.ps)
+	if _, err := c.r.ReadAt(b, int64(id*c.ps)); err != nil {
 		return nil, fmt.Errorf("read page %d: %w", id, err)
 	}
-	if got := ne.Uint64(h[0:]); got != id {
+	if got := ne.Uint64(b[0:]); got != id {
 		return nil, corrupt("page %d says it is page %d", id, got)
 	}
-	overflow := uint64(ne.Uint32(h[12:]))
+	overflow := uint64(ne.Uint32(b[12:]))
 	if overflow >= c.hwm-id {
 		return nil, corrupt("page %d: %d overflow pages run past the last page %d", id, overflow, c.hwm-1)
 	}
 	if err := c.mark(id, overflow); err != nil {
 		return nil, err
 	}
-	b := make([]byte, (overflow+1)*c.ps)
-	if _, err := c.r.ReadAt(b, int64(id*c.ps)); err != nil {
-		return nil, fmt.Errorf("read page %d: %w", id, err)
+	if overflow > 0 {
+		b = append(b, make([]byte, overflow*c.ps)...)
+		if _, err := c.r.ReadAt(b[c.ps:], int64((id+1)*c.ps)); err != nil {
+			return nil, fmt.Errorf("read page %d: %w", id, err)
+		}
 	}
 	return b, nil
+}
+
+// slicePage is page for a file in memory: the same checks, no copy.
+func (c *checker) slicePage(id uint64) ([]byte, error) {
+	b := c.data[id*c.ps:]
+	if got := ne.Uint64(b[0:]); got != id {
+		return nil, corrupt("page %d says it is page %d", id, got)
+	}
+	overflow := uint64(ne.Uint32(b[12:]))
+	if overflow >= c.hwm-id {
+		return nil, corrupt("page %d: %d overflow pages run past the last page %d", id, overflow, c.hwm-1)
+	}
+	if err := c.mark(id, overflow); err != nil {
+		return nil, err
+	}
+	return b[:(overflow+1)*c.ps : (overflow+1)*c.ps], nil
 }
 
 func (c *checker) freelist(id uint64) ([]uint64, error) {

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -201,6 +202,10 @@ func TestSeedFiles(t *testing.T) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The mapped and the read path agree.
+		if e1, e2 := checkBytes(data), checkFile(bytes.NewReader(data), int64(len(data))); (e1 == nil) != (e2 == nil) {
+			t.Errorf("%s: in memory %v, read %v", f, e1, e2)
 		}
 		err = openAndRead(t, data)
 		if strings.HasPrefix(filepath.Base(f), "store-") {

@@ -20,7 +20,7 @@ func openChecked(path string, o Options) (*os.File, error) {
 	flag, fresh := os.O_RDWR, false
 	if o.ReadOnly {
 		flag = os.O_RDONLY
-	} else if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+	} else if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		flag, fresh = flag|os.O_CREATE, true
 	}
 	f, err := open(path, flag, 0o600)
@@ -48,7 +48,7 @@ func openChecked(path string, o Options) (*os.File, error) {
 		return fail(fmt.Errorf("open %s: %w (0 bytes): a store that lost its contents, or a failed restore? "+
 			"Restore the file, or start a new empty store in it with --new-store", path, ErrEmpty))
 	}
-	if err := checkFile(f, fi.Size()); err != nil {
+	if err := checkOpenFile(f, fi.Size()); err != nil {
 		return fail(fmt.Errorf("open %s: %w", path, err))
 	}
 	return f, nil
