@@ -255,7 +255,7 @@ func (c *checker) slicePage(id uint64) ([]byte, error) {
 	if err := c.mark(id, overflow); err != nil {
 		return nil, err
 	}
-	return b[:(overflow+1)*c.ps : (overflow+1)*c.ps], nil
+	return b[: (overflow+1)*c.ps : (overflow+1)*c.ps], nil
 }
 
 func (c *checker) freelist(id uint64) ([]uint64, error) {
