@@ -17,8 +17,10 @@ func Serve(srv *http.Server, ln net.Listener) error {
 	return srv.Serve(notFoundListener{ln})
 }
 
-// go431 is how net/http begins the answer it writes for headers over MaxHeaderBytes.
-var go431 = []byte("HTTP/1.1 431 Request Header Fields Too Large\r\n")
+// go431 is the whole answer net/http writes, in one write, for headers over
+// MaxHeaderBytes; matched exactly, so no other write can be mistaken for it.
+var go431 = []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Connection: close\r\n\r\n431 Request Header Fields Too Large")
 
 var notFound431 = func() []byte {
 	doc := dialplan.NotFound()
@@ -40,7 +42,7 @@ func (l notFoundListener) Accept() (net.Conn, error) {
 type notFoundConn struct{ net.Conn }
 
 func (c *notFoundConn) Write(p []byte) (int, error) {
-	if bytes.HasPrefix(p, go431) {
+	if bytes.Equal(p, go431) {
 		if _, err := c.Conn.Write(notFound431); err != nil {
 			return 0, err
 		}
