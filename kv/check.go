@@ -35,7 +35,6 @@ const (
 
 	flagBranch   = 0x01
 	flagLeaf     = 0x02
-	flagMeta     = 0x04
 	flagFreelist = 0x10
 
 	leafBucket   = 0x01
@@ -191,9 +190,8 @@ func readMeta(r io.ReaderAt, off int64) (meta, bool) {
 	if _, err := r.ReadAt(b[:], off); err != nil {
 		return meta{}, false
 	}
-	if ne.Uint16(b[8:]) != flagMeta {
-		return meta{}, false
-	}
+	// bbolt looks at the meta alone, not at the page's type: so must the choice
+	// of meta here, or the check would vouch for another tree than bbolt reads.
 	return parseMeta(b[:])
 }
 
