@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,5 +214,36 @@ func TestInspectEscapesDamagedIDs(t *testing.T) {
 		if code != 1 || strings.ContainsAny(out, "\x1b\x00\x07") || !strings.Contains(out, `\x1b[2J`) {
 			t.Errorf("%v: exit %d, want 1 with the id escaped:\n%q", args[1:], code, out)
 		}
+	}
+}
+
+// TestServeLeavesABodylessMessageWhileTheEventSocketIsDown: a chatplan lookup
+// without the body parameter was answered final with FreeSWITCH's event socket
+// down, and the message, whose body could then never arrive, was never delivered.
+// serve now answers not found (stock delivery) and counts it.
+func TestServeLeavesABodylessMessageWhileTheEventSocketIsDown(t *testing.T) {
+	c := startChild(t, nil, "--db", filepath.Join(t.TempDir(), "sipsilo.db"), "--esl", freePort(t))
+	client := newClient()
+	res, err := client.Post("http://"+c.addr+"/fs/chatplan", "application/x-www-form-urlencoded", strings.NewReader(chatplanForm(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(answer), `status="not found"`) {
+		t.Fatalf("no body, no event socket: %d\n%s", res.StatusCode, answer)
+	}
+	// A body in the query needs no event socket.
+	if id, err := postMessage(client, c.addr, "with a body", 2); err != nil || id == "" {
+		t.Fatalf("message with a query body: id %q err %v", id, err)
+	}
+	res, err = client.Get("http://" + c.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(metrics), `sipsilo_intake_seconds_count{answer="not_found",why="no_body_source"} 1`) {
+		t.Fatalf("not counted as no_body_source:\n%s", metrics)
 	}
 }
