@@ -18,6 +18,7 @@ import (
 type Config struct {
 	HTTPAddr        string
 	DBPath          string
+	NewStore        bool // an existing empty --db file may become a new store
 	ESLAddr         string
 	ESLPassword     string
 	LogLevel        slog.Level
@@ -30,6 +31,7 @@ type Config struct {
 	Ping            PingConfig
 	MySQLDSN        string        // empty: no history mirror, no outbox
 	AdminToken      string        // empty: /api/v1 is off
+	ChatplanOpen    bool          // a non-loopback --http may serve the chatplan without credentials
 	TTL             time.Duration // a queued message expires after this (0: never)
 	Quota           int           // queued messages per recipient (0: no cap)
 }
@@ -61,6 +63,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8484", "HTTP listen address (xml_curl chatplan endpoint, health)")
 	fs.StringVar(&cfg.DBPath, "db", "./sipsilo.db", "bbolt database file")
+	fs.BoolVar(&cfg.NewStore, "new-store", false, "start a new, empty store in an existing empty --db file (refused without it: an empty file where a store was expected means lost contents); a --db path that does not exist always starts a new store")
 	fs.StringVar(&cfg.ESLAddr, "esl", "127.0.0.1:8021", "FreeSWITCH event socket address")
 	fs.StringVar(&cfg.ESLPassword, "esl-password", "ClueCon", "FreeSWITCH event socket password (prefer SIPSILO_ESL_PASSWORD)")
 	fs.StringVar(&domains, "domains", "", "comma-separated local domains whose users sipsilo serves (empty: every recipient)")
@@ -101,6 +104,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.BoolVar(&cfg.Relay.Notices.Stored, "notice-stored", false, `tell the sender "stored for later delivery" when the recipient cannot be reached at once (needs --notice-from)`)
 	fs.BoolVar(&cfg.Relay.Notices.Expired, "notice-expired", false, `tell the sender "expired undelivered" when a message expires (needs --notice-from)`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /api/v1 (prefer SIPSILO_ADMIN_TOKEN); empty: the API is off")
+	fs.BoolVar(&cfg.ChatplanOpen, "chatplan-open", false, "serve /fs/chatplan on a non-loopback --http without --chatplan-password, for a private network where only FreeSWITCH reaches the port; anyone who reaches it can store messages from any sender")
 
 	fs.String(configFlag, "", "TOML file with settings named like these flags (also SIPSILO_CONFIG); flags and SIPSILO_* environment override it")
 
@@ -143,6 +147,10 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if cfg.AdminToken == "" && !loopbackHost(cfg.HTTPAddr) {
 		return cfg, fmt.Errorf("serve: --http %s is not a loopback address; set --admin-token (SIPSILO_ADMIN_TOKEN) before exposing sipsilo's HTTP", cfg.HTTPAddr)
+	}
+	if cfg.Chatplan.Password == "" && !cfg.ChatplanOpen && !loopbackHost(cfg.HTTPAddr) {
+		return cfg, fmt.Errorf("serve: --http %s is not a loopback address; set --chatplan-user and --chatplan-password "+
+			"(SIPSILO_CHATPLAN_PASSWORD, the credentials of FreeSWITCH's chatplan binding), or --chatplan-open on a private network", cfg.HTTPAddr)
 	}
 	if cfg.TTL < 0 || cfg.Quota < 0 || r.SweepEvery <= 0 {
 		return cfg, errors.New("serve: --ttl and --quota must not be negative, --expire-every must be positive")

@@ -107,7 +107,7 @@ func TestServeRefusesExposedHTTPWithoutAdminToken(t *testing.T) {
 			!strings.Contains(err.Error(), "admin-token") {
 			t.Errorf("--http %s without a token: %v", addr, err)
 		}
-		if _, err := parseServe([]string{"--http", addr, "--admin-token", "t"}, env(nil), io.Discard); err != nil {
+		if _, err := parseServe([]string{"--http", addr, "--admin-token", "t", "--chatplan-password", "p"}, env(nil), io.Discard); err != nil {
 			t.Errorf("--http %s with a token: %v", addr, err)
 		}
 	}

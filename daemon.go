@@ -117,6 +117,7 @@ func newDaemon(cfg Config, store *kv.Store, log *slog.Logger, reg *prometheus.Re
 
 	hcfg := handlers.Config{Chatplan: cfg.Chatplan, Metrics: metrics.Handler(reg, log.With("component", "metrics"))}
 	hcfg.Chatplan.Observe = d.obs.Intake
+	hcfg.Chatplan.BodyEvents = d.client.EventsUp
 	hcfg.Admin.Token = cfg.AdminToken
 	hcfg.Admin.Views = handlers.AdminViews{Store: store, Presence: d.pres}
 	if d.mirror != nil {

@@ -23,7 +23,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	log := newLogger(cfg, logOut)
 	// With a mirror every state change also goes to the outbox (docs/decisions.md §23).
 	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv"), Outbox: cfg.MySQLDSN != "",
-		TTL: cfg.TTL, Quota: cfg.Quota})
+		TTL: cfg.TTL, Quota: cfg.Quota, NewStore: cfg.NewStore})
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	}
 	srv := handlers.NewServer(cfg.HTTPAddr, d.http, log)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- handlers.Serve(srv, ln) }()
 	stopWorkers := d.start()
 	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "esl", cfg.ESLAddr, "ping", d.pingAddr(),
 		"version", versionString())

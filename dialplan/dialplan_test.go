@@ -126,3 +126,29 @@ func TestCheckMessage(t *testing.T) {
 		t.Errorf("sip_h_ headers = %v", l.SIPHeaders)
 	}
 }
+
+func TestCheckMessageRefusesUnstorableFields(t *testing.T) {
+	base := "section=chatplan&Core-UUID=c&Event-Sequence=1&from_user=1000&from_host=h&to_user=1001&to_host=h&context=public&type=text%2Fplain&from_full=%3Csip%3A1000%40h%3E"
+	for _, extra := range []string{
+		"to_user=" + strings.Repeat("u", MaxAddrPart+1), "Core-UUID=" + strings.Repeat("c", MaxCoreUUID+1),
+		"from_full=" + strings.Repeat("f", MaxFromFull+1), "to_user=a%0Db", "to_user=a%0Ab", "to_user=a%00b",
+		"from_full=a%0Ab", "type=text%2Fplain%0D%0AX%3A1", "from_host=h%7F",
+	} {
+		name, _, _ := strings.Cut(extra, "=")
+		form := strings.Replace(base, name+"=", extra+"&_old_"+name+"=", 1)
+		l, err := Parse("", []byte(form))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.CheckMessage(); !errors.Is(err, ErrBadField) || !errors.Is(err, ErrMalformed) || strings.Contains(err.Error(), "uuu") {
+			t.Errorf("%.40s: err = %v, want ErrBadField naming the field only", extra, err)
+		}
+	}
+	l, err := Parse("", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CheckMessage(); err != nil {
+		t.Fatalf("valid lookup: %v", err)
+	}
+}

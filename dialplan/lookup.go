@@ -16,6 +16,11 @@ import (
 // the sender, so they can be logged at any level.
 var ErrMalformed = errors.New("malformed xml_curl request")
 
+// ErrBadField is wrapped by CheckMessage errors for a field sipsilo cannot keep:
+// longer than the store, the admin API and SIP carry, or holding control
+// characters. It wraps ErrMalformed.
+var ErrBadField = fmt.Errorf("%w: unstorable field", ErrMalformed)
+
 // Lookup is one xml_curl request. For a chatplan lookup the fields are the headers of
 // the inbound MESSAGE event (FreeSWITCH 1.10.12 sends them in this order; see
 // testdata/xmlcurl). All strings are percent-decoded.
@@ -198,6 +203,19 @@ func (l *Lookup) numbers(nums [3]string) error {
 	return nil
 }
 
+// Limits of the fields CheckMessage lets through, in bytes: a FreeSWITCH
+// Core-UUID is 36, an address part or a content type far below these; values
+// beyond them are hostile and would fail the store (kv keys) or the admin API.
+const (
+	MaxCoreUUID = 64
+	MaxAddrPart = 256
+	MaxFromFull = 1024
+)
+
+// isControl: C0 controls and DEL; CR, LF or NUL in an address or header value
+// would split or cut a SIP header and cannot be addressed through the admin API.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
 // Recipient is the AOR the message is for, user@host.
 func (l *Lookup) Recipient() string { return l.ToUser + "@" + l.ToHost }
 
@@ -224,6 +242,27 @@ func (l *Lookup) CheckMessage() error {
 		if !utf8.ValidString(f.Value) || !utf8.ValidString(f.Name) {
 			// By position: names of sip_h_* fields come from the sender.
 			return fmt.Errorf("%w: form field %d is not valid UTF-8", ErrMalformed, i+1)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    string
+		max  int
+		text bool // one line of text: it goes into SIP headers or admin API paths
+	}{
+		{"Core-UUID", l.CoreUUID, MaxCoreUUID, true},
+		{"from_user", l.FromUser, MaxAddrPart, true}, {"from_host", l.FromHost, MaxAddrPart, true},
+		{"to_user", l.ToUser, MaxAddrPart, true}, {"to_host", l.ToHost, MaxAddrPart, true},
+		{"from_full", l.FromFull, MaxFromFull, true}, {"type", l.Type, MaxAddrPart, true},
+		{"sip_profile", l.SIPProfile, MaxAddrPart, true}, {"hostname", l.Hostname, MaxAddrPart, true},
+		// Only echoed back, escaped, in the chatplan answer.
+		{"context", l.Context, MaxAddrPart, false},
+	} {
+		if len(f.v) > f.max {
+			return fmt.Errorf("%w: %s longer than %d bytes", ErrBadField, f.name, f.max)
+		}
+		if f.text && strings.IndexFunc(f.v, isControl) >= 0 {
+			return fmt.Errorf("%w: %s holds a control character", ErrBadField, f.name)
 		}
 	}
 	// Checked before storing, so that nothing is stored that cannot be answered.

@@ -158,6 +158,10 @@ func (c *Client) sleep(ctx context.Context, n int) bool {
 	}
 }
 
+// EventsUp reports whether the event connection is up and subscribed: an event
+// FreeSWITCH fires now reaches sipsilo.
+func (c *Client) EventsUp() bool { return c.eventUp.Load() }
+
 // Up reports whether both connections are established: events are flowing and
 // commands can be sent (the /readyz check).
 func (c *Client) Up() bool {

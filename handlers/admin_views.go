@@ -63,6 +63,11 @@ func registerViews(g *echo.Group, v AdminViews) {
 	g.GET("/presence/:aor", func(c echo.Context) error { return viewPresenceOne(c, v.Presence) })
 }
 
+// badCursor is every list's answer to an after= that names no position in it.
+func badCursor(c echo.Context) error {
+	return apiError(c, http.StatusBadRequest, "after: not a position in this list (use the next value of the previous page)")
+}
+
 func noStore(c echo.Context) error {
 	return apiError(c, http.StatusServiceUnavailable, "the store is not available to the admin API")
 }
@@ -73,7 +78,7 @@ func noStore(c echo.Context) error {
 func storeError(c echo.Context, err error) error {
 	switch {
 	case errors.Is(err, kv.ErrBadCursor):
-		return apiError(c, http.StatusBadRequest, "after: not a position in this list (use the next value of the previous page)")
+		return badCursor(c)
 	case errors.Is(err, kv.ErrNotFound):
 		return apiError(c, http.StatusNotFound, "no such message")
 	case errors.Is(err, kv.ErrNotQueued):
@@ -176,6 +181,9 @@ func viewPresenceAll(c echo.Context, p ViewPresence) error {
 	after, limit, err := pageParams(c)
 	if err != nil {
 		return apiError(c, http.StatusBadRequest, err.Error())
+	}
+	if after != "" && !strings.Contains(after, "@") {
+		return badCursor(c) // presence lists AORs; as the store's lists, refuse what none is
 	}
 	states, next := p.Page(after, limit)
 	now := p.Now()

@@ -39,6 +39,11 @@ type ChatplanConfig struct {
 	// notices); messages from it are never stored, so a notice cannot loop
 	// through sipsilo. Empty: none.
 	ServiceAddress string
+	// BodyEvents reports whether the exact body of a message can still arrive over
+	// the event socket (it is connected and subscribed). A lookup without a body
+	// query parameter is stored only when it can: the event fires once, and a
+	// message sipsilo owns without ever getting its body is lost. Nil: never.
+	BodyEvents func() bool
 	// Queued, if set, is told about each message sipsilo now owns: stored, and its
 	// answer written to FreeSWITCH. It must not block (relay wakes the recipient).
 	Queued func(m *kv.Message)
@@ -135,7 +140,11 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		return h.lookup(c, l) // xml_locate, e.g. sipsilo check-fs; never a message
 	}
 	if err := l.CheckMessage(); err != nil {
+		// The error names the field, never its value.
 		h.log.Warn("chatplan request rejected", "err", err)
+		if errors.Is(err, dialplan.ErrBadField) {
+			return leave(http.StatusBadRequest, WhyBadField)
+		}
 		return leave(http.StatusBadRequest, WhyBadRequest)
 	}
 	if why := h.pass(l); why != "" {
@@ -143,6 +152,13 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		return leave(http.StatusOK, why)
 	}
 
+	if !l.HasBody && (h.cfg.BodyEvents == nil || !h.cfg.BodyEvents()) {
+		// No copy of the body in the query (a binding without the dynamic URL) and
+		// no event socket to bring the exact one: FreeSWITCH delivers it as stock.
+		h.log.Warn("message without a body parameter while the event socket is down, left to FreeSWITCH " +
+			"(give the chatplan binding the dynamic URL that carries the body)")
+		return leave(http.StatusOK, WhyNoBodySource)
+	}
 	m := newMessage(l)
 	id, err := h.store.Enqueue(ctx, m)
 	if errors.Is(err, kv.ErrQuota) {
@@ -150,6 +166,10 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		// to"); the store counts the refusal.
 		h.log.Debug("recipient over quota, left to FreeSWITCH", "to", l.Recipient())
 		return leave(http.StatusOK, WhyOverQuota)
+	}
+	if errors.Is(err, kv.ErrUnstorable) {
+		h.log.Warn("chatplan request rejected", "err", err)
+		return leave(http.StatusBadRequest, WhyBadField)
 	}
 	if err != nil {
 		// FreeSWITCH delivers it as stock; nothing is lost, nothing is owned.

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -94,8 +95,10 @@ func TestChatplanStoresThenAnswersFinal(t *testing.T) {
 	}
 }
 
+func eventsUp() bool { return true }
+
 func TestChatplanWithoutBodyParameterAwaitsESL(t *testing.T) {
-	ts := startServer(t, Config{}, nil)
+	ts := startServer(t, Config{Chatplan: ChatplanConfig{BodyEvents: eventsUp}}, nil)
 	a := post(t, ts.url, http.MethodPost, "", form(nil))
 	m, err := ts.store.Get(a.storedID())
 	if err != nil {
@@ -103,6 +106,45 @@ func TestChatplanWithoutBodyParameterAwaitsESL(t *testing.T) {
 	}
 	if m.BodySource != kv.BodyAwaiting || m.Body != nil {
 		t.Fatalf("body %q source %q, want awaiting", m.Body, m.BodySource)
+	}
+}
+
+// TestChatplanWithoutBodyOrEventSocketLeavesToFreeSWITCH: with no body in the
+// query and the event socket down, the exact body could never arrive (the event
+// fires once); the message was answered final and became no_body, never delivered.
+// Now FreeSWITCH delivers it as stock, and the answer is counted.
+func TestChatplanWithoutBodyOrEventSocketLeavesToFreeSWITCH(t *testing.T) {
+	var up atomic.Bool
+	observed := make(chan string, 10) // Observe runs after the answer is written
+	cfg := Config{Chatplan: ChatplanConfig{BodyEvents: up.Load, Observe: func(answer, why string, _ time.Duration) {
+		observed <- answer + "/" + why
+	}}}
+	ts := startServer(t, cfg, nil)
+	a := post(t, ts.url, http.MethodPost, "", form(nil))
+	if a.status != http.StatusOK || a.storedID() != "" || !bytes.Contains(a.body, []byte(`status="not found"`)) {
+		t.Fatalf("event socket down, no body: status %d, answer:\n%s", a.status, a.body)
+	}
+	if all, _ := ts.store.All(); len(all) != 0 {
+		t.Fatalf("stored %d messages it could never get the body of", len(all))
+	}
+	// A body in the query needs no event socket.
+	if id := post(t, ts.url, http.MethodPost, bodyQuery("hi"), form(map[string]*string{"Event-Sequence": ptr("2")})).storedID(); id == "" {
+		t.Fatal("message with a query body not stored while the event socket is down")
+	}
+	up.Store(true)
+	if id := post(t, ts.url, http.MethodPost, "", form(map[string]*string{"Event-Sequence": ptr("3")})).storedID(); id == "" {
+		t.Fatal("message without a query body not stored while the event socket is up")
+	}
+	want := []string{AnswerNotFound + "/" + WhyNoBodySource, AnswerFinal + "/" + WhyStored, AnswerFinal + "/" + WhyStored}
+	for i, w := range want {
+		select {
+		case got := <-observed:
+			if got != w {
+				t.Fatalf("answer %d observed as %s, want %s", i+1, got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("answer %d never observed", i+1)
+		}
 	}
 }
 
@@ -179,7 +221,8 @@ func TestChatplanHostileInput(t *testing.T) {
 			if a.status != c.status {
 				t.Fatalf("status %d, want %d:\n%.300s", a.status, c.status, a.body)
 			}
-			if c.status != http.StatusRequestHeaderFieldsTooLarge && !a.notFound() {
+			// Even net/http's own 431 comes as the not-found document.
+			if !a.notFound() {
 				t.Fatalf("answer is not the not-found document:\n%.300s", a.body)
 			}
 		})

@@ -37,7 +37,7 @@ func BenchmarkHTTPFloor(b *testing.B) {
 			}
 			srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 			done := make(chan struct{})
-			go func() { defer close(done); srv.Serve(ln) }()
+			go func() { defer close(done); Serve(srv, ln) }()
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()

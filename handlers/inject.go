@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -50,6 +51,11 @@ func (a *actions) inject(c echo.Context) error {
 			return apiError(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request over the body limit (%d bytes)", a.maxBody))
 		}
 		return apiError(c, http.StatusBadRequest, "body must be a JSON object: "+err.Error())
+	}
+	// One object and nothing after it: trailing bytes are a client bug (or a
+	// second message) that storing the first would hide.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return apiError(c, http.StatusBadRequest, "body must be one JSON object, with nothing after it")
 	}
 	m, status, msg := in.message(a.maxBody)
 	if status != 0 {

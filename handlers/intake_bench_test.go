@@ -56,7 +56,7 @@ func startBenchServer(b *testing.B) *benchServer {
 	}
 	srv := NewServer("", e, log)
 	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ln) }()
+	go func() { defer close(done); Serve(srv, ln) }()
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -35,7 +35,7 @@ func eventFromForm(t *testing.T, form []byte) *fsemu.Event {
 // byte but for the request target (the recorded requests went to /fsxml), and checks that
 // mod_sms would act on sipsilo's answer as intended: no direct delivery, sipsilo_id set.
 func TestReplayCapturedRequests(t *testing.T) {
-	ts := startServer(t, Config{}, nil)
+	ts := startServer(t, Config{Chatplan: ChatplanConfig{BodyEvents: eventsUp}}, nil)
 	addr := strings.TrimPrefix(ts.url, "http://")
 	files, err := filepath.Glob("../testdata/xmlcurl/*.http")
 	if err != nil || len(files) != 10 {

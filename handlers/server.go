@@ -50,7 +50,7 @@ func New(cfg Config, store Store, log *slog.Logger) (*echo.Echo, error) {
 	e.Use(accessLog(log.With("component", "http")))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-			log.Error("handler panic", "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+			log.Error("handler panic", "route", route(c), "err", err, "stack", string(stack))
 			return err
 		},
 	}))
@@ -122,8 +122,9 @@ func readyz(checks map[string]func(ctx context.Context) error) echo.HandlerFunc 
 	}
 }
 
-// accessLog logs one line per request without the query string, which carries the
-// message body.
+// accessLog logs one line per request. Above debug it names the route pattern
+// (/api/v1/queue/:aor), never the concrete path, which holds addresses; the query
+// string, which carries the message body, is never logged.
 func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -132,19 +133,35 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // write the error response now so its status is logged
 			}
-			if log.Enabled(c.Request().Context(), slog.LevelInfo) {
-				req, res := c.Request(), c.Response()
-				log.LogAttrs(req.Context(), slog.LevelInfo, "request",
-					slog.String("method", req.Method),
-					slog.String("path", req.URL.Path),
-					slog.Int("status", res.Status),
-					slog.Int64("bytes", res.Size),
-					slog.Duration("took", time.Since(start)),
-					slog.String("remote", c.RealIP()))
+			ctx := c.Request().Context()
+			if !log.Enabled(ctx, slog.LevelInfo) {
+				return nil
 			}
+			req, res := c.Request(), c.Response()
+			attrs := []slog.Attr{
+				slog.String("method", req.Method),
+				slog.String("route", route(c)),
+				slog.Int("status", res.Status),
+				slog.Int64("bytes", res.Size),
+				slog.Duration("took", time.Since(start)),
+				slog.String("remote", c.RealIP()),
+			}
+			if log.Enabled(ctx, slog.LevelDebug) {
+				attrs = append(attrs, slog.String("path", req.URL.Path))
+			}
+			log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 			return nil
 		}
 	}
+}
+
+// route is the pattern of the route that served c, or "unrouted" when none did
+// (a 404 or 405 before any route matched).
+func route(c echo.Context) string {
+	if p := c.Path(); p != "" {
+		return p
+	}
+	return "unrouted"
 }
 
 // errorf is a small helper for wrapping construction errors.

@@ -43,7 +43,7 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 	}
 	m, err := decodeMessage(v)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", id, ErrCorrupt, err)
+		return nil, fmt.Errorf("%q: %w: %v", id, ErrCorrupt, err)
 	}
 	was := m.State
 	changed, err := fn(m)
@@ -255,8 +255,13 @@ func (s *Store) DeadLetter(ctx context.Context, id, reason string) error {
 	return err
 }
 
-// Ping commits an empty write through the writer: it fails when the writer is
-// stopped or the file cannot be written and synced (the /readyz check).
+// Ping commits a write that allocates through the writer, as intake does: it
+// fails when the writer is stopped or the file cannot take a message's worth of
+// new pages and sync them (the /readyz check). An empty transaction rewrites only
+// a meta page, which succeeds on a full disk.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.submit(ctx, newOp(func(*bolt.Tx) error { return nil }, nil))
+	return s.submit(ctx, newOp(func(tx *bolt.Tx) error {
+		// Rewritten each time: the old copy's pages are freed, new ones allocated.
+		return tx.Bucket(bucketMeta).Put(keyReady, make([]byte, s.db.Info().PageSize))
+	}, nil))
 }

@@ -130,3 +130,48 @@ func TestUnwritableFileFailsWritesClearly(t *testing.T) {
 		t.Fatalf("earlier message unreadable: %v", err)
 	}
 }
+
+// TestPingFailsOnAFullDisk: /readyz's store check committed an empty transaction,
+// which rewrites only a meta page and succeeded while intake failed for lack of
+// space. Ping now allocates as intake does.
+func TestPingFailsOnAFullDisk(t *testing.T) {
+	dir := smallTmpfs(t, "512k")
+	s, err := Open(filepath.Join(dir, "sipsilo.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping with space: %v", err)
+	}
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break // ENOSPC
+		}
+	}
+	f.Close()
+	body := string(make([]byte, 1000))
+	for i := 0; ; i++ {
+		if _, err := s.Enqueue(ctx, msg("1001@127.0.0.1", "c", uint64(i), body)); err != nil {
+			break
+		}
+		if i == 10000 {
+			t.Fatal("10000 writes succeeded on a full filesystem")
+		}
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("ping succeeded while intake fails for lack of space")
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping after space came back: %v", err)
+	}
+}

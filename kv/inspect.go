@@ -62,7 +62,7 @@ func (s *Store) Summary() (Summary, error) {
 		err := msgs.ForEach(func(k, v []byte) error {
 			st, err := peekState(v)
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", k, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
 			}
 			sum.Messages++
 			sum.ByState[st]++
@@ -149,11 +149,11 @@ func receivedOf(msgs *bolt.Bucket, id []byte) (time.Time, error) {
 	}
 	v := msgs.Get(id)
 	if v == nil {
-		return time.Time{}, fmt.Errorf("queued message %s: %w: record missing", id, ErrCorrupt)
+		return time.Time{}, fmt.Errorf("queued message %q: %w: record missing", id, ErrCorrupt)
 	}
 	m, err := decodeMessage(v)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("message %s: %w: %v", id, ErrCorrupt, err)
+		return time.Time{}, fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
 	}
 	return m.Received.UTC(), nil
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
+	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -63,7 +65,7 @@ func (s *Store) QueuePage(aor, after string, limit int) (Page[*Message], error) 
 			}
 			m, err := decodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", after, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", after, ErrCorrupt, err)
 			}
 			if m.To != aor {
 				return fmt.Errorf("%w: message %q is not to this recipient", ErrBadCursor, after)
@@ -80,11 +82,11 @@ func (s *Store) QueuePage(aor, after string, limit int) (Page[*Message], error) 
 		for ; k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
 			v := msgs.Get(id)
 			if v == nil {
-				return fmt.Errorf("queue entry %q: %w: message %s missing", k, ErrCorrupt, id)
+				return fmt.Errorf("queue entry %q: %w: message %q missing", k, ErrCorrupt, id)
 			}
 			m, err := decodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", id, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
 			}
 			if !p.add(m, m.ID) {
 				break
@@ -99,6 +101,11 @@ func (s *Store) QueuePage(aor, after string, limit int) (Page[*Message], error) 
 // only those in state st (empty: every state). Dead letters are st = StateDead.
 func (s *Store) MessagePage(st State, after string, limit int) (Page[*Message], error) {
 	p := newPager[*Message](limit)
+	if after != "" {
+		if _, err := ulid.ParseStrict(after); err != nil {
+			return p.page, fmt.Errorf("%w: %q is not a message id", ErrBadCursor, after)
+		}
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
 		if msgs == nil {
@@ -110,7 +117,7 @@ func (s *Store) MessagePage(st State, after string, limit int) (Page[*Message], 
 			if st != "" {
 				got, err := peekState(v)
 				if err != nil {
-					return fmt.Errorf("message %s: %w: %v", k, ErrCorrupt, err)
+					return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
 				}
 				if got != st {
 					continue
@@ -118,7 +125,7 @@ func (s *Store) MessagePage(st State, after string, limit int) (Page[*Message], 
 			}
 			m, err := decodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", k, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
 			}
 			if !p.add(m, m.ID) {
 				break
@@ -172,6 +179,9 @@ type ReachRecord struct {
 // ReachPage lists the persisted presence records in AOR order after the AOR after.
 func (s *Store) ReachPage(after string, limit int) (Page[ReachRecord], error) {
 	p := newPager[ReachRecord](limit)
+	if after != "" && !strings.Contains(after, "@") {
+		return p.page, fmt.Errorf("%w: %q is not an address", ErrBadCursor, after)
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketReach)
 		if b == nil {

@@ -9,7 +9,7 @@ import (
 // Bucket names. The layout is fixed from the first schema version so that later steps
 // (relay, presence, mirror) fill buckets that already exist rather than migrating.
 var (
-	bucketMeta     = []byte("meta")     // "schema" → schema version
+	bucketMeta     = []byte("meta")     // "schema" → schema version; "ready" → Ping's scratch page
 	bucketMessages = []byte("messages") // message id (ULID text) → JSON record
 	bucketQueue    = []byte("queue")    // queueKey → message id, per-recipient FIFO
 	bucketCores    = []byte("cores")    // FreeSWITCH Core-UUID → first-seen unix nanos (8 bytes BE)
@@ -17,6 +17,7 @@ var (
 	bucketOutbox   = []byte("outbox")   // 8-byte BE sequence → mirror event (mirror)
 
 	keySchema = []byte("schema")
+	keyReady  = []byte("ready") // Ping's scratch value (a page of zeros)
 
 	allBuckets = [][]byte{bucketMeta, bucketMessages, bucketQueue, bucketCores, bucketReach, bucketOutbox}
 )
@@ -24,11 +25,22 @@ var (
 // SchemaVersion is the on-disk layout version written to the meta bucket.
 const SchemaVersion = 1
 
-// maxAORLen bounds the recipient part of a queue key; bbolt keys must stay below 32 KiB
-// and a SIP AOR this long is hostile input anyway.
-const maxAORLen = 1024
+// maxAORLen bounds the recipient part of a queue key and maxCoreLen a Core-UUID
+// key; bbolt keys must stay below 32 KiB and values this long are hostile anyway.
+const (
+	maxAORLen  = 1024
+	maxCoreLen = 1024
+)
 
-var errAORTooLong = errors.New("recipient address too long")
+// ErrUnstorable is wrapped by the errors for a write refused before it reaches
+// the writer because a key would be too long for bbolt: inside the transaction it
+// would fail the whole group commit.
+var ErrUnstorable = errors.New("cannot be stored")
+
+var (
+	errAORTooLong  = fmt.Errorf("%w: recipient address too long", ErrUnstorable)
+	errCoreTooLong = fmt.Errorf("%w: Core-UUID too long", ErrUnstorable)
+)
 
 // OrderKey positions a message in its recipient's queue (docs/decisions.md §2). For
 // messages from FreeSWITCH, Epoch is the time sipsilo first saw the message's Core-UUID
@@ -80,4 +92,11 @@ func parseQueueKey(k []byte) (aor string, ok OrderKey, id string, err error) {
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-func be64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+// be64 reads an 8-byte big-endian number; a damaged value of another length reads
+// as 0 instead of panicking.
+func be64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}

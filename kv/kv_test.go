@@ -262,3 +262,20 @@ func TestHistoryKeepsFirstAndLatest(t *testing.T) {
 		t.Fatalf("history = first %+v, second %+v, last %+v", m.History[0], m.History[1], m.History[len(m.History)-1])
 	}
 }
+
+// TestOversizedKeysAreRefusedBeforeTheWriter: a key bbolt cannot take failed the
+// whole group commit it landed in (then retried op by op); it is now refused in
+// the caller, and the writer never sees it.
+func TestOversizedKeysAreRefusedBeforeTheWriter(t *testing.T) {
+	s := openTest(t, "")
+	before := s.Commits()
+	huge := string(bytes.Repeat([]byte("c"), 40<<10))
+	for _, m := range []*Message{msg("1001@127.0.0.1", huge, 1, "x"), msg(huge+"@127.0.0.1", "c", 1, "x")} {
+		if _, err := s.Enqueue(context.Background(), m); !errors.Is(err, ErrUnstorable) {
+			t.Fatalf("err = %v, want ErrUnstorable", err)
+		}
+	}
+	if n := s.Commits() - before; n != 0 {
+		t.Fatalf("%d commits for writes refused up front", n)
+	}
+}

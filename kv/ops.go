@@ -21,6 +21,9 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	if m.To == "" {
 		return "", errors.New("enqueue: message has no recipient")
 	}
+	if len(m.CoreUUID) > maxCoreLen {
+		return "", fmt.Errorf("enqueue: %w", errCoreTooLong)
+	}
 	if m.Received.IsZero() {
 		m.Received = s.now()
 	}

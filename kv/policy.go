@@ -144,7 +144,7 @@ func (s *Store) dueChunk(now time.Time, pending time.Duration, bound uint64, fro
 			}
 			m, err := decodeMessage(msgs.Get(v))
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", v, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", v, ErrCorrupt, err)
 			}
 			if m.due(now) && !sendPending(m, now, pending) {
 				ids = append(ids, m.ID)

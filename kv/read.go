@@ -33,11 +33,11 @@ func (s *Store) Queue(aor string, limit int) ([]*Message, error) {
 		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
 			v := msgs.Get(id)
 			if v == nil {
-				return fmt.Errorf("queue entry %q: %w: message %s missing", k, ErrCorrupt, id)
+				return fmt.Errorf("queue entry %q: %w: message %q missing", k, ErrCorrupt, id)
 			}
 			m, err := decodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", id, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
 			}
 			out = append(out, m)
 			if limit > 0 && len(out) >= limit {
@@ -67,7 +67,7 @@ func (s *Store) Stats() (Stats, error) {
 		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
 			m, err := decodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", k, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
 			}
 			st.Messages++
 			st.ByState[m.State]++
@@ -109,7 +109,7 @@ func (s *Store) AwaitingBody() ([]*Message, error) {
 		return tx.Bucket(bucketQueue).ForEach(func(k, id []byte) error {
 			m, err := decodeMessage(msgs.Get(id))
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", id, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
 			}
 			if !m.BodyFinal {
 				out = append(out, m)
@@ -127,7 +127,7 @@ func (s *Store) All() ([]*Message, error) {
 		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
 			m, err := decodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %s: %w: %v", k, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
 			}
 			out = append(out, m)
 			return nil

@@ -41,6 +41,10 @@ type Options struct {
 	ReadOnly bool
 	// OpenFile replaces os.OpenFile (tests use it to hand bbolt an unwritable file).
 	OpenFile func(string, int, os.FileMode) (*os.File, error)
+	// NewStore lets Open start a new store in an existing empty file. Without it an
+	// empty file is refused (ErrEmpty): where a store was expected it means lost
+	// contents. A path that does not exist always becomes a new store.
+	NewStore bool
 	// Outbox makes every state change of a message append a record to the outbox
 	// bucket in the same transaction, for the MySQL mirror. Off without a mirror.
 	Outbox bool
@@ -79,7 +83,9 @@ type Store struct {
 	counts    counts
 }
 
-// Open opens (creating if needed) the database at path and starts its writer.
+// Open opens the database at path, creating it if the path does not exist, and
+// starts its writer. The file is checked before bbolt reads it (checkFile): a
+// damaged file is refused with ErrCorrupt instead of crashing the process.
 func Open(path string, o Options) (*Store, error) {
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = time.Second
@@ -93,10 +99,15 @@ func Open(path string, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	f, err := openChecked(path, o)
+	if err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  o.LockTimeout,
 		ReadOnly: o.ReadOnly,
-		OpenFile: o.OpenFile,
+		// bbolt gets the file checked and locked above, closing it on failure.
+		OpenFile: func(string, int, os.FileMode) (*os.File, error) { return f, nil },
 		// Queue churn frees pages on every delivery; without these bbolt rewrites the
 		// whole freelist in each commit (etcd-io/bbolt#401). The price is a freelist
 		// rebuild when the file is opened.
