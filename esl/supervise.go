@@ -47,10 +47,11 @@ func (c *Client) superviseEvents(ctx context.Context) {
 			failures++
 			if ctx.Err() == nil {
 				c.st.eventFailures.Add(1)
-				c.log.Warn("event connection failed", "addr", c.cfg.Addr, "attempt", failures, "err", err)
+				c.dialFailed("event", failures, err)
 			}
 			continue
 		}
+		c.dialed()
 		count++
 		c.st.eventConnects.Add(1)
 		up := time.Now()
@@ -183,10 +184,11 @@ func (c *Client) superviseCommands(ctx context.Context) {
 			failures++
 			if ctx.Err() == nil {
 				c.st.commandFailures.Add(1)
-				c.log.Warn("command connection failed", "addr", c.cfg.Addr, "attempt", failures, "err", err)
+				c.dialFailed("command", failures, err)
 			}
 			continue
 		}
+		c.dialed()
 		c.st.commandConnects.Add(1)
 		up := time.Now()
 		cc.start(0, nil)

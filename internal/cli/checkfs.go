@@ -8,9 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -59,19 +57,17 @@ func runCheckFS(ctx context.Context, args []string, lookupEnv func(string) (stri
 }
 
 func (c *checkFS) run(ctx context.Context) error {
-	dialErr := &lastDialError{}
 	c.cli = esl.New(esl.Config{
 		Addr: c.eslAddr, Password: c.eslPassword,
 		Subscription: "event plain HEARTBEAT", // the event connection is the client's; nothing here reads it
 		DialTimeout:  c.timeout, CommandTimeout: c.timeout,
-		Logger: slog.New(dialErr),
 	})
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.cli.Run(runCtx) }()
 	defer func() { cancel(); <-done }()
 
-	if !c.connect(ctx, dialErr) {
+	if !c.connect(ctx) {
 		return errors.New("check-fs: cannot log in to FreeSWITCH's event socket")
 	}
 	c.checkModules(ctx)
@@ -107,19 +103,24 @@ func (c *checkFS) api(ctx context.Context, cmd string) (string, error) {
 
 // connect waits for the command connection by running a harmless command, and
 // explains a failure with the client's last dial error.
-func (c *checkFS) connect(ctx context.Context, dialErr *lastDialError) bool {
+func (c *checkFS) connect(ctx context.Context) bool {
 	_, err := c.api(ctx, "module_exists mod_event_socket")
 	if err == nil || errors.Is(err, esl.ErrCommand) { // logged in; module_exists may be missing
 		c.ok("esl: logged in to %s", c.eslAddr)
 		return true
 	}
-	cause := dialErr.get()
+	// The client retries a failed connection rather than returning; Err says
+	// why the last attempt failed.
+	cause := c.cli.Err()
+	if errors.Is(cause, esl.ErrNotConnected) {
+		cause = nil // no attempt failed yet: FreeSWITCH did not answer in time
+	}
 	switch {
 	case cause != nil && errors.Is(cause, syscall.ECONNREFUSED):
 		c.fail("esl: connection refused at "+c.eslAddr,
 			"is FreeSWITCH running? mod_event_socket listens where <param name=\"listen-ip\"> and <param name=\"listen-port\"> "+
 				"in autoload_configs/event_socket.conf.xml say (restart FreeSWITCH after changing them); pass that address as --esl")
-	case cause != nil && strings.Contains(cause.Error(), "auth refused"):
+	case errors.Is(cause, esl.ErrAuthRefused):
 		c.fail("esl: password refused by "+c.eslAddr,
 			"--esl-password (env SIPSILO_ESL_PASSWORD) must equal <param name=\"password\"> in autoload_configs/event_socket.conf.xml; "+
 				"sipsilo serve needs the same value")
@@ -135,39 +136,6 @@ func (c *checkFS) connect(ctx context.Context, dialErr *lastDialError) bool {
 	}
 	return false
 }
-
-// lastDialError is a slog handler that keeps the error of the ESL client's last
-// failed connection attempt, which the client logs and retries rather than returns.
-type lastDialError struct {
-	mu  sync.Mutex
-	err error
-}
-
-func (h *lastDialError) get() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.err
-}
-
-func (h *lastDialError) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *lastDialError) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "command connection failed" {
-		return nil
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		if e, ok := a.Value.Any().(error); ok && a.Key == "err" {
-			h.mu.Lock()
-			h.err = e
-			h.mu.Unlock()
-		}
-		return true
-	})
-	return nil
-}
-
-func (h *lastDialError) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *lastDialError) WithGroup(string) slog.Handler      { return h }
 
 func newNonce() string {
 	var b [8]byte
