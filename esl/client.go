@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sipsilo/sipsilo/internal/backoff"
 )
 
 // DefaultSubscription is DESIGN.md Decisions 3: plain event names before CUSTOM,
@@ -165,8 +167,10 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 // sleep waits out the backoff before attempt n (0-based); false if ctx ended.
+// The jitter keeps many sipsilo instances from reconnecting to a restarted
+// FreeSWITCH in step.
 func (c *Client) sleep(ctx context.Context, n int) bool {
-	t := time.NewTimer(backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, n))
+	t := time.NewTimer(backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, n))
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -3,20 +3,9 @@ package esl
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 )
-
-// backoff is min·2ⁿ capped at max, less up to half of it at random, so that many
-// sipsilo instances do not reconnect to a restarted FreeSWITCH in step.
-func backoff(min, max time.Duration, n int) time.Duration {
-	d := max
-	if n < 30 && min<<n < max && min<<n > 0 {
-		d = min << n
-	}
-	return d - time.Duration(rand.Int64N(int64(d)/2+1))
-}
 
 // nextFailures decides the backoff after a connection that was up since up: a
 // connection that lasted is forgotten and the next dial goes at once, one that

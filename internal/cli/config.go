@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
 	"github.com/sipsilo/sipsilo/handlers"
 	"github.com/sipsilo/sipsilo/internal/daemon"
+	"github.com/sipsilo/sipsilo/internal/netaddr"
 )
 
 // parseServe reads serve's flags; each flag can also come from SIPSILO_<NAME> in the
@@ -105,7 +105,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 		r.RetryMin <= 0 || r.RetryMax < r.RetryMin || r.NoAnswerAfter <= 0 || r.TimerF <= 0 {
 		return cfg, errors.New("serve: delivery settings must be positive (and --retry-max >= --retry-min)")
 	}
-	if cfg.AdminToken == "" && !loopbackHost(cfg.HTTPAddr) {
+	if cfg.AdminToken == "" && !netaddr.IsLoopback(cfg.HTTPAddr) {
 		return cfg, fmt.Errorf("serve: --http %s is not a loopback address; set --admin-token (SIPSILO_ADMIN_TOKEN) before exposing sipsilo's HTTP", cfg.HTTPAddr)
 	}
 	if cfg.TTL < 0 || cfg.Quota < 0 || r.SweepEvery <= 0 {
@@ -127,20 +127,6 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return cfg, errors.New("serve: pinger settings must be positive")
 	}
 	return cfg, nil
-}
-
-// loopbackHost reports whether addr (host:port) only listens on loopback: an
-// empty host or 0.0.0.0 listens everywhere.
-func loopbackHost(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func splitList(s string) []string {
