@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/sipsilo/sipsilo/internal/daemon"
@@ -15,5 +16,9 @@ func runServe(ctx context.Context, args []string, lookupEnv func(string) (string
 		return err
 	}
 	cfg.Version = versionString()
-	return daemon.Serve(ctx, cfg, stderr)
+	d, err := daemon.New(cfg, stderr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return d.Run(ctx)
 }

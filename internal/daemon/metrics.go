@@ -9,8 +9,8 @@ import (
 )
 
 // metricSources gives /metrics the daemon's counters. The functions run at
-// scrape time, after newDaemon has set every part they read.
-func (d *daemon) metricSources(pinger bool) metrics.Sources {
+// scrape time, after assemble has set every part they read.
+func (d *parts) metricSources(pinger, withMirror bool) metrics.Sources {
 	src := metrics.Sources{
 		Relay:  func() relay.Stats { return d.relay.Stats() },
 		Bodies: func() relay.BodyStats { return d.bodies.Stats() },
@@ -36,7 +36,7 @@ func (d *daemon) metricSources(pinger bool) metrics.Sources {
 	if pinger {
 		src.Pinger = func() presence.PingerStats { return d.pinger.Stats() }
 	}
-	if d.cfg.MySQLDSN != "" {
+	if withMirror {
 		src.Mirror = func() (mirror.Stats, bool) {
 			m := d.mirror.open.Load()
 			if m == nil {

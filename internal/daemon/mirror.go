@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/sipsilo/sipsilo/handlers"
+	"github.com/sipsilo/sipsilo/internal/backoff"
 	"github.com/sipsilo/sipsilo/kv"
 	"github.com/sipsilo/sipsilo/mirror"
 )
@@ -31,31 +31,30 @@ type mirrorLoop struct {
 	open atomic.Pointer[mirror.Mirror]
 }
 
-func (l *mirrorLoop) run(ctx context.Context) {
-	wait := 200 * time.Millisecond
-	for {
+func (l *mirrorLoop) run(ctx context.Context) error {
+	for n := 0; ; n++ {
 		m, err := mirror.Open(ctx, l.cfg)
 		if err == nil {
 			l.open.Store(m)
-			_ = m.Run(ctx, outboxAdapter{l.store})
+			err = m.Run(ctx, outboxAdapter{l.store})
 			l.open.Store(nil)
-			if err := m.Close(); err != nil {
-				l.log.Warn("closing the MySQL mirror", "err", err)
+			if cerr := m.Close(); cerr != nil {
+				l.log.Warn("closing the MySQL mirror", "err", cerr)
 			}
-			return
+			return err
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
+		wait := backoff.Delay(200*time.Millisecond, 10*time.Second, n)
 		l.log.Warn("MySQL not reachable; history waits in the outbox", "err", err, "retry_in", wait)
-		t := time.NewTimer(wait + time.Duration(rand.Int64N(int64(wait/2))))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return nil
 		case <-t.C:
 		}
-		wait = min(2*wait, 10*time.Second)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,12 +16,15 @@ import (
 	"github.com/sipsilo/sipsilo/kv"
 )
 
-// Serve runs the daemon until ctx ends, then shuts down in stages, each bounded:
-// HTTP first (no new messages), then relay (it records the results of sends in
-// flight, which still need ESL), then ESL and the body tracker, then the store (its
-// writer commits what it holds).
-func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
-	log := newLogger(cfg, logOut)
+// Run runs the daemon until ctx ends or a component fails, then shuts down in
+// stages, each bounded: HTTP first (no new messages), then relay (it records the
+// results of sends in flight, which still need ESL), then the components relay
+// depends on (ESL, its event router, the body tracker, the pinger, the flusher,
+// the mirror), then the store (its writer commits what it holds). It returns
+// the first error of a component that could not start or stopped on its own;
+// nil after a shutdown ctx asked for.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg, log := d.cfg, d.log
 	// With a mirror every state change also goes to the outbox (DESIGN.md, Storage).
 	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv"), Outbox: cfg.MySQLDSN != "",
 		TTL: cfg.TTL, Quota: cfg.Quota})
@@ -28,22 +32,23 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	// The one registry /metrics serves; nothing registers globally.
-	d, err := newDaemon(cfg, store, log, prometheus.NewRegistry())
+	p, err := d.assemble(store, prometheus.NewRegistry())
 	if err != nil {
 		store.Close(context.Background())
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		d.closePinger()
+		p.closePinger()
 		store.Close(context.Background())
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := handlers.NewServer(cfg.HTTPAddr, d.http, log)
+	srv := handlers.NewServer(cfg.HTTPAddr, p.http, log)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	stopWorkers := d.start()
-	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "esl", cfg.ESLAddr, "ping", d.pingAddr(),
+	go func() { serveErr <- srv.Serve(ln) }() // ended by srv.Shutdown below
+	failed := make(chan error, 1)
+	stopComponents := p.start(failed)
+	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "esl", cfg.ESLAddr, "ping", p.pingAddr(),
 		"version", cfg.Version)
 
 	select {
@@ -51,13 +56,15 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		log.Info("shutting down")
 	case err = <-serveErr:
 		log.Error("http server stopped", "err", err)
+	case err = <-failed:
+		log.Error("a component stopped; shutting down", "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Warn("http shutdown incomplete", "err", serr)
 	}
-	stopWorkers()
+	stopComponents()
 	// The store gets its own budget: a slow HTTP drain must not leave the writer no
 	// time to commit what it already holds.
 	cctx, ccancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -70,6 +77,72 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	}
 	log.Info("stopped")
 	return err
+}
+
+// start runs the components in two groups and returns the function that stops
+// them in order: relay first, while the components it depends on (ESL, which
+// brings the results of its sends in flight; the mirror, which writes the
+// records of those results; and the rest fed by ESL) still run; then those.
+// A component that ends on its own is reported on failed.
+func (p *parts) start(failed chan<- error) (stop func()) {
+	delivery := newGroup(failed)
+	support := newGroup(failed)
+	support.run("esl", p.client.Run)
+	support.run("esl events", p.router.Run)
+	support.run("body tracker", p.bodies.Run)
+	if p.pinger != nil {
+		support.run("pinger", p.pinger.Run)
+	}
+	if p.flush != nil {
+		support.run("flusher", p.flush.Run)
+	}
+	if p.mirror != nil {
+		// What it has not written when stopped stays in the outbox for the next run.
+		support.run("mirror", p.mirror.run)
+	}
+	delivery.run("relay", p.relay.Run)
+	return func() {
+		delivery.stop()
+		support.stop()
+		p.closePinger() // after Run returned, and after relay's last direct send
+	}
+}
+
+// group runs components until stop. One that returns before stop, with an error
+// or without, is reported on failed (which holds the first report; the rest are
+// logged by Run's caller only through that first one).
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	failed chan<- error
+}
+
+func newGroup(failed chan<- error) *group {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &group{ctx: ctx, cancel: cancel, failed: failed}
+}
+
+func (g *group) run(name string, run func(context.Context) error) {
+	g.wg.Go(func() {
+		err := run(g.ctx)
+		if g.ctx.Err() != nil {
+			return // stopped
+		}
+		if err == nil {
+			err = errors.New("stopped on its own")
+		}
+		select {
+		case g.failed <- fmt.Errorf("%s: %w", name, err):
+		default: // a failure is already reported; Run is shutting down
+		}
+	})
+}
+
+// stop ends the group's components and waits for them.
+func (g *group) stop() {
+	g.cancel()
+	g.wg.Wait()
 }
 
 func newLogger(cfg Config, out io.Writer) *slog.Logger {
