@@ -74,7 +74,7 @@ func (r *Reachability) pingable(ts []Target) []Target {
 // older than ProbeAfter, and, with the direct path on, when no contact has a fresh
 // answer yet (a phone that just registered: one round trip opens the direct path
 // for the whole batch). Contacts sipsilo cannot ping (NAT in direct mode, TCP,
-// TLS) are left to FreeSWITCH's view (DESIGN.md, Decisions 8).
+// TLS) are left to FreeSWITCH's view (docs/decisions.md §8).
 func (r *Reachability) Check(ctx context.Context, aor string) bool {
 	if r.p == nil {
 		return true

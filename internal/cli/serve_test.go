@@ -5,9 +5,13 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sipsilo/sipsilo/internal/fsemu"
 )
 
 func freePort(t testing.TB) string {
@@ -82,5 +86,33 @@ func (s *served) waitReady(t *testing.T, addr string, within time.Duration) {
 			t.Fatalf("serve not ready after %v (last: %v)\n%s", within, err, s.log())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// serve runs the daemon in-process until its context ends, then returns nil.
+func TestServeRunsUntilCancelled(t *testing.T) {
+	sw, err := fsemu.NewSwitch(fsemu.SwitchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sw.Close() })
+	addr := freePort(t)
+	s := serveInProcess(t, noEnv, "--http", addr, "--db", filepath.Join(t.TempDir(), "s.db"), "--esl", sw.ESL().Addr())
+	s.waitReady(t, addr, 10*time.Second)
+	if !strings.Contains(s.log(), "msg=listening") || !strings.Contains(s.log(), "version="+Version) {
+		t.Fatalf("no listening line with the version:\n%s", s.log())
+	}
+}
+
+// A password FreeSWITCH can never accept stops serve before it listens.
+func TestServeRefusesAnESLPasswordWithALineBreak(t *testing.T) {
+	var logs bytes.Buffer
+	err := runServe(context.Background(), []string{"--http", freePort(t), "--db", filepath.Join(t.TempDir(), "s.db")},
+		envOf(map[string]string{"SIPSILO_ESL_PASSWORD": "ClueCon\n"}), &logs)
+	if err == nil || !strings.Contains(err.Error(), "serve: --esl/--esl-password (SIPSILO_ESL_PASSWORD)") {
+		t.Fatalf("serve with a newline in the ESL password: %v", err)
+	}
+	if strings.Contains(logs.String(), "listening") {
+		t.Fatalf("serve listened:\n%s", logs.String())
 	}
 }

@@ -29,7 +29,7 @@ type Config struct {
 	Version         string        // logged at start
 }
 
-// PingConfig is sipsilo's own OPTIONS pinger and what relay does with it (Step 3).
+// PingConfig is sipsilo's own OPTIONS pinger and what relay does with it.
 type PingConfig struct {
 	Mode             string // all, direct or off
 	Addr             string // the pinger's UDP socket (also the direct path's)

@@ -25,7 +25,7 @@ import (
 // nil after a shutdown ctx asked for.
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg, log := d.cfg, d.log
-	// With a mirror every state change also goes to the outbox (DESIGN.md, Storage).
+	// With a mirror every state change also goes to the outbox (docs/architecture.md, "Storage").
 	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv"), Outbox: cfg.MySQLDSN != "",
 		TTL: cfg.TTL, Quota: cfg.Quota})
 	if err != nil {

@@ -99,7 +99,9 @@ func TestOnlineRecipientLatency(t *testing.T) {
 	slices.Sort(lat)
 	median := lat[n/2]
 	t.Logf("chatplan request → device received: median %v, min %v, max %v", median, lat[0], lat[n-1])
-	if median > 50*time.Millisecond {
+	// The goal is the production binary's; a -race child is several times
+	// slower by design, so there the figure is only logged.
+	if median > 50*time.Millisecond && !raceEnabled {
 		t.Errorf("median %v, goal ≤ 50 ms", median)
 	}
 }
