@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -21,4 +22,15 @@ func sumFile(t testing.TB, path string) [32]byte {
 		t.Fatal(err)
 	}
 	return sha256.Sum256(b)
+}
+
+// mustContain fails t for each of wants that out lacks (as internal/cli's
+// check-fs tests do; the real-FreeSWITCH check-fs scenarios use it here).
+func mustContain(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
 }
