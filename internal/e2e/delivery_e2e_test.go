@@ -195,8 +195,13 @@ func TestThousandQueuedDrainOnceInOrder(t *testing.T) {
 			// Not a timing test: the 100 ms result floor is shortened.
 			r := newRig(t, fsemu.SwitchOptions{ChatResultFloor: time.Millisecond},
 				append(fsPath, "--window", window, "--log-level", "info")...)
-			const n = 1000
+			n := sized(1000, 300)
 			bob, in := queueOffline(t, r, n)
+			// Queued means stored: the emulator answers 202 before its chat
+			// threads have run the chatplan.
+			waitScrape(t, r, "every message queued", 60*time.Second, func(s scraped) bool {
+				return s.value("sipsilo_queue_messages") == float64(n)
+			})
 			register(t, bob)
 			got := in.waitCount(t, n, 60*time.Second)
 			time.Sleep(300 * time.Millisecond)

@@ -26,6 +26,27 @@ var binary string // built once by TestMain
 // builtVersion is stamped into the binary as README's Install does.
 const builtVersion = "v0.0.0-e2e"
 
+// raceArgs come before every test's own arguments (which may override them).
+// A -race child runs its store path several times slower: the production
+// binary's 500 ms budget for a chatplan answer would send messages to
+// FreeSWITCH as stock on a loaded machine. 2.5 s stays below xml_curl's 3 s.
+var raceArgs = func() []string {
+	if raceEnabled {
+		return []string{"--answer-timeout", "2500ms"}
+	}
+	return nil
+}()
+
+// sized is n, or small when the tests and the child run with -race: the
+// volume scenarios run at full size without it (scripts/test runs them again
+// so), as the pinger's load test does.
+func sized(n, small int) int {
+	if raceEnabled {
+		return small
+	}
+	return n
+}
+
 // buildArgs builds sipsilo into out, with the race detector when these tests run
 // with it (raceEnabled), so that the daemon's wiring runs under it too.
 func buildArgs(out string) []string {
@@ -80,7 +101,8 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // startChild runs prefix... binary serve args... and waits for its listening line.
 func startChild(t testing.TB, prefix []string, args ...string) *child {
 	t.Helper()
-	argv := append(append(prefix, binary, "serve", "--http", "127.0.0.1:0"), args...)
+	argv := append(append(prefix, binary, "serve", "--http", "127.0.0.1:0"), raceArgs...)
+	argv = append(argv, args...)
 	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
