@@ -145,7 +145,7 @@ func TestReadyzNamesARefusedESLPassword(t *testing.T) {
 // one that ends because it was stopped is not.
 func TestGroupReportsTheFirstComponentThatStops(t *testing.T) {
 	failed := make(chan error, 1)
-	g := newGroup(failed)
+	g := newGroup(failed, slog.New(slog.DiscardHandler))
 	boom := errors.New("boom")
 	g.run("broken", func(context.Context) error { return boom })
 	err := <-failed

@@ -85,8 +85,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 // records of those results; and the rest fed by ESL) still run; then those.
 // A component that ends on its own is reported on failed.
 func (p *parts) start(failed chan<- error) (stop func()) {
-	delivery := newGroup(failed)
-	support := newGroup(failed)
+	delivery := newGroup(failed, p.log)
+	support := newGroup(failed, p.log)
 	support.run("esl", p.client.Run)
 	support.run("esl events", p.router.Run)
 	support.run("body tracker", p.bodies.Run)
@@ -109,18 +109,19 @@ func (p *parts) start(failed chan<- error) (stop func()) {
 }
 
 // group runs components until stop. One that returns before stop, with an error
-// or without, is reported on failed (which holds the first report; the rest are
-// logged by Run's caller only through that first one).
+// or without, is reported on failed, which Run reads once: the first failure
+// stops the daemon and Run returns it; any later one is logged here.
 type group struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	failed chan<- error
+	log    *slog.Logger
 }
 
-func newGroup(failed chan<- error) *group {
+func newGroup(failed chan<- error, log *slog.Logger) *group {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &group{ctx: ctx, cancel: cancel, failed: failed}
+	return &group{ctx: ctx, cancel: cancel, failed: failed, log: log}
 }
 
 func (g *group) run(name string, run func(context.Context) error) {
@@ -132,9 +133,11 @@ func (g *group) run(name string, run func(context.Context) error) {
 		if err == nil {
 			err = errors.New("stopped on its own")
 		}
+		err = fmt.Errorf("%s: %w", name, err)
 		select {
-		case g.failed <- fmt.Errorf("%s: %w", name, err):
+		case g.failed <- err:
 		default: // a failure is already reported; Run is shutting down
+			g.log.Error("a component stopped", "err", err)
 		}
 	})
 }
