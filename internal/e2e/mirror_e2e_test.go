@@ -107,6 +107,7 @@ func mirrorRig(t *testing.T, db *mariadbtest.Server, extra ...string) (*rig, *in
 // through intake and delivery give exactly as many rows with their final state
 // and every change once.
 func TestMirrorHoldsEveryMessageAndChange(t *testing.T) {
+	t.Parallel() // its own MariaDB and sipsilo; mostly waiting on MySQL, so it overlaps the others
 	db := mariadbtest.Start(t)
 	d := openDB(t, db)
 	r, in := mirrorRig(t, db)
@@ -130,6 +131,7 @@ func TestMirrorHoldsEveryMessageAndChange(t *testing.T) {
 // TestMirrorSurvivesMariaDBDown: MariaDB stopped for 60 s under load; delivery
 // goes on, and afterwards the backlog drains with nothing lost or doubled.
 func TestMirrorSurvivesMariaDBDown(t *testing.T) {
+	t.Parallel() // its own MariaDB and sipsilo; mostly waiting on MySQL, so it overlaps the others
 	db := mariadbtest.Start(t)
 	d := openDB(t, db)
 	r, in := mirrorRig(t, db)
@@ -160,6 +162,7 @@ func TestMirrorSurvivesMariaDBDown(t *testing.T) {
 // TestMirrorConvergesAfterKill9: sipsilo killed while the mirror drains a
 // backlog; after the restart MySQL holds the same rows, each change once.
 func TestMirrorConvergesAfterKill9(t *testing.T) {
+	t.Parallel() // its own MariaDB and sipsilo; mostly waiting on MySQL, so it overlaps the others
 	db := mariadbtest.Start(t)
 	d := openDB(t, db)
 	r, in := mirrorRig(t, db)
