@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sipsilo/sipsilo/internal/backoff"
 )
 
 // DefaultSubscription is docs/decisions.md §3: plain event names before CUSTOM,
@@ -21,6 +23,10 @@ var (
 	ErrSilent       = errors.New("esl: connection silent")
 	ErrBadInput     = errors.New("esl: bad input")
 	ErrCommand      = errors.New("esl: command failed")
+	// ErrAuthRefused: FreeSWITCH answered the password with something other than
+	// +OK (a wrong password answers "-ERR invalid"). Retrying will not help until
+	// the password or FreeSWITCH's event_socket.conf.xml changes.
+	ErrAuthRefused = errors.New("esl: authentication refused")
 	// ErrOutcomeUnknown: a bgapi job may have run, but its result cannot be known
 	// (the command or event connection failed after the command was written). A
 	// chat may still reach the device: do not resend at once.
@@ -94,6 +100,8 @@ type Client struct {
 	st        stats
 
 	mu      sync.Mutex
+	lastErr error         // why the last dial failed; nil after a success
+	authLog time.Time     // when a refused password was last logged at ERROR
 	cmd     *conn         // current command connection, nil while down
 	cmdWake chan struct{} // closed and replaced whenever cmd is set
 	jobs    map[string]chan *Event
@@ -124,16 +132,28 @@ func (c *Client) Events() <-chan *Event { return c.events }
 // Core-UUID and Count, Restarted if any merged value had it.
 func (c *Client) Connected() <-chan Connected { return c.connected }
 
-// Run keeps both connections up until ctx ends, then closes them and returns
-// nil once every goroutine it started has ended. It may be called once.
-func (c *Client) Run(ctx context.Context) error {
-	if c.cfg.Addr == "" {
+// Check reports a configuration FreeSWITCH can never accept: no address, or a
+// password or subscription with CR or LF, which cannot be sent in one command
+// line. Run refuses such a configuration with the same error.
+func (cfg Config) Check() error {
+	if cfg.Addr == "" {
 		return errors.New("esl: no address")
 	}
-	if err := checkLine("subscription", c.cfg.Subscription); err != nil {
-		return err
+	if cfg.Subscription != "" {
+		if err := checkLine("subscription", cfg.Subscription); err != nil {
+			return err
+		}
 	}
-	if err := checkLine("password", c.cfg.Password); err != nil {
+	return checkLine("password", cfg.Password)
+}
+
+// Run keeps both connections up until ctx ends, then closes them and returns
+// nil once every goroutine it started has ended. It may be called once. It
+// returns at once with Check's error for a configuration that can never work;
+// failures FreeSWITCH may stop making (refused connections, a refused password)
+// are retried with backoff, logged, and reported by Err.
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.cfg.Check(); err != nil {
 		return err
 	}
 	if !c.running.CompareAndSwap(false, true) {
@@ -147,8 +167,10 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 // sleep waits out the backoff before attempt n (0-based); false if ctx ended.
+// The jitter keeps many sipsilo instances from reconnecting to a restarted
+// FreeSWITCH in step.
 func (c *Client) sleep(ctx context.Context, n int) bool {
-	t := time.NewTimer(backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, n))
+	t := time.NewTimer(backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, n))
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -161,6 +183,53 @@ func (c *Client) sleep(ctx context.Context, n int) bool {
 // EventsUp reports whether the event connection is up and subscribed: an event
 // FreeSWITCH fires now reaches sipsilo.
 func (c *Client) EventsUp() bool { return c.eventUp.Load() }
+
+// Err says why the client is not up: nil while both connections are
+// established, else the last dial failure (errors.Is ErrAuthRefused when
+// FreeSWITCH refused the password), or ErrNotConnected.
+func (c *Client) Err() error {
+	if c.Up() {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastErr != nil {
+		return c.lastErr
+	}
+	return ErrNotConnected
+}
+
+// authLogEvery rate-limits the ERROR line for a refused password: both
+// connections retry it with backoff, at most every BackoffMax.
+const authLogEvery = time.Minute
+
+// dialFailed records why a connection could not be made and logs it: a refused
+// password at ERROR (it needs an operator), at most once per authLogEvery; the
+// rest, which FreeSWITCH coming up cures, at WARN.
+func (c *Client) dialFailed(which string, attempt int, err error) {
+	refused := errors.Is(err, ErrAuthRefused)
+	c.mu.Lock()
+	c.lastErr = err
+	logRefused := refused && time.Since(c.authLog) >= authLogEvery
+	if logRefused {
+		c.authLog = time.Now()
+	}
+	c.mu.Unlock()
+	switch {
+	case logRefused:
+		c.log.Error("FreeSWITCH refused the event socket password; set the one in its event_socket.conf.xml",
+			"addr", c.cfg.Addr, "conn", which, "attempt", attempt, "err", err)
+	case !refused:
+		c.log.Warn(which+" connection failed", "addr", c.cfg.Addr, "attempt", attempt, "err", err)
+	}
+}
+
+// dialed forgets the last failure.
+func (c *Client) dialed() {
+	c.mu.Lock()
+	c.lastErr = nil
+	c.mu.Unlock()
+}
 
 // Up reports whether both connections are established: events are flowing and
 // commands can be sent (the /readyz check).

@@ -79,7 +79,7 @@ func dial(ctx context.Context, addr, password string, log *slog.Logger) (*conn, 
 	}
 	if !strings.HasPrefix(reply, "+OK") {
 		nc.Close()
-		return nil, fmt.Errorf("esl: auth refused: %q", reply)
+		return nil, fmt.Errorf("%w: FreeSWITCH answered %q", ErrAuthRefused, reply)
 	}
 	return c, nil
 }

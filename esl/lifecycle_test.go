@@ -195,18 +195,3 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	min, max := 100*time.Millisecond, 2*time.Second
-	for n, want := range []time.Duration{100, 200, 400, 800, 1600, 2000, 2000} {
-		want *= time.Millisecond
-		for range 100 {
-			if d := backoff(min, max, n); d < want/2 || d > want {
-				t.Fatalf("backoff(%d)=%v, want in [%v, %v]", n, d, want/2, want)
-			}
-		}
-	}
-	if d := backoff(min, max, 1000); d > max {
-		t.Errorf("backoff(1000)=%v", d)
-	}
-}

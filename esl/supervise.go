@@ -3,20 +3,9 @@ package esl
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 )
-
-// backoff is min·2ⁿ capped at max, less up to half of it at random, so that many
-// sipsilo instances do not reconnect to a restarted FreeSWITCH in step.
-func backoff(min, max time.Duration, n int) time.Duration {
-	d := max
-	if n < 30 && min<<n < max && min<<n > 0 {
-		d = min << n
-	}
-	return d - time.Duration(rand.Int64N(int64(d)/2+1))
-}
 
 // nextFailures decides the backoff after a connection that was up since up: a
 // connection that lasted is forgotten and the next dial goes at once, one that
@@ -47,10 +36,11 @@ func (c *Client) superviseEvents(ctx context.Context) {
 			failures++
 			if ctx.Err() == nil {
 				c.st.eventFailures.Add(1)
-				c.log.Warn("event connection failed", "addr", c.cfg.Addr, "attempt", failures, "err", err)
+				c.dialFailed("event", failures, err)
 			}
 			continue
 		}
+		c.dialed()
 		count++
 		c.st.eventConnects.Add(1)
 		up := time.Now()
@@ -183,10 +173,11 @@ func (c *Client) superviseCommands(ctx context.Context) {
 			failures++
 			if ctx.Err() == nil {
 				c.st.commandFailures.Add(1)
-				c.log.Warn("command connection failed", "addr", c.cfg.Addr, "attempt", failures, "err", err)
+				c.dialFailed("command", failures, err)
 			}
 			continue
 		}
+		c.dialed()
 		c.st.commandConnects.Add(1)
 		up := time.Now()
 		cc.start(0, nil)

@@ -2,8 +2,9 @@ package mirror
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
+
+	"github.com/sipsilo/sipsilo/internal/backoff"
 )
 
 // Run drains src into the database until ctx ends or Close is called, and
@@ -27,7 +28,7 @@ func (m *Mirror) Run(ctx context.Context, src Outbox) error {
 	stop := context.AfterFunc(m.done, cancel)
 	defer stop()
 
-	r := runner{m: m, src: src, delay: m.cfg.BackoffMin}
+	r := runner{m: m, src: src}
 	for ctx.Err() == nil {
 		wait := r.step(ctx)
 		if wait > 0 {
@@ -43,8 +44,8 @@ type runner struct {
 	src     Outbox
 	batch   []Record // read but not yet deleted from the outbox
 	written bool     // batch is committed; only the delete is left
-	delay   time.Duration
-	failing string // the last logged error, to log each distinct one once
+	fails   int      // failed attempts in a row, for the backoff
+	failing string   // the last logged error, to log each distinct one once
 }
 
 // step moves the current batch one stage on and says how long to wait
@@ -100,10 +101,8 @@ func (r *runner) fail(ctx context.Context, what string, err error) time.Duration
 		m.log.Warn("mirror: retrying", "err", msg, "pending", len(r.batch))
 		r.failing = msg
 	}
-	d := r.delay
-	r.delay = min(2*r.delay, m.cfg.BackoffMax)
-	// Equal jitter: somewhere in [d/2, d).
-	return d/2 + rand.N(d/2+1)
+	r.fails++
+	return backoff.Delay(m.cfg.BackoffMin, m.cfg.BackoffMax, r.fails-1)
 }
 
 // ok resets the backoff after a success.
@@ -115,7 +114,7 @@ func (r *runner) ok() {
 		r.m.stats.LastError = ""
 		r.m.mu.Unlock()
 	}
-	r.delay = r.m.cfg.BackoffMin
+	r.fails = 0
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sipsilo/sipsilo/kv"
+	"github.com/sipsilo/sipsilo/presence"
 )
 
 // Store is what relay needs of kv.Store.
@@ -34,31 +35,15 @@ type Job interface {
 	Wait(ctx context.Context) (string, error)
 }
 
-// Outcome is what one delivery attempt says about the recipient.
-type Outcome int
-
-const (
-	// Delivered2xx: the device answered 2xx; it is alive.
-	Delivered2xx Outcome = iota
-	// Refused: a registered device answered quickly with an error (busy, 4xx): alive.
-	Refused
-	// NoAnswer: FreeSWITCH gave up after ≈20 s: strong evidence the device is gone.
-	NoAnswer
-	// NotRegistered: FreeSWITCH has no registration for the recipient.
-	NotRegistered
-)
-
-func (o Outcome) String() string {
-	return [...]string{"delivered", "refused", "no answer", "not registered"}[o]
-}
-
 // Presence is the reachability map as relay sees it.
 type Presence interface {
 	// Deliverable reports whether aor is registered and not known unreachable.
 	Deliverable(aor string) bool
-	// Observe feeds a delivery outcome back as evidence; sentAt is when the send
-	// started, so a registration made since is not judged by it.
-	Observe(ctx context.Context, aor string, o Outcome, sentAt time.Time)
+	// ObserveSent feeds a delivery outcome back as evidence; sentAt is when the
+	// send started, so a registration made since is not judged by it. The
+	// outcome type is presence's: one vocabulary for what a send says about a
+	// recipient (presence.Map implements this interface as it is).
+	ObserveSent(ctx context.Context, aor string, o presence.Outcome, sentAt time.Time) error
 }
 
 // Prober checks a recipient before relay sends to it (docs/decisions.md §20): when its last proof

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sipsilo/sipsilo/kv"
+	"github.com/sipsilo/sipsilo/presence"
 )
 
 // fakeDirect answers every direct send with status (or err) and records bodies.
@@ -90,7 +91,7 @@ func TestDirectPathRefusalAndSilence(t *testing.T) {
 	r := startRelay(t, Config{Window: 1, Direct: d, DeadAfter: 2, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}, s, &fakeFS{registered: true}, p)
 	waitUntil(t, "m0 dead-lettered", 5*time.Second, func() bool { m, _ := s.Get(ids[0]); return m.State == kv.StateDead })
 	// The no-answer made the recipient unreachable; a sign of life brings it back.
-	waitUntil(t, "no answer seen", 5*time.Second, func() bool { return p.seen(NoAnswer) })
+	waitUntil(t, "no answer seen", 5*time.Second, func() bool { return p.seen(presence.NoAnswer) })
 	p.mu.Lock()
 	p.ok = true
 	p.mu.Unlock()

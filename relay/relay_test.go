@@ -13,6 +13,7 @@ import (
 
 	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/kv"
+	"github.com/sipsilo/sipsilo/presence"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -79,7 +80,7 @@ func (f *fakeFS) sent() []string {
 type fakePresence struct {
 	mu       sync.Mutex
 	ok       bool
-	outcomes []Outcome
+	outcomes []presence.Outcome
 }
 
 func (p *fakePresence) Deliverable(string) bool {
@@ -88,16 +89,17 @@ func (p *fakePresence) Deliverable(string) bool {
 	return p.ok
 }
 
-func (p *fakePresence) Observe(_ context.Context, _ string, o Outcome, _ time.Time) {
+func (p *fakePresence) ObserveSent(_ context.Context, _ string, o presence.Outcome, _ time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.outcomes = append(p.outcomes, o)
-	if o == NotRegistered || o == NoAnswer {
+	if o == presence.NotRegistered || o == presence.NoAnswer {
 		p.ok = false
 	}
+	return nil
 }
 
-func (p *fakePresence) seen(o Outcome) bool {
+func (p *fakePresence) seen(o presence.Outcome) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, x := range p.outcomes {
@@ -245,7 +247,7 @@ func TestRefusedMessageIsRetriedFirstThenDeadLettered(t *testing.T) {
 	if st := r.Stats(); st.DeadLettered != 1 || st.Refused != 3 || st.Delivered != 2 {
 		t.Fatalf("stats %+v", st)
 	}
-	if !p.seen(Refused) {
+	if !p.seen(presence.Refused) {
 		t.Fatal("presence was not told about the refusals")
 	}
 }
@@ -256,7 +258,7 @@ func TestNotRegisteredKeepsMessageQueued(t *testing.T) {
 	fs := &fakeFS{chat: func(int, string, string) (string, error) { return "-ERR Error! Message Not Sent\n", nil }}
 	p := &fakePresence{ok: true} // stale: FreeSWITCH has no registration
 	r := startRelay(t, Config{DeadAfter: 1}, s, fs, p)
-	waitUntil(t, "not registered", 5*time.Second, func() bool { return p.seen(NotRegistered) })
+	waitUntil(t, "not registered", 5*time.Second, func() bool { return p.seen(presence.NotRegistered) })
 	time.Sleep(50 * time.Millisecond)
 	if n := queued(t, s); n != 2 {
 		t.Fatalf("%d queued, want 2: a missing registration is no refusal", n)
@@ -399,7 +401,7 @@ func TestNoAnswerWaitsForLifeAndTimerFAndCountsTheResend(t *testing.T) {
 	p := &fakePresence{ok: true}
 	const timerF = 400 * time.Millisecond
 	r := startRelay(t, Config{Window: 1, NoAnswerAfter: 50 * time.Millisecond, TimerF: timerF}, s, fs, p)
-	waitUntil(t, "no answer", 5*time.Second, func() bool { return p.seen(NoAnswer) })
+	waitUntil(t, "no answer", 5*time.Second, func() bool { return p.seen(presence.NoAnswer) })
 	time.Sleep(100 * time.Millisecond)
 	if n := len(fs.sent()); n != 1 {
 		t.Fatalf("%d chats to a recipient that did not answer, want 1", n)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/kv"
+	"github.com/sipsilo/sipsilo/presence"
 )
 
 // chatSent is the BACKGROUND_JOB body of a chat the device answered 2xx.
@@ -372,7 +373,7 @@ func (w *worker) delivered(ctx context.Context, res result, log *slog.Logger) {
 		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
 	}
 	log.Debug("delivered", "took", res.took)
-	r.pres.Observe(ctx, w.aor, Delivered2xx, res.started)
+	r.observe(ctx, w.aor, presence.Delivered2xx, res.started)
 }
 
 // handleDirect records the device's own answer to sipsilo's MESSAGE: 2xx
@@ -394,7 +395,7 @@ func (w *worker) handleDirect(ctx context.Context, res result) {
 		r.c.noAnswer.Add(1)
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: res.err.Error(), MayArrive: true})
 		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
-		r.pres.Observe(ctx, w.aor, NoAnswer, res.started)
+		r.observe(ctx, w.aor, presence.NoAnswer, res.started)
 		log.Info("device did not answer sipsilo's MESSAGE; kept", "err", res.err)
 	}
 }
@@ -411,12 +412,12 @@ func (w *worker) failed(ctx context.Context, res result, reply string) {
 		r.holds.holdMessage(id, w.aor, res.started.Add(r.cfg.TimerF))
 		// A phone that wakes up before Timer F still gets the retransmission.
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply, MayArrive: true})
-		r.pres.Observe(ctx, w.aor, NoAnswer, res.started)
+		r.observe(ctx, w.aor, presence.NoAnswer, res.started)
 		log.Info("recipient did not answer; kept until it shows life", "took", res.took)
 	case !w.registered(ctx):
 		r.c.notRegistered.Add(1)
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply})
-		r.pres.Observe(ctx, w.aor, NotRegistered, res.started)
+		r.observe(ctx, w.aor, presence.NotRegistered, res.started)
 		log.Info("recipient not registered; kept until it registers")
 	default:
 		w.refused(ctx, res, reply, log)
@@ -429,7 +430,7 @@ func (w *worker) refused(ctx context.Context, res result, text string, log *slog
 	r := w.r
 	r.c.refused.Add(1)
 	m := w.endAttempt(ctx, res, kv.AttemptResult{Text: text, Refused: true})
-	r.pres.Observe(ctx, w.aor, Refused, res.started)
+	r.observe(ctx, w.aor, presence.Refused, res.started)
 	refusals := res.m.Refusals + 1
 	if m != nil {
 		refusals = m.Refusals
@@ -475,4 +476,12 @@ func backoff(lo, hi time.Duration, n int) time.Duration {
 		d *= 2
 	}
 	return min(d, hi)
+}
+
+// observe feeds a send's outcome to presence; a failure to record it costs
+// evidence, not messages, so it is logged and delivery goes on.
+func (r *Relay) observe(ctx context.Context, aor string, o presence.Outcome, sentAt time.Time) {
+	if err := r.pres.ObserveSent(ctx, aor, o, sentAt); err != nil {
+		r.log.Error("delivery outcome not recorded in presence", "outcome", o.String(), "err", err)
+	}
 }

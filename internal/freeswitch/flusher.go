@@ -1,0 +1,65 @@
+package freeswitch
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/sipsilo/sipsilo/presence"
+)
+
+// API runs one FreeSWITCH API command (esl.Client).
+type API interface {
+	API(ctx context.Context, cmd string) (string, error)
+}
+
+// Flusher asks FreeSWITCH to drop registrations sipsilo's pinger found dead
+// (`sofia profile <p> flush_inbound_reg <call-id>`), as the seed paper's
+// presence server removed users that stopped answering. It runs the commands
+// one at a time off the pinger's goroutines.
+type Flusher struct {
+	api     API
+	profile string // when the registration does not name one
+	reqs    chan presence.Registration
+	log     *slog.Logger
+}
+
+// NewFlusher returns a Flusher that uses profile for registrations that name
+// none; nothing is sent until Run.
+func NewFlusher(api API, profile string, log *slog.Logger) *Flusher {
+	return &Flusher{api: api, profile: profile, reqs: make(chan presence.Registration, 256),
+		log: log.With("component", "flush")}
+}
+
+// Request queues a flush (presence.Config.OnUnreachable); when the queue is full
+// the registration is left to FreeSWITCH's own expiry and the miss is logged.
+func (f *Flusher) Request(aor string, r presence.Registration) {
+	select {
+	case f.reqs <- r:
+	default:
+		f.log.Warn("flush queue full; leaving the registration to FreeSWITCH's expiry", "call_id", r.CallID)
+	}
+}
+
+// Run sends the queued flushes until ctx ends, then returns nil.
+func (f *Flusher) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-f.reqs:
+			p := r.Profile
+			if p == "" {
+				p = f.profile
+			}
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			out, err := f.api.API(actx, "sofia profile "+p+" flush_inbound_reg "+r.CallID)
+			cancel()
+			if err != nil {
+				f.log.Warn("flush_inbound_reg failed", "call_id", r.CallID, "err", err, "reply", out)
+				continue
+			}
+			f.log.Info("asked FreeSWITCH to drop an unreachable registration", "call_id", r.CallID)
+		}
+	}
+}

@@ -1,0 +1,41 @@
+package freeswitch
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sipsilo/sipsilo/presence"
+)
+
+type apiFunc func(ctx context.Context, cmd string) (string, error)
+
+func (f apiFunc) API(ctx context.Context, cmd string) (string, error) { return f(ctx, cmd) }
+
+// The Flusher asks FreeSWITCH to drop each registration the pinger found dead,
+// in the registration's own profile, or the default one when it names none.
+func TestFlusherAsksFreeSWITCHToDropEachRegistration(t *testing.T) {
+	cmds := make(chan string, 2)
+	f := NewFlusher(apiFunc(func(_ context.Context, cmd string) (string, error) {
+		cmds <- cmd
+		return "+OK", nil
+	}), "internal", slog.New(slog.DiscardHandler))
+	f.Request("1001@example.com", presence.Registration{CallID: "c1"})
+	f.Request("1002@example.com", presence.Registration{CallID: "c2", Profile: "external"})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = f.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	for _, want := range []string{"sofia profile internal flush_inbound_reg c1", "sofia profile external flush_inbound_reg c2"} {
+		select {
+		case got := <-cmds:
+			if got != want {
+				t.Fatalf("sent %q, want %q", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %q sent", want)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+// Package freeswitch is sipsilo's FreeSWITCH adapter: what is specific to
+// FreeSWITCH's event socket, kept out of relay and presence so that another PBX
+// can feed them through the same interfaces. The Router reads FreeSWITCH's event
+// stream (bodies to the body tracker, the rest to presence), resyncs
+// registrations after every (re)connection and tells delivery when FreeSWITCH
+// restarted; the Flusher asks FreeSWITCH to drop registrations sipsilo's pinger
+// found dead; Sender gives relay the bgapi command connection.
+package freeswitch
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/sipsilo/sipsilo/esl"
+)
+
+// Presence is what the Router feeds: FreeSWITCH's registration events, and a
+// snapshot of a profile's registrations after each (re)connection
+// (presence.Map).
+type Presence interface {
+	Apply(ctx context.Context, e *esl.Event) error
+	Resync(ctx context.Context, profile, xmlstatus, coreUUID string) error
+}
+
+// Bodies takes the exact body of a message sipsilo took over (relay.Bodies).
+type Bodies interface {
+	Confirm(ctx context.Context, id, coreUUID string, seq uint64, body []byte)
+}
+
+// Delivery is told when FreeSWITCH restarted and when registrations were
+// resynced (relay.Relay).
+type Delivery interface {
+	FreeSWITCHRestarted()
+	WakeAll()
+}
+
+// RouterConfig connects a Router.
+type RouterConfig struct {
+	Client   *esl.Client
+	Presence Presence
+	Bodies   Bodies
+	Delivery Delivery
+	Profiles []string // sofia profiles resynced on every (re)connection
+	Logger   *slog.Logger
+}
+
+// Router is the one consumer of the ESL event stream: it keeps FreeSWITCH's
+// order, hands the post-chatplan MESSAGE bodies to the body tracker and the rest
+// to presence, and resyncs after every (re)connection, whose gap lost events.
+type Router struct {
+	client   *esl.Client
+	pres     Presence
+	bodies   Bodies
+	relay    Delivery
+	profiles []string
+	log      *slog.Logger
+}
+
+// NewRouter returns a Router; nothing happens until Run.
+func NewRouter(cfg RouterConfig) *Router {
+	return &Router{client: cfg.Client, pres: cfg.Presence, bodies: cfg.Bodies, relay: cfg.Delivery,
+		profiles: cfg.Profiles, log: cfg.Logger.With("component", "esl-events")}
+}
+
+// Run routes events until ctx ends, then returns nil.
+func (r *Router) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-r.client.Connected():
+			r.connected(ctx, c)
+		case e := <-r.client.Events():
+			r.route(ctx, e)
+		}
+	}
+}
+
+// connected resyncs registrations before reading the new connection's events.
+// Events already queued behind the snapshot are older or newer than it; presence
+// applies each by (Core-UUID, Event-Sequence), and the register/unregister pairs it
+// may replay end in the state FreeSWITCH is in.
+func (r *Router) connected(ctx context.Context, c esl.Connected) {
+	r.log.Info("ESL connected", "core_uuid", c.CoreUUID, "restarted", c.Restarted, "count", c.Count)
+	if c.Restarted {
+		r.relay.FreeSWITCHRestarted()
+	}
+	for _, p := range r.profiles {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		out, err := r.client.API(actx, "sofia xmlstatus profile "+p+" reg")
+		cancel()
+		if err == nil {
+			err = r.pres.Resync(ctx, p, out, c.CoreUUID)
+		}
+		if err != nil {
+			r.log.Error("registration resync failed; relying on events", "profile", p, "err", err)
+		}
+	}
+	r.relay.WakeAll()
+}
+
+func (r *Router) route(ctx context.Context, e *esl.Event) {
+	if e.Name == "MESSAGE" {
+		// The MESSAGE event after our chatplan carries sipsilo_id and the exact
+		// body; other MESSAGE events (chat results, messages not ours) are not
+		// presence evidence.
+		if id := e.Get("sipsilo_id"); id != "" && e.Get("final_delivery") == "true" {
+			r.bodies.Confirm(ctx, id, e.CoreUUID, e.Sequence, []byte(e.Body))
+		}
+		return
+	}
+	if err := r.pres.Apply(ctx, e); err != nil {
+		r.log.Error("presence event not recorded", "event", e.Name, "subclass", e.Subclass, "err", err)
+	}
+}

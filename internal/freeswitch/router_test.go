@@ -1,0 +1,126 @@
+package freeswitch
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sipsilo/sipsilo/esl"
+	"github.com/sipsilo/sipsilo/internal/fsemu"
+)
+
+// recorder stands in for presence, the body tracker and relay, and records in
+// one list, in order, what the Router asked of them.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recorder) add(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, s)
+}
+
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}
+
+func (r *recorder) Apply(_ context.Context, e *esl.Event) error {
+	r.add("apply " + e.Name + " " + e.Subclass)
+	return nil
+}
+
+func (r *recorder) Resync(_ context.Context, profile, xmlstatus, core string) error {
+	ok := strings.Contains(xmlstatus, "<registrations>") || strings.Contains(xmlstatus, "<profile")
+	r.add("resync " + profile + " " + core + " xml=" + map[bool]string{true: "yes", false: "no"}[ok])
+	return nil
+}
+
+func (r *recorder) Confirm(_ context.Context, id, core string, seq uint64, body []byte) {
+	r.add("body " + id + " " + string(body))
+}
+
+func (r *recorder) FreeSWITCHRestarted() { r.add("restarted") }
+func (r *recorder) WakeAll()             { r.add("wake all") }
+
+func waitCalls(t *testing.T, rec *recorder, what string, cond func([]string) bool) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := rec.list()
+		if cond(got) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: calls so far %q", what, got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func count(calls []string, s string) int {
+	n := 0
+	for _, c := range calls {
+		if c == s {
+			n++
+		}
+	}
+	return n
+}
+
+// The Router resyncs every profile before the first event of each connection,
+// wakes delivery after it, tells delivery when FreeSWITCH restarted (a new
+// Core-UUID), sends our post-chatplan MESSAGE bodies to the body tracker and
+// every other event to presence.
+func TestRouterResyncsOnConnectAndHandlesRestart(t *testing.T) {
+	sw, err := fsemu.NewSwitch(fsemu.SwitchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sw.Close() })
+	client := esl.New(esl.Config{Addr: sw.ESL().Addr(), Password: "ClueCon",
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+	rec := &recorder{}
+	r := NewRouter(RouterConfig{Client: client, Presence: rec, Bodies: rec, Delivery: rec,
+		Profiles: []string{"internal"}, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = client.Run(ctx) })
+	wg.Go(func() { _ = r.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+
+	firstCore := ""
+	got := waitCalls(t, rec, "first resync", func(c []string) bool { return count(c, "wake all") == 1 })
+	if len(got) != 2 || !strings.HasPrefix(got[0], "resync internal ") || !strings.HasSuffix(got[0], " xml=yes") {
+		t.Fatalf("first connection: %q, want a resync of internal with FreeSWITCH's answer, then wake all", got)
+	}
+	firstCore = strings.Fields(got[0])[2]
+
+	ours := &fsemu.Event{Headers: []fsemu.Header{{Name: "Event-Name", Value: "MESSAGE"},
+		{Name: "sipsilo_id", Value: "01ABC"}, {Name: "final_delivery", Value: "true"}}, Body: "exact body"}
+	notOurs := &fsemu.Event{Headers: []fsemu.Header{{Name: "Event-Name", Value: "MESSAGE"}}, Body: "someone else's"}
+	reg := &fsemu.Event{Headers: []fsemu.Header{{Name: "Event-Name", Value: "CUSTOM"},
+		{Name: "Event-Subclass", Value: "sofia::register"}}}
+	sw.ESL().Fire(ours)
+	sw.ESL().Fire(notOurs)
+	sw.ESL().Fire(reg)
+	got = waitCalls(t, rec, "events routed", func(c []string) bool { return count(c, "apply CUSTOM sofia::register") == 1 })
+	if got[2] != "body 01ABC exact body" || got[3] != "apply CUSTOM sofia::register" || len(got) != 4 {
+		t.Fatalf("routing: %q, want our body to the tracker, the other MESSAGE dropped, the register to presence", got[2:])
+	}
+
+	sw.Restart()
+	got = waitCalls(t, rec, "resync after restart", func(c []string) bool { return count(c, "wake all") == 2 })
+	after := got[4:]
+	if len(after) != 3 || after[0] != "restarted" || !strings.HasPrefix(after[1], "resync internal ") ||
+		strings.Fields(after[1])[2] == firstCore || after[2] != "wake all" {
+		t.Fatalf("after a restart: %q, want restarted, a resync under the new Core-UUID (old %s), wake all", after, firstCore)
+	}
+}

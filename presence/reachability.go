@@ -1,0 +1,128 @@
+package presence
+
+import (
+	"context"
+	"time"
+
+	"github.com/sipsilo/sipsilo/internal/netaddr"
+)
+
+// Reachability joins the map and sipsilo's own pinger into what delivery asks
+// before it sends: whether to probe a recipient first (relay.Prober) and which
+// contact may be sent to directly (relay.Contacts). The rules are here, next to
+// the map they read; the daemon only connects them.
+type Reachability struct {
+	m   *Map
+	p   *Pinger
+	cfg ReachabilityConfig
+	// loopbackOnly: the pinger's socket is bound to a loopback address, from
+	// which no phone elsewhere can be reached; judging such phones by pings that
+	// cannot arrive would flush every registration from FreeSWITCH.
+	loopbackOnly bool
+}
+
+// ReachabilityConfig sets when to probe and which contact is fresh.
+type ReachabilityConfig struct {
+	Mode PingMode // which contacts the pinger pings
+	// ProbeAfter: a recipient whose last proof of life is older is probed first.
+	ProbeAfter time.Duration
+	// Direct: the direct path is on; a contact that answered sipsilo's OPTIONS
+	// within FreshFor may be sent to directly.
+	Direct   bool
+	FreshFor time.Duration
+	Now      func() time.Time // default time.Now
+}
+
+// NewReachability returns the rules over m; SetPinger gives them the pinger,
+// which itself needs Targets, before either runs.
+func NewReachability(m *Map, cfg ReachabilityConfig) *Reachability {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Reachability{m: m, cfg: cfg}
+}
+
+// SetPinger connects the pinger that probes. Call it once, before the pinger
+// or relay run.
+func (r *Reachability) SetPinger(p *Pinger) {
+	r.p = p
+	r.loopbackOnly = netaddr.IsLoopback(p.Addr())
+}
+
+// LoopbackOnly reports whether the pinger can reach only phones on this host.
+func (r *Reachability) LoopbackOnly() bool { return r.loopbackOnly }
+
+// Targets is every target the pinger should ping.
+func (r *Reachability) Targets() []Target { return r.pingable(r.m.Targets(r.cfg.Mode)) }
+
+// pingable keeps the targets the pinger's socket can reach.
+func (r *Reachability) pingable(ts []Target) []Target {
+	if !r.loopbackOnly {
+		return ts
+	}
+	out := ts[:0:0]
+	for _, t := range ts {
+		if netaddr.IsLoopback(t.Dest) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Check implements relay.Prober: true unless every contact sipsilo can ping was
+// probed and none answered. It probes when the recipient's last proof of life is
+// older than ProbeAfter, and, with the direct path on, when no contact has a fresh
+// answer yet (a phone that just registered: one round trip opens the direct path
+// for the whole batch). Contacts sipsilo cannot ping (NAT in direct mode, TCP,
+// TLS) are left to FreeSWITCH's view (docs/decisions.md §8).
+func (r *Reachability) Check(ctx context.Context, aor string) bool {
+	if r.p == nil {
+		return true
+	}
+	targets := r.pingable(r.m.TargetsFor(aor, r.cfg.Mode))
+	if len(targets) == 0 {
+		return true
+	}
+	stale := r.cfg.Now().Sub(r.m.LastAlive(aor)) >= r.cfg.ProbeAfter
+	if !stale && !(r.cfg.Direct && !r.fresh(aor)) {
+		return true
+	}
+	alive := make(chan bool, len(targets))
+	for _, t := range targets {
+		go func() { alive <- r.p.Probe(ctx, t).Alive }() // each bounded by the probe timeout
+	}
+	ok := false
+	for range targets {
+		ok = <-alive || ok
+	}
+	return ok
+}
+
+// DirectTarget implements relay.Contacts: a UDP contact reached without NAT that
+// answered sipsilo's last OPTIONS recently.
+func (r *Reachability) DirectTarget(aor string) (uri, dest string, ok bool) {
+	if r.p == nil || !r.cfg.Direct {
+		return "", "", false
+	}
+	t, ok := r.freshTarget(aor)
+	return t.URI, t.Dest, ok
+}
+
+func (r *Reachability) fresh(aor string) bool {
+	_, ok := r.freshTarget(aor)
+	return ok
+}
+
+func (r *Reachability) freshTarget(aor string) (Target, bool) {
+	st := r.m.Get(aor)
+	now := r.cfg.Now()
+	for _, t := range r.pingable(r.m.TargetsFor(aor, PingDirect)) {
+		for _, reg := range st.Registrations {
+			if reg.CallID == t.CallID && reg.Reach == Reachable && reg.PingMisses == 0 &&
+				!reg.LastPing.IsZero() && now.Sub(reg.LastAlive) <= r.cfg.FreshFor {
+				return t, true
+			}
+		}
+	}
+	return Target{}, false
+}
