@@ -45,4 +45,3 @@ func TestRealFSHarness(t *testing.T) {
 		t.Fatalf("after restart: %s pid %d (was %s pid %d)", a.SIPAddr(), a.PID(), sip, pid)
 	}
 }
-

@@ -10,7 +10,7 @@ import (
 // (sofia_contact), "" when the user is not registered.
 func (f *FS) Contact(t testing.TB, user string) string {
 	t.Helper()
-	out := strings.TrimSpace(f.MustAPI(t, "sofia_contact internal/" + user + "@" + Domain))
+	out := strings.TrimSpace(f.MustAPI(t, "sofia_contact internal/"+user+"@"+Domain))
 	if out == "" || strings.HasPrefix(out, "error/") {
 		return ""
 	}
