@@ -70,8 +70,8 @@ func (p Profile) Param(name string) (string, bool) {
 	return v, ok
 }
 
-// Context is the profile's context param; unset, sofia uses "default" (UNVERIFIED:
-// read as mod_sms's own default for a message without a context).
+// Context is the profile's context param; unset, sofia uses "default" (verified
+// on FreeSWITCH 1.10.12 at a start: TestRealFSCheckFS/no_context_param).
 func (p Profile) Context() string {
 	if v, ok := p.Param("context"); ok && v != "" {
 		return v
