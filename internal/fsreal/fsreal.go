@@ -141,6 +141,9 @@ func Start(t testing.TB, o Options) *FS {
 		if err = f.start(); err == nil {
 			return f
 		}
+		if tail := f.LogTail(20); strings.Contains(tail, "error while loading shared libraries") {
+			requireIntegration(t, "FreeSWITCH lacks shared libraries (install the Debian packages scripts/test installs):\n"+tail)
+		}
 		if attempt == 3 {
 			t.Fatalf("fsreal: %v\n%s", err, f.LogTail(40))
 		}
