@@ -90,11 +90,17 @@ func TestRealFSCheckFS(t *testing.T) {
 	})
 	// `sofia profile internal rescan` re-reads the XML itself ("Reload XML
 	// [Success]") and the profile's context with it: check-fs's fix works as
-	// written, without a separate reloadxml.
+	// written, without a separate reloadxml. The emulator does the same
+	// (internal/fsemu TestRescanAndReloadXML).
 	internalXML := filepath.Join(fs.ConfDir(), "sip_profiles", "internal.xml")
 	public, dflt := `<param name="context" value="public"/>`, `<param name="context" value="default"/>`
 	t.Run("context default after rescan", func(t *testing.T) {
 		replaceInFile(t, internalXML, public, dflt)
+		if out := fs.MustAPI(t, "reloadxml"); out != "+OK [Success]\n" {
+			t.Fatalf("reloadxml: %q", out)
+		}
+		// reloadxml alone leaves the running profile as it was.
+		mustContain(t, check(t, true), "ok    profile internal: context public")
 		out := fs.MustAPI(t, "sofia profile internal rescan")
 		mustContain(t, out, "Reload XML [Success]", "+OK scan complete")
 		out = check(t, false)

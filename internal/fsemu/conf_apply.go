@@ -39,17 +39,18 @@ func (s *Switch) chatplan(ev *Event) (*Outcome, error) {
 		return ApplyChatplan(nil, ev) // mod_sms's GLOBAL_SMS interface is missing: direct delivery only
 	}
 	reason := "no chatplan binding"
+	static := s.liveXML().chatplan
 	if s.opts.XMLCurl != nil && s.Loaded("mod_xml_curl") {
 		out, res, err := s.opts.XMLCurl.Process(s.base, ev)
-		if err != nil || !res.Fallback || s.opts.staticChatplan == nil {
+		if err != nil || !res.Fallback || static == nil {
 			return out, err
 		}
 		reason = res.Reason
 	}
-	if s.opts.staticChatplan == nil {
+	if static == nil {
 		return ApplyChatplan(nil, ev)
 	}
-	return applyStatic(s.opts.staticChatplan, ev, reason), nil
+	return applyStatic(static, ev, reason), nil
 }
 
 // applyStatic runs the static chatplan section (conf/chatplan/*.xml) against ev,
@@ -92,7 +93,7 @@ func (s *Switch) profileInfo() [][3]string {
 		{"DBName           ", "db-name", "sofia_reg_" + s.opts.Profile},
 		{"Pres Hosts       ", "pres-hosts", s.opts.Domain},
 		{"Dialplan         ", "dialplan", "XML"},
-		{"Context          ", "context", s.opts.Context},
+		{"Context          ", "context", s.liveXML().context},
 		{"Challenge Realm  ", "challenge-realm", "auto_from"},
 		{"RTP-IP           ", "rtp-ip", host},
 		{"SIP-IP           ", "sip-ip", host},

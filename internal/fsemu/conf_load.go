@@ -30,6 +30,7 @@ type Conf struct {
 
 	chatplan *xnode // <section name="chatplan">, nil when there is none
 	config   *xnode // <section name="configuration">
+	dir      string // the conf directory it was read from
 }
 
 // Binding is one registered mod_xml_curl binding (mod_xml_curl.c do_config).
@@ -116,6 +117,7 @@ func LoadConf(dir string) (*Conf, error) {
 		return nil, fmt.Errorf("fsemu: conf: freeswitch.xml after preprocessing: %w", err)
 	}
 	c := &Conf{
+		dir:      dir,
 		chatplan: root.findChild("section", "name", "chatplan"),
 		config:   root.findChild("section", "name", "configuration"),
 	}
@@ -282,6 +284,6 @@ func (c *Conf) Options(base SwitchOptions, profile string) (SwitchOptions, error
 		o.XMLCurl = &XMLCurl{URL: b.URL, Timeout: b.Timeout, Credentials: b.Credentials,
 			StaticURL: !b.DynamicURL, Sections: b.Mask}
 	}
-	o.staticChatplan, o.staticConfig = c.chatplan, c.config
+	o.staticChatplan, o.staticConfig, o.confDir = c.chatplan, c.config, c.dir
 	return o, nil
 }

@@ -53,9 +53,9 @@ func (s *Switch) locate(q locateQuery, ev *Event) *xnode {
 	var section *xnode
 	switch strings.ToLower(q.section) {
 	case "chatplan":
-		section = s.opts.staticChatplan
+		section = s.liveXML().chatplan
 	case "configuration":
-		section = s.opts.staticConfig
+		section = s.liveXML().config
 	}
 	if section == nil {
 		return nil
