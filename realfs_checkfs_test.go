@@ -88,6 +88,18 @@ func TestRealFSCheckFS(t *testing.T) {
 		out := check(t, false)
 		mustContain(t, out, "FAIL  module mod_sms not loaded", `<load module="mod_sms"/>`, "ok    module mod_xml_curl loaded")
 	})
+	// mod_xml_curl reads its bindings when it loads: a changed gateway-url
+	// takes effect on `reload mod_xml_curl`, as the README says.
+	t.Run("binding re-pointed by reload mod_xml_curl", func(t *testing.T) {
+		xmlCurl := filepath.Join(fs.ConfDir(), "autoload_configs", "xml_curl.conf.xml")
+		other := freePort(t)
+		replaceInFile(t, xmlCurl, "http://"+httpAddr+"/", "http://"+other+"/")
+		fs.MustAPI(t, "reload mod_xml_curl")
+		mustContain(t, check(t, false), "FAIL  chatplan binding", "points to http://"+other+"/fs/chatplan, not to sipsilo at "+httpAddr)
+		replaceInFile(t, xmlCurl, "http://"+other+"/", "http://"+httpAddr+"/")
+		fs.MustAPI(t, "reload mod_xml_curl")
+		check(t, true)
+	})
 	// `sofia profile internal rescan` re-reads the XML itself ("Reload XML
 	// [Success]") and the profile's context with it: check-fs's fix works as
 	// written, without a separate reloadxml. The emulator does the same

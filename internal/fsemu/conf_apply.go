@@ -13,10 +13,7 @@ var capturedModules = []string{"mod_console", "mod_logfile", "mod_xml_curl", "mo
 
 // Loaded is switch_loadable_module_exists for this switch.
 func (s *Switch) Loaded(module string) bool {
-	if s.opts.Modules == nil {
-		return slices.Contains(capturedModules, module)
-	}
-	return slices.Contains(s.opts.Modules, module)
+	return slices.Contains(s.liveXML().modules, module)
 }
 
 // moduleExistsAPI is mod_commands module_exists_function: "true" or "false", and
@@ -40,8 +37,8 @@ func (s *Switch) chatplan(ev *Event) (*Outcome, error) {
 	}
 	reason := "no chatplan binding"
 	static := s.liveXML().chatplan
-	if s.opts.XMLCurl != nil && s.Loaded("mod_xml_curl") {
-		out, res, err := s.opts.XMLCurl.Process(s.base, ev)
+	if x := s.liveXML().xmlCurl; x != nil && s.Loaded("mod_xml_curl") {
+		out, res, err := x.Process(s.base, ev)
 		if err != nil || !res.Fallback || static == nil {
 			return out, err
 		}

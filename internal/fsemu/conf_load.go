@@ -270,20 +270,30 @@ func (c *Conf) Options(base SwitchOptions, profile string) (SwitchOptions, error
 	if _, err := strconv.Atoi(c.ESL.ListenPort); err != nil {
 		return o, fmt.Errorf("fsemu: conf: event socket listen-port %q", c.ESL.ListenPort)
 	}
-	o.XMLCurl = nil
+	x, err := c.chatplanBinding()
+	if err != nil {
+		return o, err
+	}
+	o.XMLCurl = x
+	o.staticChatplan, o.staticConfig, o.confDir = c.chatplan, c.config, c.dir
+	return o, nil
+}
+
+// chatplanBinding is the one binding that serves the chatplan, nil if none.
+func (c *Conf) chatplanBinding() (*XMLCurl, error) {
+	var x *XMLCurl
 	for _, b := range c.Bindings {
 		if !b.Covers("chatplan") {
 			continue
 		}
-		if o.XMLCurl != nil {
-			return o, errors.New("fsemu: conf: more than one binding serves the chatplan; the emulator runs one")
+		if x != nil {
+			return nil, errors.New("fsemu: conf: more than one binding serves the chatplan; the emulator runs one")
 		}
 		if b.Method != "" {
-			return o, fmt.Errorf("fsemu: conf: binding %q sets method; only the default POST is emulated", b.Name)
+			return nil, fmt.Errorf("fsemu: conf: binding %q sets method; only the default POST is emulated", b.Name)
 		}
-		o.XMLCurl = &XMLCurl{URL: b.URL, Timeout: b.Timeout, Credentials: b.Credentials,
+		x = &XMLCurl{URL: b.URL, Timeout: b.Timeout, Credentials: b.Credentials,
 			StaticURL: !b.DynamicURL, Sections: b.Mask}
 	}
-	o.staticChatplan, o.staticConfig, o.confDir = c.chatplan, c.config, c.dir
-	return o, nil
+	return x, nil
 }

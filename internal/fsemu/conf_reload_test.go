@@ -62,3 +62,44 @@ func TestRescanAndReloadXML(t *testing.T) {
 		t.Fatalf("rescan of an unknown profile: %q, want %q", got, want)
 	}
 }
+
+// TestModuleCommands: load, unload and reload with FreeSWITCH 1.10.12's
+// answers (measured), and mod_xml_curl reading its binding again on reload.
+func TestModuleCommands(t *testing.T) {
+	dir := installed(t, freeswitchconf.Options{HTTPAddr: "127.0.0.1:8485"}, Install{})
+	sw := switchFromConf(t, dir)
+	addr, pw := sw.ESL().Addr(), "ClueCon"
+	for _, c := range []struct{ cmd, want string }{
+		{"unload mod_sms", "+OK\n"},
+		{"module_exists mod_sms", "false"},
+		{"unload mod_sms", "-ERR [No such module!]\n"},
+		{"load mod_sms", "+OK Reloading XML\n+OK\n"},
+		{"load mod_sms", "+OK Reloading XML\n-ERR [Module already loaded]\n"},
+		{"module_exists mod_sms", "true"},
+		{"load mod_nosuch", "+OK Reloading XML\n-ERR [module load file routine returned an error]\n"},
+		{"reload mod_nosuch", "+OK Reloading XML\n-ERR unloading module [No such module!]\n-ERR loading module [module load file routine returned an error]\n"},
+		{"unload mod_xml_curl", "+OK\n"},
+		{"reload mod_xml_curl", "+OK Reloading XML\n-ERR unloading module [No such module!]\n+OK module loaded\n"},
+	} {
+		if got := api(t, addr, pw, c.cmd); got != c.want {
+			t.Errorf("%s: %q, want %q", c.cmd, got, c.want)
+		}
+	}
+	p := filepath.Join(dir, "autoload_configs", "xml_curl.conf.xml")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), "127.0.0.1:8485", "127.0.0.1:9999", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := sw.liveXML().xmlCurl.URL; !strings.Contains(got, "127.0.0.1:8485") {
+		t.Fatalf("binding %q changed before the reload", got)
+	}
+	if got, want := api(t, addr, pw, "reload mod_xml_curl"), "+OK Reloading XML\n+OK module unloaded\n+OK module loaded\n"; got != want {
+		t.Fatalf("reload mod_xml_curl: %q, want %q", got, want)
+	}
+	if got := sw.liveXML().xmlCurl.URL; !strings.Contains(got, "127.0.0.1:9999") {
+		t.Fatalf("binding %q after the reload, want the new URL", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -153,7 +154,11 @@ func NewSwitch(opts SwitchOptions) (*Switch, error) {
 		cseq:    123278600, // sofia's counter looked like this; any start will do
 		pending: map[sip.ClientTransaction]struct{}{},
 	}
-	s.live = liveXML{context: opts.Context, chatplan: opts.staticChatplan, config: opts.staticConfig}
+	s.live = liveXML{context: opts.Context, chatplan: opts.staticChatplan, config: opts.staticConfig,
+		modules: slices.Clone(opts.Modules), xmlCurl: opts.XMLCurl}
+	if opts.Modules == nil {
+		s.live.modules = slices.Clone(capturedModules)
+	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	if err := s.startSIP(); err != nil {
 		s.Close()
@@ -178,6 +183,9 @@ func NewSwitch(opts SwitchOptions) (*Switch, error) {
 		esl.HandleAPI("module_exists", s.moduleExistsAPI)
 		esl.HandleAPI("xml_locate", s.xmlLocateAPI)
 		esl.HandleAPI("reloadxml", s.reloadXMLAPI)
+		esl.HandleAPI("load", s.loadAPI)
+		esl.HandleAPI("unload", s.unloadAPI)
+		esl.HandleAPI("reload", s.reloadAPI)
 	}
 	return s, nil
 }
