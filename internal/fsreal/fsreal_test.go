@@ -21,6 +21,11 @@ func TestRealFSHarness(t *testing.T) {
 	if out := b.MustAPI(t, "module_exists mod_sms"); strings.TrimSpace(out) != "true" {
 		t.Fatalf("module_exists mod_sms: %q", out)
 	}
+	// The binding follows PointChatplan: FreeSWITCH's own view of it changes.
+	b.PointChatplan(t, conf.Options{HTTPAddr: "127.0.0.1:7"})
+	if out := b.MustAPI(t, "xml_locate configuration configuration name xml_curl.conf"); !strings.Contains(out, "http://127.0.0.1:7/fs/chatplan") {
+		t.Fatalf("xml_curl.conf after PointChatplan:\n%s", out)
+	}
 	ua, err := fsemu.NewUA(fsemu.UAOptions{User: "1001", Password: Password, Switch: a.SIPAddr()})
 	if err != nil {
 		t.Fatal(err)

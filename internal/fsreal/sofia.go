@@ -1,9 +1,12 @@
 package fsreal
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	conf "github.com/sipsilo/sipsilo/freeswitch-conf"
 )
 
 // Contact returns user's registered contact on profile internal
@@ -36,5 +39,27 @@ func (f *FS) FlushRegistrations(t testing.TB) {
 	f.MustAPI(t, "sofia profile internal flush_inbound_reg")
 	for _, u := range []string{"1000", "1001", "1002", "1003"} {
 		f.WaitRegistered(t, u, false, 10*time.Second)
+	}
+}
+
+// PointChatplan rewrites the chatplan binding for a sipsilo with o's HTTPAddr
+// (and credentials) and applies it with `reload mod_xml_curl`, which makes
+// mod_xml_curl read its bindings again: one FreeSWITCH can serve several
+// sipsilos in turn.
+func (f *FS) PointChatplan(t testing.TB, o conf.Options) {
+	t.Helper()
+	files, err := conf.Render(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		if file.Path == "autoload_configs/xml_curl.conf.xml" {
+			if err := writeFile(filepath.Join(f.ConfDir(), filepath.FromSlash(file.Path)), file.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if out := f.MustAPI(t, "reload mod_xml_curl"); !strings.Contains(out, "+OK module loaded") {
+		t.Fatalf("fsreal: reload mod_xml_curl: %q", out)
 	}
 }
