@@ -73,7 +73,7 @@ func (s *Switch) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		FromSIPIP:   ip,
 		FromSIPPort: port,
 		FromFull:    fromHdr,
-		Context:     s.opts.Context,
+		Context:     s.liveXML().context,
 		Profile:     s.opts.Profile,
 		ContentType: ctype,
 		Login:       s.login(),

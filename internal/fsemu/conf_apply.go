@@ -12,10 +12,7 @@ var capturedModules = []string{"mod_console", "mod_logfile", "mod_xml_curl", "mo
 
 // Loaded is switch_loadable_module_exists for this switch.
 func (s *Switch) Loaded(module string) bool {
-	if s.opts.Modules == nil {
-		return slices.Contains(capturedModules, module)
-	}
-	return slices.Contains(s.opts.Modules, module)
+	return slices.Contains(s.liveXML().modules, module)
 }
 
 // moduleExistsAPI is mod_commands module_exists_function: "true" or "false", and
@@ -38,17 +35,18 @@ func (s *Switch) chatplan(ev *Event) (*Outcome, error) {
 		return ApplyChatplan(nil, ev) // mod_sms's GLOBAL_SMS interface is missing: direct delivery only
 	}
 	reason := "no chatplan binding"
-	if s.opts.XMLCurl != nil && s.Loaded("mod_xml_curl") {
-		out, res, err := s.opts.XMLCurl.Process(s.base, ev)
-		if err != nil || !res.Fallback || s.opts.staticChatplan == nil {
+	static := s.liveXML().chatplan
+	if x := s.liveXML().xmlCurl; x != nil && s.Loaded("mod_xml_curl") {
+		out, res, err := x.Process(s.base, ev)
+		if err != nil || !res.Fallback || static == nil {
 			return out, err
 		}
 		reason = res.Reason
 	}
-	if s.opts.staticChatplan == nil {
+	if static == nil {
 		return ApplyChatplan(nil, ev)
 	}
-	return applyStatic(s.opts.staticChatplan, ev, reason), nil
+	return applyStatic(static, ev, reason), nil
 }
 
 // applyStatic runs the static chatplan section (conf/chatplan/*.xml) against ev,
@@ -91,7 +89,7 @@ func (s *Switch) profileInfo() [][3]string {
 		{"DBName           ", "db-name", "sofia_reg_" + s.opts.Profile},
 		{"Pres Hosts       ", "pres-hosts", s.opts.Domain},
 		{"Dialplan         ", "dialplan", "XML"},
-		{"Context          ", "context", s.opts.Context},
+		{"Context          ", "context", s.liveXML().context},
 		{"Challenge Realm  ", "challenge-realm", "auto_from"},
 		{"RTP-IP           ", "rtp-ip", host},
 		{"SIP-IP           ", "sip-ip", host},

@@ -30,6 +30,7 @@ type Conf struct {
 
 	chatplan *xnode // <section name="chatplan">, nil when there is none
 	config   *xnode // <section name="configuration">
+	dir      string // the conf directory it was read from
 }
 
 // Binding is one registered mod_xml_curl binding (mod_xml_curl.c do_config).
@@ -70,8 +71,8 @@ func (p Profile) Param(name string) (string, bool) {
 	return v, ok
 }
 
-// Context is the profile's context param; unset, sofia uses "default" (UNVERIFIED:
-// read as mod_sms's own default for a message without a context).
+// Context is the profile's context param; unset, sofia uses "default" (verified
+// on FreeSWITCH 1.10.12 at a start: TestRealFSCheckFS/no_context_param).
 func (p Profile) Context() string {
 	if v, ok := p.Param("context"); ok && v != "" {
 		return v
@@ -116,6 +117,7 @@ func LoadConf(dir string) (*Conf, error) {
 		return nil, fmt.Errorf("fsemu: conf: freeswitch.xml after preprocessing: %w", err)
 	}
 	c := &Conf{
+		dir:      dir,
 		chatplan: root.findChild("section", "name", "chatplan"),
 		config:   root.findChild("section", "name", "configuration"),
 	}
@@ -268,20 +270,30 @@ func (c *Conf) Options(base SwitchOptions, profile string) (SwitchOptions, error
 	if _, err := strconv.Atoi(c.ESL.ListenPort); err != nil {
 		return o, fmt.Errorf("fsemu: conf: event socket listen-port %q", c.ESL.ListenPort)
 	}
-	o.XMLCurl = nil
+	x, err := c.chatplanBinding()
+	if err != nil {
+		return o, err
+	}
+	o.XMLCurl = x
+	o.staticChatplan, o.staticConfig, o.confDir = c.chatplan, c.config, c.dir
+	return o, nil
+}
+
+// chatplanBinding is the one binding that serves the chatplan, nil if none.
+func (c *Conf) chatplanBinding() (*XMLCurl, error) {
+	var x *XMLCurl
 	for _, b := range c.Bindings {
 		if !b.Covers("chatplan") {
 			continue
 		}
-		if o.XMLCurl != nil {
-			return o, errors.New("fsemu: conf: more than one binding serves the chatplan; the emulator runs one")
+		if x != nil {
+			return nil, errors.New("fsemu: conf: more than one binding serves the chatplan; the emulator runs one")
 		}
 		if b.Method != "" {
-			return o, fmt.Errorf("fsemu: conf: binding %q sets method; only the default POST is emulated", b.Name)
+			return nil, fmt.Errorf("fsemu: conf: binding %q sets method; only the default POST is emulated", b.Name)
 		}
-		o.XMLCurl = &XMLCurl{URL: b.URL, Timeout: b.Timeout, Credentials: b.Credentials,
+		x = &XMLCurl{URL: b.URL, Timeout: b.Timeout, Credentials: b.Credentials,
 			StaticURL: !b.DynamicURL, Sections: b.Mask}
 	}
-	o.staticChatplan, o.staticConfig = c.chatplan, c.config
-	return o, nil
+	return x, nil
 }

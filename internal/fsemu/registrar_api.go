@@ -32,6 +32,11 @@ func (s *Switch) sofiaAPI(args string) string {
 			return "Invalid Profile!\n"
 		}
 		return s.renderProfileStatus()
+	case len(f) >= 3 && f[0] == "profile" && f[2] == "rescan":
+		if f[1] != s.opts.Profile {
+			return "Invalid Profile [" + f[1] + "]"
+		}
+		return s.rescan()
 	case len(f) >= 3 && f[0] == "profile" && f[2] == "flush_inbound_reg":
 		if f[1] != s.opts.Profile {
 			return "Invalid Profile [" + f[1] + "]"

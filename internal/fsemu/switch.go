@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -68,8 +69,10 @@ type SwitchOptions struct {
 	// runs at all.
 	Modules []string
 
-	// Set by Conf.Options: the static XML the chatplan and xml_locate fall back to.
+	// Set by Conf.Options: the static XML the chatplan and xml_locate fall back to,
+	// and the conf directory reloadxml and `sofia profile <p> rescan` read again.
 	staticChatplan, staticConfig *xnode
+	confDir                      string
 }
 
 // Switch emulates the SIP side of FreeSWITCH 1.10.12 with mod_sofia
@@ -100,6 +103,10 @@ type Switch struct {
 
 	chatQ []chan *inboundChat
 	rr    int
+
+	// live is what reloadxml and rescan change at run time (conf_reload.go).
+	liveMu sync.RWMutex
+	live   liveXML
 
 	flushes []string     // flush_inbound_reg arguments, for Flushes (under mu)
 	chats   atomic.Int64 // chat API calls, for Chats
@@ -147,6 +154,11 @@ func NewSwitch(opts SwitchOptions) (*Switch, error) {
 		cseq:    123278600, // sofia's counter looked like this; any start will do
 		pending: map[sip.ClientTransaction]struct{}{},
 	}
+	s.live = liveXML{context: opts.Context, chatplan: opts.staticChatplan, config: opts.staticConfig,
+		modules: slices.Clone(opts.Modules), xmlCurl: opts.XMLCurl}
+	if opts.Modules == nil {
+		s.live.modules = slices.Clone(capturedModules)
+	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	if err := s.startSIP(); err != nil {
 		s.Close()
@@ -170,6 +182,10 @@ func NewSwitch(opts SwitchOptions) (*Switch, error) {
 	if s.Loaded("mod_commands") {
 		esl.HandleAPI("module_exists", s.moduleExistsAPI)
 		esl.HandleAPI("xml_locate", s.xmlLocateAPI)
+		esl.HandleAPI("reloadxml", s.reloadXMLAPI)
+		esl.HandleAPI("load", s.loadAPI)
+		esl.HandleAPI("unload", s.unloadAPI)
+		esl.HandleAPI("reload", s.reloadAPI)
 	}
 	return s, nil
 }

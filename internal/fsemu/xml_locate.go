@@ -43,7 +43,7 @@ func (s *Switch) xmlLocateAPI(args string) string {
 
 // locate is switch_xml_locate with the switch's binding and static XML.
 func (s *Switch) locate(q locateQuery, ev *Event) *xnode {
-	if x := s.opts.XMLCurl; x != nil && s.Loaded("mod_xml_curl") && (Binding{Mask: x.Sections}).Covers(q.section) {
+	if x := s.liveXML().xmlCurl; x != nil && s.Loaded("mod_xml_curl") && (Binding{Mask: x.Sections}).Covers(q.section) {
 		if root := x.fetch(s.base, ev, q); root != nil {
 			if n := findLocated(root, q); n != nil {
 				return n
@@ -53,9 +53,9 @@ func (s *Switch) locate(q locateQuery, ev *Event) *xnode {
 	var section *xnode
 	switch strings.ToLower(q.section) {
 	case "chatplan":
-		section = s.opts.staticChatplan
+		section = s.liveXML().chatplan
 	case "configuration":
-		section = s.opts.staticConfig
+		section = s.liveXML().config
 	}
 	if section == nil {
 		return nil
