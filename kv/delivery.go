@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,13 +100,21 @@ func lastResultOf(m *Message) string { return m.LastResult }
 // ConfirmBody replaces the stored body with the exact copy from the ESL MESSAGE
 // event that FreeSWITCH fires after the chatplan (DESIGN.md, the message path, 2).
 // It is recorded even for a message that is no longer queued, so its history holds
-// the exact text; a message given up as StateNoBody is queued again.
+// the exact text; a message given up as StateNoBody is queued again. For a body
+// already exact at intake (BodyQueryExact) the event is a cross-check, whose
+// outcome check reports; when the copies differ the ESL one is kept.
 //
 // The event keeps the chatplan request's Core-UUID and Event-Sequence (captures,
 // scenario 13); an event whose pair differs from the stored one is not this
 // message's and is refused with ErrMismatch.
-func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*Message, error) {
-	return s.change(ctx, "confirm body", id, record(EventBody, func(*Message) string { return "exact body from ESL" }, true), func(m *Message) (bool, error) {
+func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (m *Message, check BodyCheck, err error) {
+	detail := func(*Message) string {
+		if check == BodyDiffered {
+			return "exact body from ESL differs from the query copy checked at intake; the ESL copy is kept"
+		}
+		return "exact body from ESL"
+	}
+	m, err = s.change(ctx, "confirm body", id, record(EventBody, detail, true), func(m *Message) (bool, error) {
 		if m.CoreUUID != core || m.EventSeq != seq {
 			return false, fmt.Errorf("%w: event %s/%d, message %s/%d", ErrMismatch, core, seq, m.CoreUUID, m.EventSeq)
 		}
@@ -116,11 +125,27 @@ func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, bo
 			// Given up for want of a body, which has come after all: deliver it.
 			m.State, m.Reason = StateQueued, "exact body arrived after the grace period"
 		}
+		if m.BodySource == BodyQueryExact {
+			check = BodySame
+			if !bytes.Equal(m.Body, body) {
+				check = BodyDiffered
+			}
+		}
 		m.Body = append([]byte(nil), body...)
 		m.BodySource, m.BodyFinal, m.BodyFallback = BodyESL, true, false
 		return true, nil
 	})
+	return m, check, err
 }
+
+// BodyCheck is what the ESL copy of a body said of the copy checked at intake.
+type BodyCheck int
+
+const (
+	BodyUnchecked BodyCheck = iota // the body was not exact at intake (or the event was a duplicate)
+	BodySame                       // the ESL copy is the body checked at intake
+	BodyDiffered                   // the ESL copy differs; it replaced the intake copy
+)
 
 // FinalizeBody ends the wait for the exact body: the query copy stands and the
 // record says so, or, without a query copy, the message is recorded as having no
@@ -132,8 +157,18 @@ func (s *Store) FinalizeBody(ctx context.Context, id string) (*Message, error) {
 		}
 		return &event{kind: EventBody, detail: m.Reason}
 	}, func(m *Message) (bool, error) {
-		if m.BodyFinal || m.State != StateQueued {
+		if m.State != StateQueued {
 			return false, nil
+		}
+		if m.BodyFinal {
+			if !awaitingESL(m) {
+				return false, nil
+			}
+			// Exact at intake, and the event never came: the body stands, and the
+			// message is no longer taken for one whose final answer may be lost.
+			m.BodyFallback = true
+			m.Reason = "no ESL MESSAGE event; the body checked at intake stands"
+			return true, nil
 		}
 		if m.BodySource == BodyAwaiting {
 			m.State, m.Reason = StateNoBody, "no body in the chatplan request and no ESL MESSAGE event"
@@ -143,6 +178,13 @@ func (s *Store) FinalizeBody(ctx context.Context, id string) (*Message, error) {
 		m.Reason = "exact body not received over ESL in time; the query copy is used"
 		return true, nil
 	})
+}
+
+// awaitingESL reports whether m still waits for its post-chatplan ESL MESSAGE
+// event: for its exact body, or, with a body exact at intake, for the event's
+// sign that FreeSWITCH took the final answer.
+func awaitingESL(m *Message) bool {
+	return !m.BodyFinal || (m.BodySource == BodyQueryExact && !m.BodyFallback)
 }
 
 // intakeInFlight marks a message that may already have been delivered by
@@ -157,7 +199,7 @@ const intakeInFlight = "intake"
 // uncertain resend.
 func (s *Store) MarkIntakeUncertain(ctx context.Context, id string) (*Message, error) {
 	return s.change(ctx, "mark intake uncertain", id, nil, func(m *Message) (bool, error) {
-		if m.State != StateQueued || m.BodyFinal || m.InFlight != "" {
+		if m.State != StateQueued || !awaitingESL(m) || m.InFlight != "" {
 			return false, nil
 		}
 		m.InFlight = intakeInFlight

@@ -40,6 +40,10 @@ const (
 	// BodyQuery: the body is the dynamic-URL query copy, exact except for literal %XX
 	// text and leading/trailing spaces (captures README, addenda).
 	BodyQuery BodySource = "query"
+	// BodyQueryExact: the body is the dynamic-URL copy checked against the MD5
+	// FreeSWITCH sent beside it, so it is exact and final at intake; the ESL copy,
+	// when it comes, is a cross-check (dialplan.DecodeText).
+	BodyQueryExact BodySource = "query_exact"
 	// BodyESL: the body is the exact copy from the ESL MESSAGE event.
 	BodyESL BodySource = "esl"
 	// BodyAPI: the message was injected through the admin API with its body; no
@@ -76,8 +80,10 @@ type Message struct {
 	// (NoticeStored, NoticeExpired), so that a restart does not repeat one.
 	Notices []string `json:"notices,omitempty"`
 
-	// BodyFinal is set once the body can be delivered: the exact ESL copy arrived, or
-	// the grace period for it passed and the query copy stands (BodyFallback).
+	// BodyFinal is set once the body can be delivered: at intake when it was exact
+	// (BodyQueryExact), else when the exact ESL copy arrived or the grace period for
+	// it passed and the query copy stands (BodyFallback). BodyFallback on a
+	// BodyQueryExact body says its ESL event never came.
 	BodyFinal    bool `json:"body_final,omitempty"`
 	BodyFallback bool `json:"body_fallback,omitempty"`
 

@@ -100,8 +100,10 @@ func (s *Store) QueuedAORs() ([]string, error) {
 	return out, err
 }
 
-// AwaitingBody returns the queued messages whose exact body has not arrived and
-// whose grace period was not yet closed; after a restart their grace restarts.
+// AwaitingBody returns the queued messages whose post-chatplan ESL event has not
+// arrived: those whose exact body has not come and whose grace period was not
+// yet closed, and those whose body was exact at intake (BodyQueryExact); after
+// a restart their grace restarts.
 func (s *Store) AwaitingBody() ([]*Message, error) {
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -111,7 +113,7 @@ func (s *Store) AwaitingBody() ([]*Message, error) {
 			if err != nil {
 				return fmt.Errorf("message %s: %w: %v", id, ErrCorrupt, err)
 			}
-			if !m.BodyFinal {
+			if awaitingESL(m) {
 				out = append(out, m)
 			}
 			return nil

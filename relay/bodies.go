@@ -13,7 +13,7 @@ import (
 
 // BodyStore is what the body tracker needs of kv.Store.
 type BodyStore interface {
-	ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*kv.Message, error)
+	ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*kv.Message, kv.BodyCheck, error)
 	FinalizeBody(ctx context.Context, id string) (*kv.Message, error)
 	AwaitingBody() ([]*kv.Message, error)
 	MarkIntakeUncertain(ctx context.Context, id string) (*kv.Message, error)
@@ -28,13 +28,20 @@ type BodyStats struct {
 	Missing  int64 // no query copy and no ESL event: recorded as no_body
 	Unknown  int64 // ESL bodies for ids this store does not hold, or not matching them
 	Failures int64 // store errors
+	// Bodies exact at intake (their MD5 matched) and what their ESL copy said:
+	Checked     int64 // the same body
+	Differed    int64 // another body, which replaced it (never seen; a defect if counted)
+	Unconfirmed int64 // no ESL copy within the grace period; the intake copy stands (a later copy counts as Checked too)
 }
 
-// Bodies waits for the exact body of each new message. The query copy of the body
-// is lossy (literal %XX, outer spaces); the MESSAGE event FreeSWITCH fires after
-// the chatplan carries the exact one, keyed by sipsilo_id. A message becomes
+// Bodies waits for the exact body of each new message whose URL copy was not
+// exact. That copy is lossy with an older binding's body parameter (literal %XX,
+// outer spaces), and with the shipped text/md5 pair only when its MD5 could not
+// be matched (dialplan.DecodeText); the MESSAGE event FreeSWITCH fires after the
+// chatplan carries the exact one, keyed by sipsilo_id. A message becomes
 // deliverable when that event arrived or, after the grace period, with the query
-// copy (DESIGN.md, the message path, 2).
+// copy (DESIGN.md, the message path, 2). A body exact at intake is deliverable at
+// once, and its event is a cross-check.
 type Bodies struct {
 	store BodyStore
 	wake  func(aor string)
@@ -46,6 +53,7 @@ type Bodies struct {
 	pending map[string]pendingBody
 
 	exact, query, missing, unknown, failures atomic.Int64
+	checked, differed, unconfirmed           atomic.Int64
 }
 
 type pendingBody struct {
@@ -79,7 +87,7 @@ func (b *Bodies) Expect(id, aor string, received time.Time) {
 // Confirm stores the exact body from the post-chatplan MESSAGE event, which
 // carries the Core-UUID and Event-Sequence of the chatplan request.
 func (b *Bodies) Confirm(ctx context.Context, id, core string, seq uint64, body []byte) {
-	m, err := b.store.ConfirmBody(ctx, id, core, seq, body)
+	m, check, err := b.store.ConfirmBody(ctx, id, core, seq, body)
 	if err == nil || errors.Is(err, kv.ErrNotFound) || errors.Is(err, kv.ErrMismatch) {
 		b.mu.Lock()
 		delete(b.pending, id) // on a store error the grace period still runs
@@ -96,6 +104,11 @@ func (b *Bodies) Confirm(ctx context.Context, id, core string, seq uint64, body 
 	case err != nil:
 		b.failures.Add(1)
 		b.log.Error("cannot store the exact body; the query copy stays", "id", id, "err", err)
+	case check == kv.BodySame:
+		b.checked.Add(1)
+	case check == kv.BodyDiffered:
+		b.differed.Add(1)
+		b.log.Error("the ESL body differs from the body checked at intake; the ESL copy is kept", "id", id)
 	default:
 		b.exact.Add(1)
 		if m.State == kv.StateQueued {
@@ -164,6 +177,9 @@ func (b *Bodies) expire(ctx context.Context) {
 		case m.State == kv.StateNoBody:
 			b.missing.Add(1)
 			b.log.Warn("message has no body: none in the chatplan request, no ESL MESSAGE event", "id", id)
+		case m.BodyFallback && m.BodySource == kv.BodyQueryExact:
+			b.unconfirmed.Add(1)
+			b.log.Info("no ESL MESSAGE event for a body checked at intake", "id", id)
 		case m.BodyFallback && m.BodySource == kv.BodyQuery:
 			b.query.Add(1)
 			b.log.Info("exact body not received over ESL; using the query copy", "id", id)
@@ -175,5 +191,6 @@ func (b *Bodies) expire(ctx context.Context) {
 // Stats returns the counters.
 func (b *Bodies) Stats() BodyStats {
 	return BodyStats{Exact: b.exact.Load(), Query: b.query.Load(), Missing: b.missing.Load(),
-		Unknown: b.unknown.Load(), Failures: b.failures.Load()}
+		Unknown: b.unknown.Load(), Failures: b.failures.Load(),
+		Checked: b.checked.Load(), Differed: b.differed.Load(), Unconfirmed: b.unconfirmed.Load()}
 }
