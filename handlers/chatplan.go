@@ -257,7 +257,7 @@ func newMessage(l *dialplan.Lookup) *kv.Message {
 	}
 	switch {
 	case l.BodyExact:
-		m.Body, m.BodySource, m.BodyFinal = l.Body, kv.BodyQueryExact, true
+		m.Body, m.BodySource = l.Body, kv.BodyQueryExact
 	case l.HasBody:
 		m.Body, m.BodySource = l.Body, kv.BodyQuery
 	}

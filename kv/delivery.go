@@ -157,17 +157,12 @@ func (s *Store) FinalizeBody(ctx context.Context, id string) (*Message, error) {
 		}
 		return &event{kind: EventBody, detail: m.Reason}
 	}, func(m *Message) (bool, error) {
-		if m.State != StateQueued {
+		if m.BodyFinal || m.State != StateQueued {
 			return false, nil
 		}
-		if m.BodyFinal {
-			if !awaitingESL(m) {
-				return false, nil
-			}
-			// Exact at intake, and the event never came: the body stands, and the
-			// message is no longer taken for one whose final answer may be lost.
-			m.BodyFallback = true
-			m.Reason = "no ESL MESSAGE event; the body checked at intake stands"
+		if m.BodySource == BodyQueryExact {
+			m.BodyFinal, m.BodyFallback = true, true
+			m.Reason = "no ESL MESSAGE event in time; the body checked at intake stands"
 			return true, nil
 		}
 		if m.BodySource == BodyAwaiting {
@@ -178,13 +173,6 @@ func (s *Store) FinalizeBody(ctx context.Context, id string) (*Message, error) {
 		m.Reason = "exact body not received over ESL in time; the query copy is used"
 		return true, nil
 	})
-}
-
-// awaitingESL reports whether m still waits for its post-chatplan ESL MESSAGE
-// event: for its exact body, or, with a body exact at intake, for the event's
-// sign that FreeSWITCH took the final answer.
-func awaitingESL(m *Message) bool {
-	return !m.BodyFinal || (m.BodySource == BodyQueryExact && !m.BodyFallback)
 }
 
 // intakeInFlight marks a message that may already have been delivered by
@@ -199,7 +187,7 @@ const intakeInFlight = "intake"
 // uncertain resend.
 func (s *Store) MarkIntakeUncertain(ctx context.Context, id string) (*Message, error) {
 	return s.change(ctx, "mark intake uncertain", id, nil, func(m *Message) (bool, error) {
-		if m.State != StateQueued || !awaitingESL(m) || m.InFlight != "" {
+		if m.State != StateQueued || m.BodyFinal || m.InFlight != "" {
 			return false, nil
 		}
 		m.InFlight = intakeInFlight

@@ -41,8 +41,9 @@ const (
 	// text and leading/trailing spaces (captures README, addenda).
 	BodyQuery BodySource = "query"
 	// BodyQueryExact: the body is the dynamic-URL copy checked against the MD5
-	// FreeSWITCH sent beside it, so it is exact and final at intake; the ESL copy,
-	// when it comes, is a cross-check (dialplan.DecodeText).
+	// FreeSWITCH sent beside it, so it is exact at intake (dialplan.DecodeText).
+	// The message still waits for the ESL event, which is a cross-check and keeps
+	// a burst in order, or for the grace period; then this copy stands.
 	BodyQueryExact BodySource = "query_exact"
 	// BodyESL: the body is the exact copy from the ESL MESSAGE event.
 	BodyESL BodySource = "esl"
@@ -80,10 +81,9 @@ type Message struct {
 	// (NoticeStored, NoticeExpired), so that a restart does not repeat one.
 	Notices []string `json:"notices,omitempty"`
 
-	// BodyFinal is set once the body can be delivered: at intake when it was exact
-	// (BodyQueryExact), else when the exact ESL copy arrived or the grace period for
-	// it passed and the query copy stands (BodyFallback). BodyFallback on a
-	// BodyQueryExact body says its ESL event never came.
+	// BodyFinal is set once the body can be delivered: the ESL copy arrived, or
+	// the grace period for it passed and the query copy stands (BodyFallback; on a
+	// BodyQueryExact body that copy is exact).
 	BodyFinal    bool `json:"body_final,omitempty"`
 	BodyFallback bool `json:"body_fallback,omitempty"`
 

@@ -101,9 +101,8 @@ func (s *Store) QueuedAORs() ([]string, error) {
 }
 
 // AwaitingBody returns the queued messages whose post-chatplan ESL event has not
-// arrived: those whose exact body has not come and whose grace period was not
-// yet closed, and those whose body was exact at intake (BodyQueryExact); after
-// a restart their grace restarts.
+// arrived and whose grace period was not yet closed; after a restart their grace
+// restarts.
 func (s *Store) AwaitingBody() ([]*Message, error) {
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -113,7 +112,7 @@ func (s *Store) AwaitingBody() ([]*Message, error) {
 			if err != nil {
 				return fmt.Errorf("message %s: %w: %v", id, ErrCorrupt, err)
 			}
-			if awaitingESL(m) {
+			if !m.BodyFinal {
 				out = append(out, m)
 			}
 			return nil

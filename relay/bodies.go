@@ -31,17 +31,18 @@ type BodyStats struct {
 	// Bodies exact at intake (their MD5 matched) and what their ESL copy said:
 	Checked     int64 // the same body
 	Differed    int64 // another body, which replaced it (never seen; a defect if counted)
-	Unconfirmed int64 // no ESL copy within the grace period; the intake copy stands (a later copy counts as Checked too)
+	Unconfirmed int64 // none within the grace period: the intake copy stands (a later copy counts as Checked too)
 }
 
-// Bodies waits for the exact body of each new message whose URL copy was not
-// exact. That copy is lossy with an older binding's body parameter (literal %XX,
-// outer spaces), and with the shipped text/md5 pair only when its MD5 could not
-// be matched (dialplan.DecodeText); the MESSAGE event FreeSWITCH fires after the
-// chatplan carries the exact one, keyed by sipsilo_id. A message becomes
-// deliverable when that event arrived or, after the grace period, with the query
-// copy (DESIGN.md, the message path, 2). A body exact at intake is deliverable at
-// once, and its event is a cross-check.
+// Bodies waits for the post-chatplan MESSAGE event of each new message, which
+// FreeSWITCH fires with the exact body, keyed by sipsilo_id. The URL copy of the
+// body is lossy with an older binding's body parameter (literal %XX, outer
+// spaces), and with the shipped text/md5 pair only when its MD5 could not be
+// matched (dialplan.DecodeText); otherwise it is exact and the event is a
+// cross-check. The wait also keeps a burst in order: FreeSWITCH's two chat
+// threads hand messages over out of order, and the event comes after the
+// chatplan. A message becomes deliverable when that event arrived or, after the
+// grace period, with the URL copy (DESIGN.md, the message path, 2).
 type Bodies struct {
 	store BodyStore
 	wake  func(aor string)
@@ -104,13 +105,16 @@ func (b *Bodies) Confirm(ctx context.Context, id, core string, seq uint64, body 
 	case err != nil:
 		b.failures.Add(1)
 		b.log.Error("cannot store the exact body; the query copy stays", "id", id, "err", err)
-	case check == kv.BodySame:
-		b.checked.Add(1)
-	case check == kv.BodyDiffered:
-		b.differed.Add(1)
-		b.log.Error("the ESL body differs from the body checked at intake; the ESL copy is kept", "id", id)
 	default:
-		b.exact.Add(1)
+		switch check {
+		case kv.BodySame:
+			b.checked.Add(1)
+		case kv.BodyDiffered:
+			b.differed.Add(1)
+			b.log.Error("the ESL body differs from the body checked at intake; the ESL copy is kept", "id", id)
+		default:
+			b.exact.Add(1)
+		}
 		if m.State == kv.StateQueued {
 			b.wake(m.To)
 		}
@@ -179,7 +183,8 @@ func (b *Bodies) expire(ctx context.Context) {
 			b.log.Warn("message has no body: none in the chatplan request, no ESL MESSAGE event", "id", id)
 		case m.BodyFallback && m.BodySource == kv.BodyQueryExact:
 			b.unconfirmed.Add(1)
-			b.log.Info("no ESL MESSAGE event for a body checked at intake", "id", id)
+			b.log.Info("no ESL MESSAGE event; using the body checked at intake", "id", id)
+			b.wake(m.To)
 		case m.BodyFallback && m.BodySource == kv.BodyQuery:
 			b.query.Add(1)
 			b.log.Info("exact body not received over ESL; using the query copy", "id", id)
