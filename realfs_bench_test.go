@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -558,4 +559,65 @@ func editFile(b *testing.B, path, old, repl string) {
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// BenchmarkRealFSDetection: the four fixture users' phones register on the real
+// FreeSWITCH and then go silent (their sockets stay open and drop everything)
+// at random points of the ping interval; latency from each silence to
+// FreeSWITCH no longer listing the registration, which sipsilo's pinger (at its
+// defaults: 5 s interval, 1 s deadline, 2 misses) has it flush
+// (flush_inbound_reg). FreeSWITCH's own pinging (the fixture's 5 s) needs ≈ 47 s.
+func BenchmarkRealFSDetection(b *testing.B) {
+	f := startBenchFS(b)
+	users := []string{"1000", "1001", "1002", "1003"}
+	var all []time.Duration
+	for range b.N {
+		b.StopTimer()
+		proc := benchSipsilo(b, f)
+		uas := make([]*fsemu.UA, len(users))
+		for i, u := range users {
+			uas[i] = f.ua(b, u)
+			register(b, uas[i])
+		}
+		time.Sleep(6 * time.Second) // every phone pinged once: sipsilo knows it answers
+		silenced := make([]time.Time, len(users))
+		order := rand.Perm(len(users))
+		start := time.Now()
+		for k, i := range order {
+			// Spread the silences over one interval.
+			time.Sleep(time.Until(start.Add(time.Duration(k) * 5 * time.Second / time.Duration(len(users)))))
+			uas[i].SetSilent(true)
+			silenced[i] = time.Now()
+		}
+		b.StartTimer()
+		lat := make([]time.Duration, len(users))
+		deadline := time.Now().Add(60 * time.Second)
+		for left := len(users); left > 0; {
+			for i, u := range users {
+				if lat[i] != 0 || silenced[i].IsZero() {
+					continue
+				}
+				if out, err := f.api("sofia_count_reg " + u + "@127.0.0.1"); err == nil && strings.TrimSpace(out) == "0" {
+					lat[i] = time.Since(silenced[i])
+					left--
+				}
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("not every silent phone was flushed within 60 s: %v", lat)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.StopTimer()
+		all = append(all, lat...)
+		slices.Sort(lat)
+		b.ReportMetric(lat[len(lat)/2].Seconds(), "p50-s")
+		b.ReportMetric(lat[len(lat)-1].Seconds(), "max-s")
+		for _, ua := range uas {
+			_ = ua.Close()
+		}
+		stopSipsilo(b, proc)
+	}
+	slices.Sort(all)
+	b.Logf("all %d detections: p50 %.2f s, p95 %.2f s, max %.2f s", len(all),
+		all[len(all)/2].Seconds(), all[(len(all)*95+99)/100-1].Seconds(), all[len(all)-1].Seconds())
 }
