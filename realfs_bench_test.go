@@ -32,6 +32,7 @@ import (
 
 	conf "github.com/sipsilo/sipsilo/freeswitch-conf"
 	"github.com/sipsilo/sipsilo/internal/fsemu"
+	"github.com/sipsilo/sipsilo/relay"
 )
 
 // benchFS is a running FreeSWITCH started by startBenchFS.
@@ -199,6 +200,14 @@ func (f *benchFS) ua(b *testing.B, user string) *fsemu.UA {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// An op that failed left it registered: take it off FreeSWITCH, or the next
+	// op's messages would go to this closed socket too.
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = ua.Unregister(ctx)
+		_ = ua.Close()
+	})
 	return ua
 }
 
@@ -481,7 +490,7 @@ func BenchmarkRealFSOnline(b *testing.B) {
 				b.StartTimer()
 				for i := range n {
 					start := time.Now()
-					send(b, alice, "1001", bodyN(i))
+					sendRetry(b, alice, "1001", bodyN(i))
 					got := in.waitCount(b, i+1, 10*time.Second)
 					lat = append(lat, got[i].At.Sub(start))
 				}
@@ -620,4 +629,108 @@ func BenchmarkRealFSDetection(b *testing.B) {
 	slices.Sort(all)
 	b.Logf("all %d detections: p50 %.2f s, p95 %.2f s, max %.2f s", len(all),
 		all[len(all)/2].Seconds(), all[(len(all)*95+99)/100-1].Seconds(), all[len(all)-1].Seconds())
+}
+
+// BenchmarkRealFSChatOrder: what order FreeSWITCH itself keeps among
+// overlapping chats, without sipsilo: n bgapi chats to one registered phone over
+// one event-socket connection, each written after the previous +OK (chained, as
+// relay does) or all at once (pipelined). Reports the adjacent pairs that reached
+// the phone out of order and the datagrams its socket dropped (a drop is resent
+// by FreeSWITCH 500 ms later and arrives late: that is the phone's inversion, not
+// FreeSWITCH's). SIPSILO_BENCH_N sets n (default 2,000).
+func BenchmarkRealFSChatOrder(b *testing.B) {
+	f := startBenchFS(b)
+	n := 2000
+	if v, err := strconv.Atoi(os.Getenv("SIPSILO_BENCH_N")); err == nil && v > 0 {
+		n = v
+	}
+	for _, mode := range []string{"chained", "pipelined"} {
+		b.Run("mode="+mode, func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				inv, drops := chatOrderRun(b, f, n, mode == "pipelined")
+				b.ReportMetric(float64(inv), "inversions")
+				b.ReportMetric(float64(drops), "phone-drops")
+			}
+		})
+	}
+}
+
+func chatOrderRun(b *testing.B, f *benchFS, n int, pipelined bool) (inv, drops int) {
+	b.Helper()
+	ua := f.ua(b, "1001")
+	register(b, ua)
+	in := collect(b, ua)
+	c, err := net.DialTimeout("tcp", f.esl, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
+	r := bufio.NewReader(c)
+	reply := func() {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if line == "\n" {
+				return // command replies have no body
+			}
+		}
+	}
+	reply() // auth/request
+	fmt.Fprintf(c, "auth %s\n\n", conf.ESLPassword)
+	reply()
+	cmd := func(i int) string {
+		args := relay.ChatArgs("1000@127.0.0.1", "1001@127.0.0.1", []byte(bodyN(i)), "text/plain")
+		return fmt.Sprintf("bgapi chat %s\nJob-UUID: order-%d\n\n", args, i)
+	}
+	b.StartTimer()
+	if pipelined {
+		var all strings.Builder
+		for i := range n {
+			all.WriteString(cmd(i))
+		}
+		_, _ = io.WriteString(c, all.String())
+		for range n {
+			reply()
+		}
+	} else {
+		for i := range n {
+			_, _ = io.WriteString(c, cmd(i))
+			reply()
+		}
+	}
+	got := in.waitCount(b, n, 2*time.Minute)
+	b.StopTimer()
+	drops = udpDrops(ua.Addr())
+	for i := 1; i < len(got); i++ {
+		if string(got[i].Body) < string(got[i-1].Body) {
+			inv++
+			b.Logf("%s reached the phone after %s", got[i].Body, got[i-1].Body)
+		}
+	}
+	unregister(b, ua)
+	f.waitRegistered(b, "1001", 0)
+	return inv, drops
+}
+
+// udpDrops reads the kernel's drop count of the UDP socket bound to addr
+// (/proc/net/udp, Linux); -1 when unknown.
+func udpDrops(addr string) int {
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 12 && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", p)) {
+			d, _ := strconv.Atoi(f[len(f)-1])
+			return d
+		}
+	}
+	return -1
 }
