@@ -24,10 +24,10 @@ import (
 // (docs/architecture.md, "Intake").
 const TextSentinel = "_"
 
-// textSearchBudget bounds the bytes hashed while settling ambiguous escapes,
-// so that a hostile body full of them costs at most about a tenth of a
-// millisecond of CPU per request.
-const textSearchBudget = 128 << 10
+// textSearchBudget bounds the bytes hashed while settling ambiguous escapes
+// (each candidate counted 64 bytes more), so that a hostile body full of them
+// costs at most about a tenth of a millisecond of CPU per request.
+const textSearchBudget = 32 << 10
 
 // textMaxLiterals is the most escapes read as literal text in one candidate.
 const textMaxLiterals = 4
@@ -74,31 +74,30 @@ func DecodeText(raw, sum string) (body []byte, exact bool) {
 }
 
 // settle finds which ambiguous escapes (indexes into parts) were literal text:
-// none, or up to textMaxLiterals of them, fewest first, hashing at most
-// textSearchBudget bytes. ok is false when no reading matched want.
+// none, or up to textMaxLiterals of them, fewest first, within
+// textSearchBudget. ok is false when no reading matched want.
 func settle(parts []textPart, ambiguous []int, want []byte) (literal []int, ok bool) {
-	size := 0
+	size := 2 * len(TextSentinel)
 	for _, p := range parts {
 		size += len(p.b)
 	}
-	h := md5.New()
-	var sum [md5.Size]byte
+	buf := make([]byte, 0, size+3*textMaxLiterals)
 	budget := textSearchBudget
 	hashes := func(lit []int) bool {
-		budget -= size + 2*len(lit) + 2
-		h.Reset()
-		h.Write([]byte(TextSentinel))
+		budget -= size + 64 // a candidate costs its bytes and a fixed overhead
+		buf = append(buf[:0], TextSentinel...)
 		j := 0
 		for i, p := range parts {
 			if j < len(lit) && lit[j] == i {
-				h.Write([]byte(p.alt))
+				buf = append(buf, p.alt...)
 				j++
 				continue
 			}
-			h.Write(p.b)
+			buf = append(buf, p.b...)
 		}
-		h.Write([]byte(TextSentinel))
-		return bytes.Equal(h.Sum(sum[:0]), want)
+		buf = append(buf, TextSentinel...)
+		sum := md5.Sum(buf)
+		return bytes.Equal(sum[:], want)
 	}
 	if hashes(nil) {
 		return nil, true
@@ -135,36 +134,42 @@ func settle(parts []textPart, ambiguous []int, want []byte) (literal []int, ok b
 // digits, or a byte it escapes): the text was not made by it.
 func splitText(s string) (parts []textPart, ambiguous []int, clean bool) {
 	clean = true
-	var run []byte
+	n := strings.Count(s, "%")
+	parts = make([]textPart, 0, 2*n+1)
+	ambiguous = make([]int, 0, n)
+	dec := make([]byte, 0, len(s)) // every part's bytes, in one allocation
+	start := 0                     // of the current fixed run in dec
+	flush := func() {
+		if len(dec) > start {
+			parts = append(parts, textPart{b: dec[start:len(dec):len(dec)]})
+		}
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c != '%' {
 			clean = clean && !fsEscapes(c)
-			run = append(run, c)
+			dec = append(dec, c)
 			continue
 		}
 		if i+2 >= len(s) || !isUpperHexDigit(s[i+1]) || !isUpperHexDigit(s[i+2]) {
 			clean = false
-			run = append(run, c)
+			dec = append(dec, c)
 			continue
 		}
 		v := unhex(s[i+1])<<4 | unhex(s[i+2])
 		esc := s[i : i+3]
 		i += 2
 		if !fsEscapes(v) {
-			run = append(run, esc...) // url_encode would have written v itself: literal text
+			dec = append(dec, esc...) // url_encode would have written v itself: literal text
 			continue
 		}
-		if len(run) > 0 {
-			parts = append(parts, textPart{b: run})
-			run = nil
-		}
+		flush()
+		dec = append(dec, v)
 		ambiguous = append(ambiguous, len(parts))
-		parts = append(parts, textPart{b: []byte{v}, alt: esc})
+		parts = append(parts, textPart{b: dec[len(dec)-1 : len(dec) : len(dec)], alt: esc})
+		start = len(dec)
 	}
-	if len(run) > 0 {
-		parts = append(parts, textPart{b: run})
-	}
+	flush()
 	return parts, ambiguous, clean
 }
 
