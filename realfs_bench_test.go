@@ -734,3 +734,56 @@ func udpDrops(addr string) int {
 	}
 	return -1
 }
+
+// BenchmarkRealFSExactBodies: hostile bodies sent through the real FreeSWITCH
+// with the shipped binding; reports how many sipsilo took exact from the URL
+// (their MD5 matched, then checked against the ESL copy), how many differed from
+// that copy (must be 0) and how many needed the ESL copy (MD5 not settled).
+func BenchmarkRealFSExactBodies(b *testing.B) {
+	f := startBenchFS(b)
+	bodies := append([]string{
+		"|", "~", "/", "%41", "%20lead", "  lead and trail  ", "\r\nCRLF\r\n", "\tTab\vVT\v",
+		"${x} $${y} ${url_encode(z)}", `quotes 'sq' "dq" back\slash \n`, "a,b,,c,", "ümlaut 日本語 🎉",
+		"ends with %4", "ends with %", strings.Repeat("40k %41 | ~/ 'q' \"d\" \\ ${x} ümlaut 日本\r\n", 40*1024/48),
+	}, exactBodies...)
+	var bin strings.Builder
+	for r := rune(1); r < 0x800; r++ {
+		bin.WriteRune(r)
+	}
+	bodies = append(bodies, bin.String())
+	for range b.N {
+		b.StopTimer()
+		proc := benchSipsilo(b, f, fsPath...)
+		alice := f.ua(b, "1000")
+		for _, body := range bodies {
+			sendRetry(b, alice, "1001", body)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		var text string
+		for {
+			res, err := newClient().Get("http://" + proc.addr + "/metrics")
+			if err == nil {
+				raw, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				text = string(raw)
+			}
+			done := 0.0
+			for _, src := range []string{"checked", "differed", "exact", "query"} {
+				done += metricValue(text, `sipsilo_message_bodies_total{source="`+src+`"}`)
+			}
+			if int(done) >= len(bodies) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("bodies not final within 30 s:\n%s", text)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.ReportMetric(float64(len(bodies)), "bodies")
+		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="checked"}`), "exact-at-intake")
+		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="differed"}`), "differed")
+		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="exact"}`), "from-esl")
+		_ = alice.Close()
+		stopSipsilo(b, proc)
+	}
+}
