@@ -27,8 +27,9 @@ type worker struct {
 	inflight map[string]bool // message ids being sent
 	// chain is closed when the last send started has been accepted by
 	// FreeSWITCH: each send waits for the one before, so the chats of a window
-	// leave in queue order (FreeSWITCH starts its jobs in the order it accepted
-	// them), while their ≥100 ms waits for the device overlap.
+	// start in queue order (FreeSWITCH starts its jobs in the order it accepted
+	// them, and its job threads reach sofia in that order but for a rare swap of
+	// neighbours, BENCHMARKS.md), while their ≥100 ms waits for the device overlap.
 	chain chan struct{}
 	// blocked is set by a failed send: nothing new goes out until the sends in
 	// flight have ended, then the queue restarts at its head, so the failed
