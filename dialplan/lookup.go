@@ -64,11 +64,16 @@ type Lookup struct {
 	// Fields is every form field in the order sent, duplicates included.
 	Fields []Field
 
-	// Body is the MESSAGE body from the dynamic URL's body query parameter. HasBody
-	// is false when the parameter is absent: the exact body then comes only from the
-	// ESL MESSAGE event. Present but empty is an empty message (docs/decisions.md §4).
-	Body    []byte
-	HasBody bool
+	// Body is the MESSAGE body from the dynamic URL: the text and md5 parameters
+	// of the shipped binding (DecodeText), or the body parameter of older ones.
+	// HasBody is false when neither is there: the exact body then comes only from
+	// the ESL MESSAGE event. Present but empty is an empty message (docs/decisions.md
+	// §4). BodyExact says Body is the MESSAGE body byte for byte (its
+	// MD5 matched); otherwise it is the lossy copy, exact except for literal %XX
+	// text and (body parameter) leading and trailing blanks.
+	Body      []byte
+	HasBody   bool
+	BodyExact bool
 }
 
 // Get returns the first form field with the given name.
@@ -108,16 +113,36 @@ func Parse(rawQuery string, form []byte) (*Lookup, error) {
 	if err := l.numbers(nums); err != nil {
 		return nil, err
 	}
-	for _, p := range strings.Split(rawQuery, "&") {
-		if v, ok := strings.CutPrefix(p, "body="); ok {
-			l.Body, l.HasBody = []byte(unescape(v)), true
-			break
-		}
-	}
+	l.queryBody(rawQuery)
 	if l.Section == "" {
 		return nil, fmt.Errorf("%w: no section field", ErrMalformed)
 	}
 	return l, nil
+}
+
+// queryBody takes the body from the URL's query: text and md5 when both are
+// there, else body (the first of each name counts).
+func (l *Lookup) queryBody(rawQuery string) {
+	var text, sum, body string
+	var hasText, hasSum, hasBody bool
+	for _, p := range strings.Split(rawQuery, "&") {
+		name, v, _ := strings.Cut(p, "=")
+		switch {
+		case name == "text" && !hasText:
+			text, hasText = v, true
+		case name == "md5" && !hasSum:
+			sum, hasSum = v, true
+		case name == "body" && !hasBody:
+			body, hasBody = v, true
+		}
+	}
+	switch {
+	case hasText && hasSum:
+		l.Body, l.BodyExact = DecodeText(text, sum)
+		l.HasBody = true
+	case hasBody:
+		l.Body, l.HasBody = []byte(unescape(body)), true
+	}
 }
 
 // slot returns where a field's value goes, and a small index unique to that place.

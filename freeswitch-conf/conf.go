@@ -6,7 +6,10 @@
 // The directory name has a dash (freeswitch-conf), so the package is named freeswitchconf.
 package freeswitchconf
 
-import "embed"
+import (
+	"embed"
+	"strings"
+)
 
 // Files holds the shipped files with paths relative to FreeSWITCH's conf directory
 // (autoload_configs/…, chatplan/…, sip_profiles/…). Files ending in .xml are complete files
@@ -21,9 +24,12 @@ var Files embed.FS
 // can substitute an operator's settings for them; conf_test.go and render_test.go keep them in step.
 const (
 	// ChatplanURL is the gateway-url of the chatplan binding in
-	// autoload_configs/xml_curl.conf.xml: sipsilo's default listen address, the handler path
-	// and the message body expanded by FreeSWITCH (use-dynamic-url).
-	ChatplanURL = "http://127.0.0.1:8484/fs/chatplan?body=${url_encode(${_body})}"
+	// autoload_configs/xml_curl.conf.xml (where its '&' is written "&amp;"): sipsilo's
+	// default listen address, the handler path and the message body expanded by FreeSWITCH
+	// (use-dynamic-url), URL-encoded and as an MD5 that proves the decoding exact, both
+	// wrapped in '_' so that FreeSWITCH's trimming of API arguments keeps the body's own
+	// edges (dialplan.DecodeText).
+	ChatplanURL = "http://127.0.0.1:8484/fs/chatplan?text=${url_encode(_${_body}_)}&md5=${md5(_${_body}_)}"
 
 	// ChatplanTimeoutSeconds is the binding's timeout. FreeSWITCH takes whole seconds and
 	// treats 0 as no limit.
@@ -45,3 +51,6 @@ const (
 	// the message itself.
 	FallbackMarker = "sipsilo_static_chatplan"
 )
+
+// ChatplanURLAttr is url as written in an XML attribute of the binding.
+func ChatplanURLAttr(url string) string { return strings.ReplaceAll(url, "&", "&amp;") }

@@ -136,8 +136,10 @@ func TestXMLCurlChatplanBinding(t *testing.T) {
 			t.Errorf("gateway-url bindings = %q, want %q", got, want)
 		}
 		url := p.attrs["value"]
-		if !strings.Contains(url, "${url_encode(${_body})}") {
-			t.Errorf("gateway-url %q does not carry ${url_encode(${_body})}", url)
+		for _, exp := range []string{"text=${url_encode(_${_body}_)}", "md5=${md5(_${_body}_)}"} {
+			if !strings.Contains(url, exp) {
+				t.Errorf("gateway-url %q does not carry %s", url, exp)
+			}
 		}
 		if got, want := url, ChatplanURL; got != want {
 			t.Errorf("gateway-url = %q, ChatplanURL = %q", got, want)

@@ -163,7 +163,7 @@ const credentialsLine = `<!-- <param name="gateway-credentials" value="sipsilo:c
 func (o *Options) xmlCurl(data []byte) ([]byte, bool, error) {
 	// The URL template keeps its literal ${...}: only the host:port, validated
 	// above, changes.
-	data, err := replaceOnce(data, `value="`+ChatplanURL+`"`, `value="`+ChatplanURLFor(o.HTTPAddr)+`"`)
+	data, err := replaceOnce(data, `value="`+ChatplanURLAttr(ChatplanURL)+`"`, `value="`+ChatplanURLAttr(ChatplanURLFor(o.HTTPAddr))+`"`)
 	if err != nil || o.User == "" {
 		return data, false, err
 	}

@@ -65,7 +65,7 @@ func TestRenderSettingsParseBack(t *testing.T) {
 	got := rendered(t, o)
 
 	curl := paramValues(t, got["autoload_configs/xml_curl.conf.xml"].Data)
-	if want := "http://[::1]:9090/fs/chatplan?body=${url_encode(${_body})}"; curl["gateway-url"] != want {
+	if want := "http://[::1]:9090/fs/chatplan?text=${url_encode(_${_body}_)}&md5=${md5(_${_body}_)}"; curl["gateway-url"] != want {
 		t.Errorf("gateway-url = %q, want %q", curl["gateway-url"], want)
 	}
 	if want := "sip&silo:" + hostile; curl["gateway-credentials"] != want {

@@ -275,7 +275,10 @@ func newMessage(l *dialplan.Lookup) *kv.Message {
 	if d, ok := senderExpires(l); ok {
 		m.Expires = m.Received.Add(d) // kv keeps the shorter of this and the TTL
 	}
-	if l.HasBody {
+	switch {
+	case l.BodyExact:
+		m.Body, m.BodySource = l.Body, kv.BodyQueryExact
+	case l.HasBody:
 		m.Body, m.BodySource = l.Body, kv.BodyQuery
 	}
 	return m

@@ -3,6 +3,8 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
@@ -14,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sipsilo/sipsilo/dialplan"
+	"github.com/sipsilo/sipsilo/internal/fsemu"
 	"github.com/sipsilo/sipsilo/kv"
 )
 
@@ -96,6 +100,43 @@ func TestChatplanStoresThenAnswersFinal(t *testing.T) {
 }
 
 func eventsUp() bool { return true }
+
+// TestChatplanExactTextAtIntake: the shipped binding's text and md5
+// parameters, as FreeSWITCH expands them, give the exact body at once; a text
+// whose MD5 does not match is kept as a lossy copy.
+func TestChatplanExactTextAtIntake(t *testing.T) {
+	ts := startServer(t, Config{}, nil)
+	for seq, c := range []struct {
+		body  string
+		sum   string // "" for the body's own
+		exact bool
+	}{
+		{body: "  %41 edges | ~ /\r\n  ", exact: true},
+		{body: "\r\n", exact: true},
+		{body: "tampered", sum: strings.Repeat("0", 32)},
+	} {
+		w := dialplan.TextSentinel + c.body + dialplan.TextSentinel
+		sum := c.sum
+		if sum == "" {
+			h := md5.Sum([]byte(w))
+			sum = hex.EncodeToString(h[:])
+		}
+		f := form(map[string]*string{"Event-Sequence": ptr(string(rune('0' + seq)))})
+		a := post(t, ts.url, http.MethodPost, "text="+fsemu.URLEncode(w)+"&md5="+sum, f)
+		m, err := ts.store.Get(a.storedID())
+		if err != nil {
+			t.Fatalf("%q: not stored: %v\n%s", c.body, err, a.body)
+		}
+		wantSrc := kv.BodyQuery
+		if c.exact {
+			wantSrc = kv.BodyQueryExact
+		}
+		// Deliverable only after the ESL event or the grace, which keep bursts in order.
+		if string(m.Body) != c.body || m.BodySource != wantSrc || m.BodyFinal {
+			t.Errorf("%q: stored body %q source %q final %v", c.body, m.Body, m.BodySource, m.BodyFinal)
+		}
+	}
+}
 
 func TestChatplanWithoutBodyParameterAwaitsESL(t *testing.T) {
 	ts := startServer(t, Config{Chatplan: ChatplanConfig{BodyEvents: eventsUp}}, nil)

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,13 +100,21 @@ func lastResultOf(m *Message) string { return m.LastResult }
 // ConfirmBody replaces the stored body with the exact copy from the ESL MESSAGE
 // event that FreeSWITCH fires after the chatplan (docs/decisions.md §4).
 // It is recorded even for a message that is no longer queued, so its history holds
-// the exact text; a message given up as StateNoBody is queued again.
+// the exact text; a message given up as StateNoBody is queued again. For a body
+// already exact at intake (BodyQueryExact) the event is a cross-check, whose
+// outcome check reports; when the copies differ the ESL one is kept.
 //
 // The event keeps the chatplan request's Core-UUID and Event-Sequence (docs/decisions.md
 // §4); an event whose pair differs from the stored one is not this
 // message's and is refused with ErrMismatch.
-func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*Message, error) {
-	return s.change(ctx, "confirm body", id, record(EventBody, func(*Message) string { return "exact body from ESL" }, true), func(m *Message) (bool, error) {
+func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (m *Message, check BodyCheck, err error) {
+	detail := func(*Message) string {
+		if check == BodyDiffered {
+			return "exact body from ESL differs from the query copy checked at intake; the ESL copy is kept"
+		}
+		return "exact body from ESL"
+	}
+	m, err = s.change(ctx, "confirm body", id, record(EventBody, detail, true), func(m *Message) (bool, error) {
 		if m.CoreUUID != core || m.EventSeq != seq {
 			return false, fmt.Errorf("%w: event %s/%d, message %s/%d", ErrMismatch, core, seq, m.CoreUUID, m.EventSeq)
 		}
@@ -116,11 +125,27 @@ func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, bo
 			// Given up for want of a body, which has come after all: deliver it.
 			m.State, m.Reason = StateQueued, "exact body arrived after the grace period"
 		}
+		if m.BodySource == BodyQueryExact {
+			check = BodySame
+			if !bytes.Equal(m.Body, body) {
+				check = BodyDiffered
+			}
+		}
 		m.Body = append([]byte(nil), body...)
 		m.BodySource, m.BodyFinal, m.BodyFallback = BodyESL, true, false
 		return true, nil
 	})
+	return m, check, err
 }
+
+// BodyCheck is what the ESL copy of a body said of the copy checked at intake.
+type BodyCheck int
+
+const (
+	BodyUnchecked BodyCheck = iota // the body was not exact at intake (or the event was a duplicate)
+	BodySame                       // the ESL copy is the body checked at intake
+	BodyDiffered                   // the ESL copy differs; it replaced the intake copy
+)
 
 // FinalizeBody ends the wait for the exact body: the query copy stands and the
 // record says so, or, without a query copy, the message is recorded as having no
@@ -134,6 +159,11 @@ func (s *Store) FinalizeBody(ctx context.Context, id string) (*Message, error) {
 	}, func(m *Message) (bool, error) {
 		if m.BodyFinal || m.State != StateQueued {
 			return false, nil
+		}
+		if m.BodySource == BodyQueryExact {
+			m.BodyFinal, m.BodyFallback = true, true
+			m.Reason = "no ESL MESSAGE event in time; the body checked at intake stands"
+			return true, nil
 		}
 		if m.BodySource == BodyAwaiting {
 			m.State, m.Reason = StateNoBody, "no body in the chatplan request and no ESL MESSAGE event"

@@ -40,6 +40,11 @@ const (
 	// BodyQuery: the body is the dynamic-URL query copy, exact except for literal %XX
 	// text and leading/trailing spaces (docs/decisions.md §4).
 	BodyQuery BodySource = "query"
+	// BodyQueryExact: the body is the dynamic-URL copy checked against the MD5
+	// FreeSWITCH sent beside it, so it is exact at intake (dialplan.DecodeText).
+	// The message still waits for the ESL event, which is a cross-check and keeps
+	// a burst in order, or for the grace period; then this copy stands.
+	BodyQueryExact BodySource = "query_exact"
 	// BodyESL: the body is the exact copy from the ESL MESSAGE event.
 	BodyESL BodySource = "esl"
 	// BodyAPI: the message was injected through the admin API with its body; no
@@ -76,8 +81,9 @@ type Message struct {
 	// (NoticeStored, NoticeExpired), so that a restart does not repeat one.
 	Notices []string `json:"notices,omitempty"`
 
-	// BodyFinal is set once the body can be delivered: the exact ESL copy arrived, or
-	// the grace period for it passed and the query copy stands (BodyFallback).
+	// BodyFinal is set once the body can be delivered: the ESL copy arrived, or
+	// the grace period for it passed and the query copy stands (BodyFallback; on a
+	// BodyQueryExact body that copy is exact).
 	BodyFinal    bool `json:"body_final,omitempty"`
 	BodyFallback bool `json:"body_fallback,omitempty"`
 

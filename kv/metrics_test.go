@@ -73,7 +73,7 @@ func TestQueueDepthAndFinishedFollowCommits(t *testing.T) {
 	if got.Depth != 1 || got.Depth != queueKeyN(t, s) || got.Recipients != 1 || !got.Oldest.Equal(t0.Add(3*time.Second)) {
 		t.Fatalf("queue %+v (bucket holds %d), want the one message of 1001 left", got, queueKeyN(t, s))
 	}
-	if _, err := s.ConfirmBody(ctx, ids[4], "core-a", 14, []byte("late")); err != nil {
+	if _, _, err := s.ConfirmBody(ctx, ids[4], "core-a", 14, []byte("late")); err != nil {
 		t.Fatal(err)
 	}
 	if got := queueStats(t, s); got.Depth != 2 || got.Depth != queueKeyN(t, s) {

@@ -19,7 +19,7 @@ func TestOutboxRecordsEveryStateChangeInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ConfirmBody(ctx, id, "core-a", 1, []byte("exact ")); err != nil {
+	if _, _, err := s.ConfirmBody(ctx, id, "core-a", 1, []byte("exact ")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.BeginAttempt(ctx, id, id+"-1", time.Now()); err != nil {

@@ -100,8 +100,9 @@ func (s *Store) QueuedAORs() ([]string, error) {
 	return out, err
 }
 
-// AwaitingBody returns the queued messages whose exact body has not arrived and
-// whose grace period was not yet closed; after a restart their grace restarts.
+// AwaitingBody returns the queued messages whose post-chatplan ESL event has not
+// arrived and whose grace period was not yet closed; after a restart their grace
+// restarts.
 func (s *Store) AwaitingBody() ([]*Message, error) {
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {

@@ -150,10 +150,11 @@ func relayCollectors(stats func() relay.Stats) []prometheus.Collector {
 
 func bodiesCollectors(stats func() relay.BodyStats) []prometheus.Collector {
 	return []prometheus.Collector{
-		newVec("sipsilo_message_bodies_total", "How message bodies became final: exact (the ESL MESSAGE event), query (the lossy query copy after the grace period), missing (neither: recorded as no_body).",
-			prometheus.CounterValue, "source", []string{"exact", "query", "missing"}, func() map[string]float64 {
+		newVec("sipsilo_message_bodies_total", "How message bodies became final: exact (the ESL MESSAGE event), query (the lossy query copy after the grace period), missing (neither: recorded as no_body); and for bodies exact at intake (their MD5 matched), what the ESL copy said: checked (the same), differed (another body, which replaced it), unconfirmed (none came).",
+			prometheus.CounterValue, "source", []string{"exact", "query", "missing", "checked", "differed", "unconfirmed"}, func() map[string]float64 {
 				st := stats()
-				return map[string]float64{"exact": float64(st.Exact), "query": float64(st.Query), "missing": float64(st.Missing)}
+				return map[string]float64{"exact": float64(st.Exact), "query": float64(st.Query), "missing": float64(st.Missing),
+					"checked": float64(st.Checked), "differed": float64(st.Differed), "unconfirmed": float64(st.Unconfirmed)}
 			}),
 		counterFunc("sipsilo_message_bodies_unmatched_total", "ESL bodies for messages this store does not hold or that do not match them.",
 			func() float64 { return float64(stats().Unknown) }),

@@ -105,7 +105,7 @@ func TestScrapeReadsSourcesEachTime(t *testing.T) {
 
 	f.move(func(f *fakes) {
 		f.relay = relay.Stats{Sent: 10, Direct: 4, Delivered: 8, Refused: 1, NoAnswer: 1, UncertainResends: 2}
-		f.bodies = relay.BodyStats{Exact: 5, Query: 2, Missing: 1}
+		f.bodies = relay.BodyStats{Exact: 5, Query: 2, Missing: 1, Checked: 9, Unconfirmed: 3}
 		f.esl = esl.Stats{EventConnects: 3, CommandConnects: 1, Up: true}
 		f.queue = kv.QueueStats{Depth: 12, Recipients: 3, Oldest: now.Add(-90 * time.Second)}
 		f.outbox = kv.OutboxStats{Records: 40, Oldest: now.Add(-2 * time.Second)}
@@ -120,9 +120,10 @@ func TestScrapeReadsSourcesEachTime(t *testing.T) {
 		`sipsilo_delivery_sends_total{path="esl"}`:           "6", `sipsilo_delivery_sends_total{path="direct"}`: "4",
 		`sipsilo_delivery_uncertain_resends_total`:     "2",
 		`sipsilo_message_bodies_total{source="exact"}`: "5", `sipsilo_message_bodies_total{source="query"}`: "2",
-		`sipsilo_message_bodies_total{source="missing"}`: "1",
-		`sipsilo_esl_reconnects_total{conn="events"}`:    "2",
-		`sipsilo_queue_messages`:                         "12", `sipsilo_queue_recipients`: "3", `sipsilo_queue_oldest_age_seconds`: "90",
+		`sipsilo_message_bodies_total{source="missing"}`: "1", `sipsilo_message_bodies_total{source="checked"}`: "9",
+		`sipsilo_message_bodies_total{source="unconfirmed"}`: "3",
+		`sipsilo_esl_reconnects_total{conn="events"}`:        "2",
+		`sipsilo_queue_messages`:                             "12", `sipsilo_queue_recipients`: "3", `sipsilo_queue_oldest_age_seconds`: "90",
 		`sipsilo_mirror_backlog_records`: "40", `sipsilo_mirror_backlog_oldest_age_seconds`: "2",
 		`sipsilo_mirror_up`: "1",
 		`sipsilo_messages_finished_total{state="delivered"}`: "8", `sipsilo_messages_finished_total{state="expired"}`: "1",
@@ -158,8 +159,9 @@ func expected(set map[string]string) string {
 	family("sipsilo_delivery_uncertain_resends_total", "counter", h["sipsilo_delivery_uncertain_resends_total"],
 		"sipsilo_delivery_uncertain_resends_total")
 	family("sipsilo_message_bodies_total", "counter", h["sipsilo_message_bodies_total"],
+		`sipsilo_message_bodies_total{source="checked"}`, `sipsilo_message_bodies_total{source="differed"}`,
 		`sipsilo_message_bodies_total{source="exact"}`, `sipsilo_message_bodies_total{source="missing"}`,
-		`sipsilo_message_bodies_total{source="query"}`)
+		`sipsilo_message_bodies_total{source="query"}`, `sipsilo_message_bodies_total{source="unconfirmed"}`)
 	family("sipsilo_esl_reconnects_total", "counter", h["sipsilo_esl_reconnects_total"],
 		`sipsilo_esl_reconnects_total{conn="commands"}`, `sipsilo_esl_reconnects_total{conn="events"}`)
 	for _, g := range []string{"sipsilo_queue_messages", "sipsilo_queue_recipients", "sipsilo_queue_oldest_age_seconds",

@@ -13,7 +13,7 @@ import (
 
 // BodyStore is what the body tracker needs of kv.Store.
 type BodyStore interface {
-	ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*kv.Message, error)
+	ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*kv.Message, kv.BodyCheck, error)
 	FinalizeBody(ctx context.Context, id string) (*kv.Message, error)
 	AwaitingBody() ([]*kv.Message, error)
 	MarkIntakeUncertain(ctx context.Context, id string) (*kv.Message, error)
@@ -28,13 +28,21 @@ type BodyStats struct {
 	Missing  int64 // no query copy and no ESL event: recorded as no_body
 	Unknown  int64 // ESL bodies for ids this store does not hold, or not matching them
 	Failures int64 // store errors
+	// Bodies exact at intake (their MD5 matched) and what their ESL copy said:
+	Checked     int64 // the same body
+	Differed    int64 // another body, which replaced it (never seen; a defect if counted)
+	Unconfirmed int64 // none within the grace period: the intake copy stands (a later copy counts as Checked too)
 }
 
-// Bodies waits for the exact body of each new message. The query copy of the body
-// is lossy (literal %XX, outer spaces); the MESSAGE event FreeSWITCH fires after
-// the chatplan carries the exact one, keyed by sipsilo_id. A message becomes
-// deliverable when that event arrived or, after the grace period, with the query
-// copy (docs/decisions.md §4).
+// Bodies waits for the post-chatplan MESSAGE event of each new message, which
+// FreeSWITCH fires with the exact body, keyed by sipsilo_id. The URL copy of the
+// body is lossy with an older binding's body parameter (literal %XX, outer
+// spaces), and with the shipped text/md5 pair only when its MD5 could not be
+// matched (dialplan.DecodeText); otherwise it is exact and the event is a
+// cross-check. The wait also keeps a burst in order: FreeSWITCH's two chat
+// threads hand messages over out of order, and the event comes after the
+// chatplan. A message becomes deliverable when that event arrived or, after the
+// grace period, with the URL copy (docs/decisions.md §4).
 type Bodies struct {
 	store BodyStore
 	wake  func(aor string)
@@ -46,6 +54,7 @@ type Bodies struct {
 	pending map[string]pendingBody
 
 	exact, query, missing, unknown, failures atomic.Int64
+	checked, differed, unconfirmed           atomic.Int64
 }
 
 type pendingBody struct {
@@ -79,7 +88,7 @@ func (b *Bodies) Expect(id, aor string, received time.Time) {
 // Confirm stores the exact body from the post-chatplan MESSAGE event, which
 // carries the Core-UUID and Event-Sequence of the chatplan request.
 func (b *Bodies) Confirm(ctx context.Context, id, core string, seq uint64, body []byte) {
-	m, err := b.store.ConfirmBody(ctx, id, core, seq, body)
+	m, check, err := b.store.ConfirmBody(ctx, id, core, seq, body)
 	if err == nil || errors.Is(err, kv.ErrNotFound) || errors.Is(err, kv.ErrMismatch) {
 		b.mu.Lock()
 		delete(b.pending, id) // on a store error the grace period still runs
@@ -97,7 +106,15 @@ func (b *Bodies) Confirm(ctx context.Context, id, core string, seq uint64, body 
 		b.failures.Add(1)
 		b.log.Error("cannot store the exact body; the query copy stays", "id", id, "err", err)
 	default:
-		b.exact.Add(1)
+		switch check {
+		case kv.BodySame:
+			b.checked.Add(1)
+		case kv.BodyDiffered:
+			b.differed.Add(1)
+			b.log.Error("the ESL body differs from the body checked at intake; the ESL copy is kept", "id", id)
+		default:
+			b.exact.Add(1)
+		}
 		if m.State == kv.StateQueued {
 			b.wake(m.To)
 		}
@@ -164,6 +181,10 @@ func (b *Bodies) expire(ctx context.Context) {
 		case m.State == kv.StateNoBody:
 			b.missing.Add(1)
 			b.log.Warn("message has no body: none in the chatplan request, no ESL MESSAGE event", "id", id)
+		case m.BodyFallback && m.BodySource == kv.BodyQueryExact:
+			b.unconfirmed.Add(1)
+			b.log.Info("no ESL MESSAGE event; using the body checked at intake", "id", id)
+			b.wake(m.To)
 		case m.BodyFallback && m.BodySource == kv.BodyQuery:
 			b.query.Add(1)
 			b.log.Info("exact body not received over ESL; using the query copy", "id", id)
@@ -175,5 +196,6 @@ func (b *Bodies) expire(ctx context.Context) {
 // Stats returns the counters.
 func (b *Bodies) Stats() BodyStats {
 	return BodyStats{Exact: b.exact.Load(), Query: b.query.Load(), Missing: b.missing.Load(),
-		Unknown: b.unknown.Load(), Failures: b.failures.Load()}
+		Unknown: b.unknown.Load(), Failures: b.failures.Load(),
+		Checked: b.checked.Load(), Differed: b.differed.Load(), Unconfirmed: b.unconfirmed.Load()}
 }

@@ -143,3 +143,67 @@ func TestBodyFromAnotherEventIsRefused(t *testing.T) {
 		t.Fatalf("stored %+v, stats %+v", got, b.Stats())
 	}
 }
+
+// storeExact stores a message whose body was exact at intake, as the chatplan
+// handler does when the URL's MD5 matched.
+func storeExact(t *testing.T, s *kv.Store, body string) *kv.Message {
+	t.Helper()
+	m := &kv.Message{From: "1000@127.0.0.1", To: "1001@127.0.0.1", Body: []byte(body),
+		BodySource: kv.BodyQueryExact}
+	if _, err := s.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestESLBodyCrossChecksExactIntakeBody(t *testing.T) {
+	s := openStore(t)
+	w := &wakes{}
+	b := NewBodies(s, w.wake, time.Hour, nil, nil)
+	runBodies(t, b)
+	same := storeExact(t, s, " %41 x ")
+	other := storeExact(t, s, "intake copy")
+	for _, m := range []*kv.Message{same, other} {
+		b.Expect(m.ID, m.To, m.Received)
+	}
+	b.Confirm(context.Background(), same.ID, "", 0, []byte(" %41 x "))
+	b.Confirm(context.Background(), other.ID, "", 0, []byte("esl copy"))
+	if st := b.Stats(); st.Checked != 1 || st.Differed != 1 || st.Exact != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if w.n() != 2 {
+		t.Fatalf("%d wakes, want 2", w.n())
+	}
+	got, _ := s.Get(other.ID)
+	if string(got.Body) != "esl copy" || got.BodySource != kv.BodyESL || !got.BodyFinal {
+		t.Fatalf("differing copy: stored %+v", got)
+	}
+	got, _ = s.Get(same.ID)
+	if string(got.Body) != " %41 x " || got.BodySource != kv.BodyESL {
+		t.Fatalf("same copy: stored %+v", got)
+	}
+}
+
+// TestExactIntakeBodyWithoutESLEvent: the grace ends the wait for the event of a
+// body exact at intake and delivers that body as it is; a restart during the
+// grace treats the message as one whose final answer FreeSWITCH may not have had.
+func TestExactIntakeBodyWithoutESLEvent(t *testing.T) {
+	s := openStore(t)
+	m := storeExact(t, s, "  edges  ")
+	if got, _ := s.AwaitingBody(); len(got) != 1 {
+		t.Fatalf("%d messages awaiting their ESL event, want 1", len(got))
+	}
+	b := NewBodies(s, func(string) {}, 30*time.Millisecond, nil, nil)
+	runBodies(t, b) // as after a restart: it finds the message itself
+	waitUntil(t, "grace", 5*time.Second, func() bool { return b.Stats().Unconfirmed == 1 })
+	got, _ := s.Get(m.ID)
+	if string(got.Body) != "  edges  " || got.BodySource != kv.BodyQueryExact || !got.BodyFinal || !got.BodyFallback {
+		t.Fatalf("stored %+v", got)
+	}
+	if got.InFlight == "" {
+		t.Fatal("a message of the last run awaiting its ESL event is not marked uncertain")
+	}
+	if got, _ := s.AwaitingBody(); len(got) != 0 {
+		t.Fatalf("%d messages still awaiting after the grace", len(got))
+	}
+}

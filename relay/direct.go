@@ -34,6 +34,12 @@ type SIPDirect struct {
 
 var errBadHeader = errors.New("relay: header text unfit for a SIP message")
 
+// Ready implements Direct.
+func (d *SIPDirect) Ready(aor string) bool {
+	_, _, ok := d.Contacts.DirectTarget(aor)
+	return ok
+}
+
 // Send implements Direct.
 func (d *SIPDirect) Send(ctx context.Context, m *kv.Message) (func(context.Context) (int, error), bool, error) {
 	uri, dest, ok := d.Contacts.DirectTarget(m.To)

@@ -31,6 +31,12 @@ func (d *fakeDirect) Send(_ context.Context, m *kv.Message) (func(context.Contex
 	return func(context.Context) (int, error) { return d.status(n) }, true, nil
 }
 
+func (d *fakeDirect) Ready(string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ok
+}
+
 func (d *fakeDirect) sent() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -133,5 +139,39 @@ func TestProbeFailureKeepsTheQueue(t *testing.T) {
 	waitUntil(t, "delivered", 5*time.Second, func() bool { return queued(t, s) == 0 })
 	if st := r.Stats(); st.ProbeFailed < 2 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestWindowFollowsThePath: while the direct path reaches the device, at most
+// DirectWindow sends are in flight; through FreeSWITCH, up to Window.
+func TestWindowFollowsThePath(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		direct bool
+		want   int
+	}{{"direct", true, 2}, {"freeswitch", false, 6}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := openStore(t)
+			enqueue(t, s, 24)
+			var mu sync.Mutex
+			cur, peak := 0, 0
+			slow := func() { // long enough for a whole window to start meanwhile
+				mu.Lock()
+				cur++
+				peak = max(peak, cur)
+				mu.Unlock()
+				time.Sleep(100 * time.Millisecond)
+				mu.Lock()
+				cur--
+				mu.Unlock()
+			}
+			d := &fakeDirect{ok: c.direct, status: func(int) (int, error) { slow(); return 200, nil }}
+			fs := &fakeFS{registered: true, chat: func(int, string, string) (string, error) { slow(); return "Sent", nil }}
+			startRelay(t, Config{Window: 6, DirectWindow: 2, Direct: d}, s, fs, &fakePresence{ok: true})
+			waitUntil(t, "delivered", 10*time.Second, func() bool { return queued(t, s) == 0 })
+			if peak != c.want {
+				t.Fatalf("peak %d sends in flight, want %d", peak, c.want)
+			}
+		})
 	}
 }

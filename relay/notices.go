@@ -44,8 +44,13 @@ type notice struct {
 }
 
 // Stored is told about each message sipsilo took over (intake and the admin
-// API): a recipient not deliverable now earns the sender a "stored" notice.
+// API): one whose body is final already (injected) is sent without waiting for
+// the body tracker, and a recipient not deliverable now earns the sender a
+// "stored" notice.
 func (r *Relay) Stored(m *kv.Message) {
+	if m.BodyFinal {
+		r.Wake(m.To)
+	}
 	if r.cfg.Notices.Stored && !r.pres.Deliverable(m.To) {
 		r.notify(m, kv.NoticeStored)
 	}

@@ -28,8 +28,9 @@ type worker struct {
 	inflight map[string]bool // message ids being sent
 	// chain is closed when the last send started has been accepted by
 	// FreeSWITCH: each send waits for the one before, so the chats of a window
-	// leave in queue order (FreeSWITCH starts its jobs in the order it accepted
-	// them), while their ≥100 ms waits for the device overlap.
+	// start in queue order (FreeSWITCH starts its jobs in the order it accepted
+	// them, and its job threads reach sofia in that order but for a rare swap of
+	// neighbours, BENCHMARKS.md), while their ≥100 ms waits for the device overlap.
 	chain chan struct{}
 	// blocked is set by a failed send: nothing new goes out until the sends in
 	// flight have ended, then the queue restarts at its head, so the failed
@@ -75,7 +76,7 @@ func newWorker(r *Relay, aor string) *worker {
 		r:        r,
 		aor:      aor,
 		wake:     make(chan struct{}, 1),
-		results:  make(chan result, r.cfg.Window),
+		results:  make(chan result, max(r.cfg.Window, r.cfg.DirectWindow)),
 		inflight: make(map[string]bool),
 		chain:    closedChan(),
 	}
@@ -153,7 +154,7 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 	if !r.pres.Deliverable(w.aor) {
 		return time.Time{}, true // presence wakes us on a sign of life
 	}
-	free := r.cfg.Window - len(w.inflight)
+	free := w.window() - len(w.inflight)
 	if free <= 0 {
 		return time.Time{}, false
 	}
@@ -197,6 +198,15 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		free--
 	}
 	return time.Time{}, false
+}
+
+// window is how many sends may be in flight to the recipient now: through
+// FreeSWITCH each is held ≥ 100 ms, so many overlap; the direct path needs few.
+func (w *worker) window() int {
+	if d := w.r.cfg.Direct; d != nil && d.Ready(w.aor) {
+		return w.r.cfg.DirectWindow
+	}
+	return w.r.cfg.Window
 }
 
 // readAhead reads the head of the queue, past the sends in flight: up to two

@@ -18,7 +18,7 @@ import (
 
 // moduleFixes says, per module sipsilo needs, why and how to load it.
 var moduleFixes = []struct{ name, why string }{
-	{"mod_commands", "provides module_exists, xml_locate and the url_encode API the chatplan URL uses"},
+	{"mod_commands", "provides module_exists, xml_locate and the url_encode and md5 APIs the chatplan URL uses"},
 	{"mod_sofia", "the SIP endpoint"},
 	{"mod_xml_curl", "asks sipsilo for the chatplan (section \"XML Interfaces\"); listed but not loaded means " +
 		"autoload_configs/xml_curl.conf.xml has no <bindings> or no binding with a gateway-url (FreeSWITCH refuses to load it)"},
@@ -75,7 +75,7 @@ func (c *checkFS) checkBinding(ctx context.Context) {
 	}
 	fixes = append(fixes, c.directProbe(ctx, name)...)
 	fixes = append(fixes, `autoload_configs/xml_curl.conf.xml: the FIRST binding serving the chatplan must be `+
-		`<param name="gateway-url" value="`+conf.ChatplanURLFor(valueOr(c.httpAddr, "<sipsilo's --http>"))+`" bindings="chatplan"/>, `+
+		`<param name="gateway-url" value="`+conf.ChatplanURLAttr(conf.ChatplanURLFor(valueOr(c.httpAddr, "<sipsilo's --http>")))+`" bindings="chatplan"/>, `+
 		`with gateway-credentials when sipsilo runs with --chatplan-user; apply with fs_cli -x 'reload mod_xml_curl'`)
 	c.fail(what, fixes...)
 }

@@ -39,7 +39,8 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown")
 	fs.StringVar(&profiles, "profiles", "internal", "comma-separated sofia profiles whose registrations are resynced over ESL")
 	fs.DurationVar(&cfg.BodyGrace, "body-grace", 2*time.Second, "how long to wait for the exact body from ESL before the query copy is used")
-	fs.IntVar(&cfg.Relay.Window, "window", 4, "sends in flight per recipient (1: strict FIFO)")
+	fs.IntVar(&cfg.Relay.Window, "window", 16, "sends in flight per recipient through FreeSWITCH (1: strict FIFO)")
+	fs.IntVar(&cfg.Relay.DirectWindow, "direct-window", 0, "sends in flight per recipient on the direct path (0: 4, or --window if smaller)")
 	fs.IntVar(&cfg.Relay.MaxInFlight, "max-in-flight", 256, "sends in flight over all recipients")
 	fs.DurationVar(&cfg.Relay.Settle, "settle", 20*time.Millisecond, "a message younger than this is not sent yet (keeps bursts in order)")
 	fs.IntVar(&cfg.Relay.DeadAfter, "dead-after", 5, "refusals by a registered device before a message is dead-lettered")
@@ -103,7 +104,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return cfg, errors.New("serve: --answer-timeout, --max-body and --shutdown-timeout must be positive")
 	}
 	r := cfg.Relay
-	if cfg.BodyGrace <= 0 || r.Window <= 0 || r.MaxInFlight <= 0 || r.Settle < 0 || r.DeadAfter <= 0 ||
+	if cfg.BodyGrace <= 0 || r.Window <= 0 || r.DirectWindow < 0 || r.MaxInFlight <= 0 || r.Settle < 0 || r.DeadAfter <= 0 ||
 		r.RetryMin <= 0 || r.RetryMax < r.RetryMin || r.NoAnswerAfter <= 0 || r.TimerF <= 0 {
 		return cfg, errors.New("serve: delivery settings must be positive (and --retry-max >= --retry-min)")
 	}

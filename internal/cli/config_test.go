@@ -28,7 +28,7 @@ func TestParseServeDefaults(t *testing.T) {
 	}
 	r := cfg.Relay
 	if !reflect.DeepEqual(cfg.Profiles, []string{"internal"}) || cfg.BodyGrace != 2*time.Second ||
-		r.Window != 4 || r.MaxInFlight != 256 || r.Settle != 20*time.Millisecond || r.DeadAfter != 5 ||
+		r.Window != 16 || r.DirectWindow != 0 || r.MaxInFlight != 256 || r.Settle != 20*time.Millisecond || r.DeadAfter != 5 ||
 		r.RetryMin != time.Second || r.RetryMax != 5*time.Minute || r.NoAnswerAfter != 15*time.Second ||
 		r.TimerF != 32*time.Second {
 		t.Fatalf("delivery defaults: %+v %v %v", r, cfg.Profiles, cfg.BodyGrace)
@@ -71,6 +71,7 @@ func TestParseServeRejectsBadValues(t *testing.T) {
 		{[]string{"--log-format", "xml"}, nil},
 		{[]string{"stray"}, nil},
 		{[]string{"--window", "0"}, nil},
+		{[]string{"--direct-window", "-1"}, nil},
 		{[]string{"--retry-min", "10s", "--retry-max", "1s"}, nil},
 		{nil, map[string]string{"SIPSILO_BODY_GRACE": "0s"}},
 		{nil, map[string]string{"SIPSILO_ANSWER_TIMEOUT": "soon"}},

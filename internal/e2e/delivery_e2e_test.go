@@ -298,7 +298,8 @@ func TestSipsiloDownFreeSWITCHDeliversAsStock(t *testing.T) {
 }
 
 func TestESLDropAndFreeSWITCHRestartMidDrain(t *testing.T) {
-	r := newRig(t, fsemu.SwitchOptions{}, append(fsPath, "--log-level", "info", "--timer-f", "2s")...)
+	// Window 4: every send in flight when the results are lost may come twice.
+	r := newRig(t, fsemu.SwitchOptions{}, append(fsPath, "--log-level", "info", "--timer-f", "2s", "--window", "4")...)
 	const n = 200
 	bob, in := queueOffline(t, r, n)
 	register(t, bob)

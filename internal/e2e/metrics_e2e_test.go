@@ -187,8 +187,8 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	if code, err := alice.SendMessage(ctx, "1001", "application/im-iscomposing+xml", []byte("<isComposing/>")); err != nil || code != http.StatusAccepted {
 		t.Fatalf("typing notification: %d %v", code, err)
 	}
-	queued := waitScrape(t, r, "3 queued with exact bodies", 5*time.Second, func(s scraped) bool {
-		return s.value("sipsilo_queue_messages") == n && s.value("sipsilo_message_bodies_total", "source", "exact") == n &&
+	queued := waitScrape(t, r, "3 queued with exact bodies checked against ESL", 5*time.Second, func(s scraped) bool {
+		return s.value("sipsilo_queue_messages") == n && s.value("sipsilo_message_bodies_total", "source", "checked") == n &&
 			s.value("sipsilo_intake_seconds", "answer", "not_found", "why", "skipped_type") == 1
 	})
 	if v := queued.value("sipsilo_intake_seconds", "answer", "final", "why", "stored"); v != n {

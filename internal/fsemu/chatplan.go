@@ -39,7 +39,7 @@ type Outcome struct {
 // of sipsilo's shipped config, which matches nothing: direct delivery.
 //
 // Not emulated: time-of-day condition attributes (ignored), global
-// variables (expand to ""), APIs other than url_encode, `fire` and `system`
+// variables (expand to ""), APIs other than url_encode and md5, `fire` and `system`
 // (logged only).
 func ApplyChatplan(doc []byte, ev *Event) (*Outcome, error) {
 	if ev == nil {

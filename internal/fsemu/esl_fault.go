@@ -66,3 +66,12 @@ func (s *ESLServer) delay() time.Duration {
 	defer s.mu.Unlock()
 	return s.apiDelay
 }
+
+// SetEventLoss makes every event for which lost returns true vanish instead of
+// reaching the connections, as when an ESL connection drops around it or
+// sipsilo is down; nil delivers every event again.
+func (s *ESLServer) SetEventLoss(lost func(ev *Event) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = lost
+}

@@ -53,7 +53,8 @@ type ESLServer struct {
 	closed   bool
 	noAuth   bool
 	apiDelay time.Duration
-	epoch    uint64 // counts Restarts; a bgapi job of an older epoch is forgotten
+	lost     func(ev *Event) bool // SetEventLoss
+	epoch    uint64               // counts Restarts; a bgapi job of an older epoch is forgotten
 
 	onSendEvent func(*Event)
 }
@@ -216,6 +217,12 @@ func (s *ESLServer) Fire(ev *Event) *Event {
 	out, err := prepare(ev, s.identity(), s.opts.Clock(), s.NextSequence)
 	if err != nil {
 		panic(err)
+	}
+	s.mu.Lock()
+	lost := s.lost
+	s.mu.Unlock()
+	if lost != nil && lost(out) {
+		return out
 	}
 	conns := s.connections()
 	for _, c := range conns {

@@ -1,11 +1,26 @@
 package fsemu
 
-import "strings"
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"strings"
+)
 
 // apis are the FreeSWITCH APIs the emulator can run inside ${name(arg)}.
 // Any other name fails, which FreeSWITCH expands to nothing.
 var apis = map[string]func(arg string) string{
 	"url_encode": URLEncode, // mod_commands url_encode_function
+	"md5":        md5API,    // mod_commands md5_function
+}
+
+// md5API is mod_commands' md5: lower-case hex of the argument's MD5, "!err!"
+// for an empty one.
+func md5API(arg string) string {
+	if arg == "" {
+		return "!err!"
+	}
+	sum := md5.Sum([]byte(arg))
+	return hex.EncodeToString(sum[:])
 }
 
 // Expand reproduces switch_event_expand_headers(ev, in) with no global

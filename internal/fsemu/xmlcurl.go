@@ -24,7 +24,7 @@ const maxResponseBytes = 1 << 20
 // default), auth-scheme basic, use-dynamic-url true.
 type XMLCurl struct {
 	// URL is the gateway-url template, e.g.
-	// http://127.0.0.1:8484/fs/chatplan?body=${url_encode(${_body})}.
+	// http://127.0.0.1:8484/fs/chatplan?text=${url_encode(_${_body}_)}&md5=${md5(_${_body}_)}.
 	// Only http:// is emulated.
 	URL string
 	// Timeout is the binding's timeout (CURLOPT_TIMEOUT, whole request);

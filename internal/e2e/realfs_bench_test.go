@@ -1,0 +1,789 @@
+package e2e
+
+// Benchmarks against a real FreeSWITCH 1.10.12 (the same scenarios as
+// delivery_bench_test.go, which uses the emulator), so that BENCHMARKS.md can put
+// the real server's figures next to the emulator's. Run with
+//
+//	go test -run '^$' -bench RealFS -benchtime 1x -count 3 -timeout 60m .
+//
+// FreeSWITCH comes from SIPSILO_FS_TARBALL, or from the runtime tarball beside
+// the checkout (../shared/freeswitch/runtime); without one the benchmarks skip.
+// One FreeSWITCH serves a whole benchmark function, on free ports, and is
+// stopped by PID; each op starts its own sipsilo on a fresh database and its own
+// phones, which unregister before the next op.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	conf "github.com/sipsilo/sipsilo/freeswitch-conf"
+	"github.com/sipsilo/sipsilo/internal/fsemu"
+	"github.com/sipsilo/sipsilo/relay"
+)
+
+// benchFS is a running FreeSWITCH started by startBenchFS.
+type benchFS struct {
+	dir  string
+	cmd  *exec.Cmd
+	sip  string // host:port of the internal profile, UDP and TCP
+	esl  string // host:port of the event socket
+	http string // where its chatplan binding sends lookups (sipsilo's --http)
+	done chan struct{}
+}
+
+// benchFSTarball finds the FreeSWITCH runtime tarball.
+func benchFSTarball() string {
+	if p := os.Getenv("SIPSILO_FS_TARBALL"); p != "" {
+		return p
+	}
+	m, _ := filepath.Glob(filepath.Join("..", "shared", "freeswitch", "runtime", "freeswitch-*.tar.xz"))
+	if len(m) == 0 {
+		return ""
+	}
+	return m[0]
+}
+
+// startBenchFS unpacks FreeSWITCH into a temp dir and starts it with the
+// runtime's fixture conf (users 1000-1003, password 1234, domain 127.0.0.1),
+// sipsilo's shipped xml_curl binding and event socket conf rendered for free
+// ports, and the binding pointed at httpAddr.
+func startBenchFS(b *testing.B) *benchFS {
+	b.Helper()
+	tarball := benchFSTarball()
+	if tarball == "" {
+		b.Skip("no FreeSWITCH runtime: set SIPSILO_FS_TARBALL")
+	}
+	dir := b.TempDir()
+	fsd := filepath.Join(dir, "fs")
+	if err := os.MkdirAll(fsd, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-xJf", tarball, "-C", fsd).CombinedOutput(); err != nil {
+		b.Fatalf("unpack %s: %v\n%s", tarball, err, out)
+	}
+	f := &benchFS{dir: dir, sip: freeSIPPort(b), esl: freePort(b), http: freePort(b), done: make(chan struct{})}
+	cdir := filepath.Join(dir, "conf")
+	if out, err := exec.Command("cp", "-a", filepath.Join(fsd, "conf", "fixture"), cdir).CombinedOutput(); err != nil {
+		b.Fatalf("copy conf: %v\n%s", err, out)
+	}
+	_, sipPort, _ := net.SplitHostPort(f.sip)
+	vars := filepath.Join(cdir, "vars.xml")
+	editFile(b, vars, "internal_sip_port=5060", "internal_sip_port="+sipPort)
+	files, err := conf.Render(conf.Options{HTTPAddr: f.http, ESLAddr: f.esl})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, file := range files {
+		if !strings.HasSuffix(file.Path, ".xml") {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(cdir, file.Path), file.Data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	args := []string{"-nf", "-nc", "-nonat", "-nonatmap", "-base", dir, "-conf", cdir,
+		"-mod", filepath.Join(fsd, "lib", "freeswitch", "mod")}
+	for _, d := range []string{"log", "db", "run", "temp", "cache", "storage", "recordings", "scripts",
+		"htdocs", "sounds", "grammar", "certs"} {
+		p := filepath.Join(dir, d)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		args = append(args, "-"+d, p)
+	}
+	f.cmd = exec.Command(filepath.Join(fsd, "bin", "freeswitch"), args...)
+	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	logf, err := os.Create(filepath.Join(dir, "log", "console.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.cmd.Stdout, f.cmd.Stderr = logf, logf
+	if err := f.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = f.cmd.Wait(); logf.Close(); close(f.done) }()
+	b.Cleanup(func() {
+		f.stop()
+		if b.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "log", "freeswitch.log"))
+			b.Logf("FreeSWITCH log (tail):\n%s", tail(string(log), 60))
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := f.api("sofia status")
+		if err == nil && strings.Contains(out, "internal") && strings.Contains(out, "RUNNING") {
+			return f
+		}
+		select {
+		case <-f.done:
+			b.Fatalf("FreeSWITCH exited during startup")
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("FreeSWITCH not ready after 60 s (last: %v %q)", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// stop ends FreeSWITCH by its PID: TERM, then KILL after 20 s.
+func (f *benchFS) stop() {
+	_ = f.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-f.done:
+	case <-time.After(20 * time.Second):
+		_ = f.cmd.Process.Kill()
+		<-f.done
+	}
+}
+
+// api runs one api command over a fresh event-socket connection.
+func (f *benchFS) api(cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", f.esl, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	read := func() (map[string]string, string, error) {
+		h := map[string]string{}
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return nil, "", err
+			}
+			line = strings.TrimRight(line, "\r\n")
+			if line == "" {
+				break
+			}
+			k, v, _ := strings.Cut(line, ": ")
+			h[k] = v
+		}
+		n, _ := strconv.Atoi(h["Content-Length"])
+		body := make([]byte, n)
+		_, err := io.ReadFull(r, body)
+		return h, string(body), err
+	}
+	if _, _, err := read(); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(c, "auth %s\n\n", conf.ESLPassword)
+	if h, _, err := read(); err != nil || !strings.HasPrefix(h["Reply-Text"], "+OK") {
+		return "", fmt.Errorf("auth: %v %q", err, h["Reply-Text"])
+	}
+	fmt.Fprintf(c, "api %s\n\n", cmd)
+	_, body, err := read()
+	return body, err
+}
+
+// ua makes a phone of a fixture user on this FreeSWITCH; it unregisters at the
+// end of the op.
+func (f *benchFS) ua(b *testing.B, user string) *fsemu.UA {
+	b.Helper()
+	ua, err := fsemu.NewUA(fsemu.UAOptions{User: user, Password: "1234", Switch: f.sip})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// An op that failed left it registered: take it off FreeSWITCH, or the next
+	// op's messages would go to this closed socket too.
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = ua.Unregister(ctx)
+		_ = ua.Close()
+	})
+	return ua
+}
+
+// waitRegistered waits until FreeSWITCH lists n registrations of user (0: none).
+func (f *benchFS) waitRegistered(b *testing.B, user string, n int) {
+	b.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := f.api("sofia_count_reg " + user + "@127.0.0.1")
+		if err == nil && strings.TrimSpace(out) == strconv.Itoa(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s has %q registrations, want %d (%v)", user, out, n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// benchSipsilo starts the sipsilo binary against f, on f's chatplan address.
+func benchSipsilo(b *testing.B, f *benchFS, args ...string) *child {
+	b.Helper()
+	db := filepath.Join(b.TempDir(), "sipsilo.db")
+	all := append([]string{"--http", f.http, "--db", db, "--esl", f.esl, "--log-level", "info"}, args...)
+	c := startChild(b, nil, all...)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(c.log(), "ESL connected") {
+		if time.Now().After(deadline) {
+			b.Fatalf("sipsilo did not connect to FreeSWITCH:\n%s", c.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c
+}
+
+// stopSipsilo ends sipsilo gracefully.
+func stopSipsilo(b *testing.B, c *child) {
+	b.Helper()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.wait(b, 30*time.Second); code != 0 {
+		b.Fatalf("sipsilo exited %d\n%s", code, c.log())
+	}
+	if dir := os.Getenv("SIPSILO_BENCH_LOGS"); dir != "" { // for a closer look at one run
+		name := fmt.Sprintf("%s-%d.log", strings.ReplaceAll(b.Name(), "/", "_"), time.Now().UnixNano())
+		_ = os.WriteFile(filepath.Join(dir, name), []byte(c.log()), 0o600)
+	}
+}
+
+func unregister(b *testing.B, uas ...*fsemu.UA) {
+	b.Helper()
+	for _, ua := range uas {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := ua.Unregister(ctx)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = ua.Close()
+	}
+}
+
+// realFSDrain queues n messages for an offline 1001 through FreeSWITCH, then
+// registers 1001 and returns the time from its REGISTER to the last message at
+// its socket, the inversions in arrival order, the duplicates (messages
+// received beyond those stored) and how many more than n were stored (a
+// MESSAGE FreeSWITCH answered 500 yet routed, which sendRetry then sent again).
+func realFSDrain(b *testing.B, f *benchFS, n int, args ...string) (took time.Duration, inv, dup, extra int) {
+	b.Helper()
+	proc := benchSipsilo(b, f, args...)
+	alice, bob := f.ua(b, "1000"), f.ua(b, "1001")
+	register(b, alice)
+	in := collect(b, bob)
+	for i := range n {
+		sendRetry(b, alice, "1001", bodyN(i))
+	}
+	stored := waitStored(b, proc, n)
+	b.StartTimer()
+	start := time.Now()
+	register(b, bob)
+	got := in.waitCount(b, stored, 10*time.Minute)
+	took = time.Since(start)
+	b.StopTimer()
+	time.Sleep(500 * time.Millisecond) // a late duplicate has time to arrive
+	all := in.all()
+	unregister(b, alice, bob)
+	f.waitRegistered(b, "1001", 0)
+	stopSipsilo(b, proc)
+	return took, firstInversions(b, got[:stored]), len(all) - stored, stored - n
+}
+
+// firstInversions counts the adjacent pairs out of send order among the first
+// arrivals of each body (a body stored twice, see realFSDrain, comes twice) and
+// logs where each happened.
+func firstInversions(b *testing.B, got []fsemu.Received) int {
+	seen := map[string]bool{}
+	var firsts []fsemu.Received
+	for _, m := range got {
+		if !seen[string(m.Body)] {
+			seen[string(m.Body)] = true
+			firsts = append(firsts, m)
+		}
+	}
+	n := 0
+	for i := 1; i < len(firsts); i++ {
+		if string(firsts[i].Body) < string(firsts[i-1].Body) {
+			n++
+			lo, hi := max(0, i-3), min(len(firsts), i+3)
+			var around []string
+			for _, m := range firsts[lo:hi] {
+				around = append(around, fmt.Sprintf("%s@%s", m.Body, m.At.Format("15:04:05.000")))
+			}
+			b.Logf("inversion at arrival %d: %s", i, strings.Join(around, ", "))
+		}
+	}
+	return n
+}
+
+// sendRetry sends a MESSAGE through FreeSWITCH and sends it again when the
+// answer is 500: under bursts FreeSWITCH 1.10.12's SIP stack sometimes answers
+// an authenticated MESSAGE 500 without routing it (no chatplan request, no log
+// line), as a phone would then resend.
+func sendRetry(b *testing.B, from *fsemu.UA, to, body string) {
+	b.Helper()
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		code, err := from.SendMessage(ctx, to, "text/plain", []byte(body))
+		cancel()
+		if err == nil && code == 202 {
+			return
+		}
+		if err != nil || code != 500 || try == 5 {
+			b.Fatalf("MESSAGE to %s: %d %v", to, code, err)
+		}
+		resent500.Add(1)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// resent500 counts the MESSAGEs sendRetry sent again after a 500.
+var resent500 atomic.Int64
+
+// waitStored waits until sipsilo has stored at least n messages with a final
+// body, and returns how many it stored once the count settled.
+func waitStored(b *testing.B, c *child, n int) int {
+	b.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	last, since := -1, time.Now()
+	for {
+		got := storedBodies(c)
+		if got != last {
+			last, since = got, time.Now()
+		}
+		if got >= n && time.Since(since) > 500*time.Millisecond {
+			return got
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d messages stored with their body within 2 min", got, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// storedBodies reads from sipsilo's /metrics how many messages are queued with
+// a final body (the recipient is offline: every stored message is queued).
+func storedBodies(c *child) int {
+	res, err := newClient().Get("http://" + c.addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	text := string(body)
+	// Bodies not final yet hold the drain back; wait for them too.
+	waiting := metricValue(text, `sipsilo_message_bodies_total{source="exact"}`) +
+		metricValue(text, `sipsilo_message_bodies_total{source="checked"}`) +
+		metricValue(text, `sipsilo_message_bodies_total{source="unconfirmed"}`) +
+		metricValue(text, `sipsilo_message_bodies_total{source="query"}`)
+	queued := metricValue(text, "sipsilo_queue_messages")
+	if waiting < queued {
+		return -1
+	}
+	return int(queued)
+}
+
+// metricValue is the value of one series in Prometheus text (0 if absent).
+func metricValue(text, series string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// BenchmarkRealFSDrain: 1,000 queued messages drained to one phone through the
+// real FreeSWITCH (sipsilo's pinger off, so every message goes by bgapi chat),
+// at several windows; window=default passes no --window. The DESIGN.md goal is
+// ≤ 15 s at the defaults, in order, no duplicates.
+func BenchmarkRealFSDrain(b *testing.B) {
+	f := startBenchFS(b)
+	for _, w := range benchWindows() {
+		b.Run("window="+w, func(b *testing.B) {
+			args := append([]string(nil), fsPath...)
+			if w != "default" {
+				args = append(args, "--window", w)
+			}
+			args = append(args, strings.Fields(os.Getenv("SIPSILO_BENCH_ARGS"))...)
+			n := benchDrainN()
+			for range b.N {
+				b.StopTimer()
+				r0 := resent500.Load()
+				took, inv, dup, extra := realFSDrain(b, f, n, args...)
+				b.ReportMetric(float64(resent500.Load()-r0), "resent-500")
+				b.ReportMetric(float64(extra), "stored-twice")
+				b.ReportMetric(took.Seconds(), "s/drain")
+				b.ReportMetric(float64(n)/took.Seconds(), "msgs/s")
+				b.ReportMetric(float64(inv), "inversions")
+				b.ReportMetric(float64(dup), "duplicates")
+			}
+		})
+	}
+}
+
+// benchWindows are the windows BenchmarkRealFSDrain tries: SIPSILO_BENCH_WINDOWS
+// (comma-separated, "default" for sipsilo's own), or a spread around the default.
+func benchWindows() []string {
+	if v := os.Getenv("SIPSILO_BENCH_WINDOWS"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return []string{"4", "default", "16", "32", "64"}
+}
+
+// benchDrainN is how many messages a drain queues: SIPSILO_BENCH_N or 1,000.
+func benchDrainN() int {
+	if n, err := strconv.Atoi(os.Getenv("SIPSILO_BENCH_N")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
+}
+
+// BenchmarkRealFSDrainDirect: as BenchmarkRealFSDrain with sipsilo's defaults
+// (pinger on, direct path): the phone answers sipsilo's OPTIONS, so sipsilo
+// sends each MESSAGE itself.
+func BenchmarkRealFSDrainDirect(b *testing.B) {
+	f := startBenchFS(b)
+	n := benchDrainN()
+	for range b.N {
+		b.StopTimer()
+		took, inv, dup, _ := realFSDrain(b, f, n)
+		b.ReportMetric(took.Seconds(), "s/drain")
+		b.ReportMetric(float64(n)/took.Seconds(), "msgs/s")
+		b.ReportMetric(float64(inv), "inversions")
+		b.ReportMetric(float64(dup), "duplicates")
+	}
+}
+
+// BenchmarkRealFSOnline: one message at a time to a registered phone; latency
+// from the sender's MESSAGE (407 round included) to the phone receiving it, by
+// bgapi chat (path=freeswitch, pinger off) and by sipsilo's direct path
+// (path=direct, the defaults).
+func BenchmarkRealFSOnline(b *testing.B) {
+	f := startBenchFS(b)
+	for _, c := range []struct {
+		path    string
+		binding string // the chatplan URL: text (shipped) or body (older)
+		args    []string
+	}{{"freeswitch", "text", fsPath}, {"direct", "text", nil}, {"freeswitch", "body", fsPath}} {
+		b.Run("path="+c.path+"/binding="+c.binding, func(b *testing.B) {
+			f.setBinding(b, c.binding)
+			for range b.N {
+				b.StopTimer()
+				proc := benchSipsilo(b, f, c.args...)
+				alice, bob := f.ua(b, "1000"), f.ua(b, "1001")
+				register(b, alice)
+				register(b, bob)
+				in := collect(b, bob)
+				const n = 200
+				lat := make([]time.Duration, 0, n)
+				b.StartTimer()
+				for i := range n {
+					start := time.Now()
+					sendRetry(b, alice, "1001", bodyN(i))
+					got := in.waitCount(b, i+1, 10*time.Second)
+					lat = append(lat, got[i].At.Sub(start))
+				}
+				b.StopTimer()
+				slices.Sort(lat)
+				ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+				b.ReportMetric(ms(lat[n/2]), "p50-ms")
+				b.ReportMetric(ms(lat[n*95/100]), "p95-ms")
+				b.ReportMetric(ms(lat[n-1]), "max-ms")
+				unregister(b, alice, bob)
+				f.waitRegistered(b, "1001", 0)
+				stopSipsilo(b, proc)
+			}
+		})
+	}
+}
+
+// setBinding points the chatplan binding at the shipped URL (text) or at the
+// older body=${url_encode(${_body})} one (body), and reloads mod_xml_curl.
+func (f *benchFS) setBinding(b *testing.B, binding string) {
+	b.Helper()
+	path := filepath.Join(f.dir, "conf", "autoload_configs", "xml_curl.conf.xml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := conf.ChatplanURLAttr(conf.ChatplanURLFor(f.http))
+	old := "http://" + f.http + "/fs/chatplan?body=${url_encode(${_body})}"
+	from, to := old, text
+	if binding == "body" {
+		from, to = text, old
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), from, to, 1)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := f.api("reload mod_xml_curl"); err != nil || !strings.Contains(out, "+OK") {
+		b.Fatalf("reload mod_xml_curl: %q %v", out, err)
+	}
+}
+
+// freeSIPPort returns a 127.0.0.1 port free for both UDP and TCP.
+func freeSIPPort(b *testing.B) string {
+	b.Helper()
+	for range 50 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := pc.LocalAddr().String()
+		ln, err := net.Listen("tcp", addr)
+		pc.Close()
+		if err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	b.Fatal("no port free for both UDP and TCP")
+	return ""
+}
+
+func editFile(b *testing.B, path, old, repl string) {
+	b.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		b.Fatalf("%s: no %q", path, old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, repl, 1)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// BenchmarkRealFSDetection: the four fixture users' phones register on the real
+// FreeSWITCH and then go silent (their sockets stay open and drop everything)
+// at random points of the ping interval; latency from each silence to
+// FreeSWITCH no longer listing the registration, which sipsilo's pinger (at its
+// defaults: 5 s interval, 1 s deadline, 2 misses) has it flush
+// (flush_inbound_reg). FreeSWITCH's own pinging (the fixture's 5 s) needs ≈ 47 s.
+func BenchmarkRealFSDetection(b *testing.B) {
+	f := startBenchFS(b)
+	users := []string{"1000", "1001", "1002", "1003"}
+	var all []time.Duration
+	for range b.N {
+		b.StopTimer()
+		proc := benchSipsilo(b, f)
+		uas := make([]*fsemu.UA, len(users))
+		for i, u := range users {
+			uas[i] = f.ua(b, u)
+			register(b, uas[i])
+		}
+		time.Sleep(6 * time.Second) // every phone pinged once: sipsilo knows it answers
+		silenced := make([]time.Time, len(users))
+		order := rand.Perm(len(users))
+		start := time.Now()
+		for k, i := range order {
+			// Spread the silences over one interval.
+			time.Sleep(time.Until(start.Add(time.Duration(k) * 5 * time.Second / time.Duration(len(users)))))
+			uas[i].SetSilent(true)
+			silenced[i] = time.Now()
+		}
+		b.StartTimer()
+		lat := make([]time.Duration, len(users))
+		deadline := time.Now().Add(60 * time.Second)
+		for left := len(users); left > 0; {
+			for i, u := range users {
+				if lat[i] != 0 || silenced[i].IsZero() {
+					continue
+				}
+				if out, err := f.api("sofia_count_reg " + u + "@127.0.0.1"); err == nil && strings.TrimSpace(out) == "0" {
+					lat[i] = time.Since(silenced[i])
+					left--
+				}
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("not every silent phone was flushed within 60 s: %v", lat)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.StopTimer()
+		all = append(all, lat...)
+		slices.Sort(lat)
+		b.ReportMetric(lat[len(lat)/2].Seconds(), "p50-s")
+		b.ReportMetric(lat[len(lat)-1].Seconds(), "max-s")
+		for _, ua := range uas {
+			_ = ua.Close()
+		}
+		stopSipsilo(b, proc)
+	}
+	slices.Sort(all)
+	b.Logf("all %d detections: p50 %.2f s, p95 %.2f s, max %.2f s", len(all),
+		all[len(all)/2].Seconds(), all[(len(all)*95+99)/100-1].Seconds(), all[len(all)-1].Seconds())
+}
+
+// BenchmarkRealFSChatOrder: what order FreeSWITCH itself keeps among
+// overlapping chats, without sipsilo: n bgapi chats to one registered phone over
+// one event-socket connection, each written after the previous +OK (chained, as
+// relay does) or all at once (pipelined). Reports the adjacent pairs that reached
+// the phone out of order and the datagrams its socket dropped (a drop is resent
+// by FreeSWITCH 500 ms later and arrives late: that is the phone's inversion, not
+// FreeSWITCH's). SIPSILO_BENCH_N sets n (default 2,000).
+func BenchmarkRealFSChatOrder(b *testing.B) {
+	f := startBenchFS(b)
+	n := 2000
+	if v, err := strconv.Atoi(os.Getenv("SIPSILO_BENCH_N")); err == nil && v > 0 {
+		n = v
+	}
+	for _, mode := range []string{"chained", "pipelined"} {
+		b.Run("mode="+mode, func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				inv, drops := chatOrderRun(b, f, n, mode == "pipelined")
+				b.ReportMetric(float64(inv), "inversions")
+				b.ReportMetric(float64(drops), "phone-drops")
+			}
+		})
+	}
+}
+
+func chatOrderRun(b *testing.B, f *benchFS, n int, pipelined bool) (inv, drops int) {
+	b.Helper()
+	ua := f.ua(b, "1001")
+	register(b, ua)
+	in := collect(b, ua)
+	c, err := net.DialTimeout("tcp", f.esl, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
+	r := bufio.NewReader(c)
+	reply := func() {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if line == "\n" {
+				return // command replies have no body
+			}
+		}
+	}
+	reply() // auth/request
+	fmt.Fprintf(c, "auth %s\n\n", conf.ESLPassword)
+	reply()
+	cmd := func(i int) string {
+		args := relay.ChatArgs("1000@127.0.0.1", "1001@127.0.0.1", []byte(bodyN(i)), "text/plain")
+		return fmt.Sprintf("bgapi chat %s\nJob-UUID: order-%d\n\n", args, i)
+	}
+	b.StartTimer()
+	if pipelined {
+		var all strings.Builder
+		for i := range n {
+			all.WriteString(cmd(i))
+		}
+		_, _ = io.WriteString(c, all.String())
+		for range n {
+			reply()
+		}
+	} else {
+		for i := range n {
+			_, _ = io.WriteString(c, cmd(i))
+			reply()
+		}
+	}
+	got := in.waitCount(b, n, 2*time.Minute)
+	b.StopTimer()
+	drops = udpDrops(ua.Addr())
+	for i := 1; i < len(got); i++ {
+		if string(got[i].Body) < string(got[i-1].Body) {
+			inv++
+			b.Logf("%s reached the phone after %s", got[i].Body, got[i-1].Body)
+		}
+	}
+	unregister(b, ua)
+	f.waitRegistered(b, "1001", 0)
+	return inv, drops
+}
+
+// udpDrops reads the kernel's drop count of the UDP socket bound to addr
+// (/proc/net/udp, Linux); -1 when unknown.
+func udpDrops(addr string) int {
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 12 && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", p)) {
+			d, _ := strconv.Atoi(f[len(f)-1])
+			return d
+		}
+	}
+	return -1
+}
+
+// BenchmarkRealFSExactBodies: hostile bodies sent through the real FreeSWITCH
+// with the shipped binding; reports how many sipsilo took exact from the URL
+// (their MD5 matched, then checked against the ESL copy), how many differed from
+// that copy (must be 0) and how many needed the ESL copy (MD5 not settled).
+func BenchmarkRealFSExactBodies(b *testing.B) {
+	f := startBenchFS(b)
+	bodies := append([]string{
+		"|", "~", "/", "%41", "%20lead", "  lead and trail  ", "\r\nCRLF\r\n", "\tTab\vVT\v",
+		"${x} $${y} ${url_encode(z)}", `quotes 'sq' "dq" back\slash \n`, "a,b,,c,", "ümlaut 日本語 🎉",
+		"ends with %4", "ends with %", strings.Repeat("40k %41 | ~/ 'q' \"d\" \\ ${x} ümlaut 日本\r\n", 40*1024/48),
+	}, exactBodies...)
+	var bin strings.Builder
+	for r := rune(1); r < 0x800; r++ {
+		bin.WriteRune(r)
+	}
+	bodies = append(bodies, bin.String())
+	for range b.N {
+		b.StopTimer()
+		proc := benchSipsilo(b, f, fsPath...)
+		alice := f.ua(b, "1000")
+		for _, body := range bodies {
+			sendRetry(b, alice, "1001", body)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		var text string
+		for {
+			res, err := newClient().Get("http://" + proc.addr + "/metrics")
+			if err == nil {
+				raw, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				text = string(raw)
+			}
+			done := 0.0
+			for _, src := range []string{"checked", "differed", "exact", "query"} {
+				done += metricValue(text, `sipsilo_message_bodies_total{source="`+src+`"}`)
+			}
+			if int(done) >= len(bodies) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("bodies not final within 30 s:\n%s", text)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.ReportMetric(float64(len(bodies)), "bodies")
+		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="checked"}`), "exact-at-intake")
+		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="differed"}`), "differed")
+		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="exact"}`), "from-esl")
+		_ = alice.Close()
+		stopSipsilo(b, proc)
+	}
+}
