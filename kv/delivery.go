@@ -135,7 +135,12 @@ func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, bo
 		m.BodySource, m.BodyFinal, m.BodyFallback = BodyESL, true, false
 		return true, nil
 	})
-	return m, check, err
+	if err != nil {
+		// The writer may still run the change after a caller gave up (ctx):
+		// check is its variable until the commit is reported.
+		return nil, BodyUnchecked, err
+	}
+	return m, check, nil
 }
 
 // BodyCheck is what the ESL copy of a body said of the copy checked at intake.

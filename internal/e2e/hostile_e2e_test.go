@@ -59,7 +59,7 @@ func copyFile(t *testing.T, src, dst string) {
 // 1; before, bbolt panicked in a goroutine (a goroutine dump) or inspect looped
 // until memory ran out.
 func TestDamagedStoreIsRefusedInOneLine(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("kv", "testdata", "damaged-*.db"))
+	files, _ := filepath.Glob(filepath.Join("..", "..", "kv", "testdata", "damaged-*.db"))
 	if len(files) == 0 {
 		t.Fatal("no damaged seed files in kv/testdata")
 	}

@@ -37,7 +37,12 @@ func TestQuotaAtTheDefaultRefusesTheThousandAndFirst(t *testing.T) {
 	}
 	waitFor("1,000 queued", func(m scraped) bool { return m.value("sipsilo_queue_messages") == n })
 	send(t, alice, "1001", "one too many")
-	m := waitFor("a quota refusal", func(m scraped) bool { return m.value("sipsilo_quota_refusals_total") >= 1 })
+	// The store counts the refusal before the handler's answer is observed:
+	// wait for both, then check neither went past one.
+	m := waitFor("a quota refusal", func(m scraped) bool {
+		return m.value("sipsilo_quota_refusals_total") >= 1 &&
+			m.value("sipsilo_intake_seconds", "answer", "not_found", "why", "over_quota") >= 1
+	})
 	if got := m.value("sipsilo_quota_refusals_total"); got != 1 {
 		t.Fatalf("quota refusals %v, want 1", got)
 	}

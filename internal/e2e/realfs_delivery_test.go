@@ -350,7 +350,9 @@ func scenarioSipsiloDown(t *testing.T, sw testSwitch) {
 // scenarioFreeSWITCHRestart: FreeSWITCH restarts mid-drain; sipsilo notices,
 // logs in again and finishes the queue.
 func scenarioFreeSWITCHRestart(t *testing.T, sw testSwitch) {
-	r := newSwitchRig(t, sw, append(fsPath, "--log-level", "info", "--timer-f", "2s")...)
+	// Window 4 (the default through FreeSWITCH is 16) keeps the bound below
+	// meaningful: at most one window's sends can be lost with the restart.
+	r := newSwitchRig(t, sw, append(fsPath, "--log-level", "info", "--timer-f", "2s", "--window", "4")...)
 	n := drainSize(200, 100)
 	bob, in, s := queueOfflineOn(t, r, n)
 	registerOn(t, bob)
