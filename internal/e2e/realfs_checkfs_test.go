@@ -27,7 +27,7 @@ func runSipsilo(t *testing.T, args ...string) (string, error) {
 }
 
 // replaceInFile replaces old by repl in path, once, failing if old is absent.
-func replaceInFile(t *testing.T, path, old, repl string) {
+func replaceInFile(t testing.TB, path, old, repl string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

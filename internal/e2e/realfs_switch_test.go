@@ -117,7 +117,7 @@ type srig struct {
 
 // newSwitchRig starts sipsilo at sw's binding address, logged in to sw's
 // event socket.
-func newSwitchRig(t *testing.T, sw testSwitch, args ...string) *srig {
+func newSwitchRig(t testing.TB, sw testSwitch, args ...string) *srig {
 	t.Helper()
 	r := &rig{t: t, db: filepath.Join(t.TempDir(), "sipsilo.db"), http: sw.httpAddr()}
 	if e, ok := sw.(*emuSwitch); ok {
