@@ -30,24 +30,20 @@ import (
 
 	conf "github.com/sipsilo/sipsilo/freeswitch-conf"
 	"github.com/sipsilo/sipsilo/internal/fsemu"
-	"github.com/sipsilo/sipsilo/internal/fsreal"
 	"github.com/sipsilo/sipsilo/relay"
 )
 
 // benchUA makes a phone of user on sw; it unregisters at the end of the op.
 func benchUA(b *testing.B, sw testSwitch, user string) *fsemu.UA {
 	b.Helper()
-	ua, err := fsemu.NewUA(fsemu.UAOptions{User: user, Password: fsreal.Password, Switch: sw.sipAddr()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ua := newUA(b, sw.sipAddr(), user)
 	// An op that failed left it registered: take it off FreeSWITCH, or the next
-	// op's messages would go to this closed socket too.
+	// op's messages would go to this closed socket too. (Runs before newUA's
+	// Close.)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = ua.Unregister(ctx)
-		_ = ua.Close()
 	})
 	return ua
 }
@@ -298,21 +294,7 @@ func BenchmarkRealFSOnline(b *testing.B) {
 				register(b, alice)
 				register(b, bob)
 				in := collect(b, bob)
-				const n = 200
-				lat := make([]time.Duration, 0, n)
-				b.StartTimer()
-				for i := range n {
-					start := time.Now()
-					sendRetry(b, alice, "1001", bodyN(i))
-					got := in.waitCount(b, i+1, 10*time.Second)
-					lat = append(lat, got[i].At.Sub(start))
-				}
-				b.StopTimer()
-				slices.Sort(lat)
-				ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-				b.ReportMetric(ms(lat[n/2]), "p50-ms")
-				b.ReportMetric(ms(lat[n*95/100]), "p95-ms")
-				b.ReportMetric(ms(lat[n-1]), "max-ms")
+				onlineLatencies(b, 200, in, 10*time.Second, func(body string) { sendRetry(b, alice, "1001", body) })
 				unregister(b, alice, bob)
 				sw.fs.WaitRegistered(b, "1001", false, 10*time.Second)
 				stopSipsilo(b, proc)

@@ -131,12 +131,7 @@ func newSwitchRig(t testing.TB, sw testSwitch, args ...string) *srig {
 
 func (r *srig) ua(user string) *fsemu.UA {
 	r.t.Helper()
-	ua, err := fsemu.NewUA(fsemu.UAOptions{User: user, Password: "1234", Switch: r.sw.sipAddr()})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(func() { _ = ua.Close() })
-	return ua
+	return newUA(r.t, r.sw.sipAddr(), user)
 }
 
 // sent is what a test sent and what the switch said to each: accepted (202)
