@@ -165,7 +165,7 @@ func waitStored(b *testing.B, r *srig, n int) int {
 	deadline := time.Now().Add(2 * time.Minute)
 	last, since := -1, time.Now()
 	for {
-		got := storedBodies(r)
+		got := storedBodies(b, r)
 		if got != last {
 			last, since = got, time.Now()
 		}
@@ -181,35 +181,15 @@ func waitStored(b *testing.B, r *srig, n int) int {
 
 // storedBodies reads from sipsilo's /metrics how many messages are queued with
 // a final body (the recipient is offline: every stored message is queued).
-func storedBodies(r *srig) int {
-	res, err := newClient().Get("http://" + r.http + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	text := string(body)
+func storedBodies(b *testing.B, r *srig) int {
+	sc := scrape(b, r.rig)
 	// Bodies not final yet hold the drain back; wait for them too.
-	waiting := metricValue(text, `sipsilo_message_bodies_total{source="exact"}`) +
-		metricValue(text, `sipsilo_message_bodies_total{source="checked"}`) +
-		metricValue(text, `sipsilo_message_bodies_total{source="unconfirmed"}`) +
-		metricValue(text, `sipsilo_message_bodies_total{source="query"}`)
-	queued := metricValue(text, "sipsilo_queue_messages")
-	if waiting < queued {
+	final := sc.bodies("exact", "checked", "unconfirmed", "query")
+	queued := sc.value("sipsilo_queue_messages")
+	if final < queued {
 		return -1
 	}
 	return int(queued)
-}
-
-// metricValue is the value of one series in Prometheus text (0 if absent).
-func metricValue(text, series string) float64 {
-	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
-	}
-	return 0
 }
 
 // BenchmarkRealFSDrain: 1,000 queued messages drained to one phone through the
@@ -514,31 +494,13 @@ func BenchmarkRealFSExactBodies(b *testing.B) {
 		for _, body := range bodies {
 			sendRetry(b, alice, "1001", body)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		var text string
-		for {
-			res, err := newClient().Get("http://" + proc.http + "/metrics")
-			if err == nil {
-				raw, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				text = string(raw)
-			}
-			done := 0.0
-			for _, src := range []string{"checked", "differed", "exact", "query"} {
-				done += metricValue(text, `sipsilo_message_bodies_total{source="`+src+`"}`)
-			}
-			if int(done) >= len(bodies) {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("bodies not final within 30 s:\n%s", text)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		sc := waitScrape(b, proc.rig, "every body final", 30*time.Second, func(sc scraped) bool {
+			return int(sc.bodies("checked", "differed", "exact", "query")) >= len(bodies)
+		})
 		b.ReportMetric(float64(len(bodies)), "bodies")
-		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="checked"}`), "exact-at-intake")
-		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="differed"}`), "differed")
-		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="exact"}`), "from-esl")
+		b.ReportMetric(sc.bodies("checked"), "exact-at-intake")
+		b.ReportMetric(sc.bodies("differed"), "differed")
+		b.ReportMetric(sc.bodies("exact"), "from-esl")
 		_ = alice.Close()
 		stopSipsilo(b, proc)
 	}
