@@ -221,14 +221,8 @@ func (c *checker) page(id uint64) ([]byte, error) {
 	if _, err := c.r.ReadAt(b, int64(id*c.ps)); err != nil {
 		return nil, fmt.Errorf("read page %d: %w", id, err)
 	}
-	if got := ne.Uint64(b[0:]); got != id {
-		return nil, corrupt("page %d says it is page %d", id, got)
-	}
-	overflow := uint64(ne.Uint32(b[12:]))
-	if overflow >= c.hwm-id {
-		return nil, corrupt("page %d: %d overflow pages run past the last page %d", id, overflow, c.hwm-1)
-	}
-	if err := c.mark(id, overflow); err != nil {
+	overflow, err := c.header(id, b)
+	if err != nil {
 		return nil, err
 	}
 	if overflow > 0 {
@@ -240,17 +234,24 @@ func (c *checker) page(id uint64) ([]byte, error) {
 	return b, nil
 }
 
-// slicePage is page for a file in memory: the same checks, no copy.
-func (c *checker) slicePage(id uint64) ([]byte, error) {
-	b := c.data[id*c.ps:]
+// header checks page id's header in b (its id, its overflow within the file)
+// and marks the pages it spans; it returns the overflow count.
+func (c *checker) header(id uint64, b []byte) (uint64, error) {
 	if got := ne.Uint64(b[0:]); got != id {
-		return nil, corrupt("page %d says it is page %d", id, got)
+		return 0, corrupt("page %d says it is page %d", id, got)
 	}
 	overflow := uint64(ne.Uint32(b[12:]))
 	if overflow >= c.hwm-id {
-		return nil, corrupt("page %d: %d overflow pages run past the last page %d", id, overflow, c.hwm-1)
+		return 0, corrupt("page %d: %d overflow pages run past the last page %d", id, overflow, c.hwm-1)
 	}
-	if err := c.mark(id, overflow); err != nil {
+	return overflow, c.mark(id, overflow)
+}
+
+// slicePage is page for a file in memory: the same checks, no copy.
+func (c *checker) slicePage(id uint64) ([]byte, error) {
+	b := c.data[id*c.ps:]
+	overflow, err := c.header(id, b)
+	if err != nil {
 		return nil, err
 	}
 	return b[: (overflow+1)*c.ps : (overflow+1)*c.ps], nil

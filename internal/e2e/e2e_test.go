@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -67,11 +66,7 @@ func TestServeTakesOverCapturedMessage(t *testing.T) {
 // full every message is left to FreeSWITCH (not found) with an error logged, and
 // nothing acknowledged before is lost; once space is back, messages are taken again.
 func TestServeOnFullDisk(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
-		requireIntegration(t, fmt.Sprintf("cannot mount a tmpfs (needs root): %v %s", err, out))
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := smallDisk(t, "1m")
 	db := filepath.Join(dir, "sipsilo.db")
 	c := startChild(t, nil, "--db", db)
 	client := newClient()
@@ -79,17 +74,7 @@ func TestServeOnFullDisk(t *testing.T) {
 	if err != nil || before == "" {
 		t.Fatalf("before: id %q err %v", before, err)
 	}
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := f.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
-	f.Close()
+	filler := fillDisk(t, dir)
 
 	var acked []string
 	refused := 0

@@ -6,7 +6,6 @@ package e2e
 // only a cross-check.
 
 import (
-	"io"
 	"testing"
 	"time"
 
@@ -73,21 +72,12 @@ func TestExactBodyCheckedByESLEvent(t *testing.T) {
 	for _, b := range exactBodies {
 		send(t, alice, "1001", b)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		text := metricsText(t, r)
-		checked := metricValue(text, `sipsilo_message_bodies_total{source="checked"}`)
-		if d := metricValue(text, `sipsilo_message_bodies_total{source="differed"}`); d != 0 {
+	waitScrape(t, r, "every body checked against its ESL copy", 10*time.Second, func(sc scraped) bool {
+		if d := sc.bodies("differed"); d != 0 {
 			t.Fatalf("%v ESL bodies differed from the body checked at intake", d)
 		}
-		if int(checked) == len(exactBodies) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v of %d bodies checked against their ESL copy", checked, len(exactBodies))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return int(sc.bodies("checked")) == len(exactBodies)
+	})
 	r.stop()
 	msgs := r.messages()
 	for _, b := range exactBodies {
@@ -95,18 +85,4 @@ func TestExactBodyCheckedByESLEvent(t *testing.T) {
 			t.Errorf("%q: stored %+v", b, m)
 		}
 	}
-}
-
-func metricsText(t *testing.T, r *rig) string {
-	t.Helper()
-	res, err := newClient().Get("http://" + r.http + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }

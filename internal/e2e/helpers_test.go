@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -31,6 +34,36 @@ func mustContain(t *testing.T, out string, wants ...string) {
 	for _, w := range wants {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+// smallDisk mounts a tmpfs of size (e.g. "1m") on a fresh directory, unmounted
+// when the test ends; without root the test skips (fails under
+// SIPSILO_REQUIRE_INTEGRATION=1).
+func smallDisk(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		requireIntegration(t, fmt.Sprintf("cannot mount a tmpfs (needs root): %v %s", err, out))
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// fillDisk writes a file in dir until its filesystem is full and returns its
+// path (removing it gives the space back).
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			return filler // ENOSPC
 		}
 	}
 }

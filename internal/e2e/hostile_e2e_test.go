@@ -29,7 +29,10 @@ func runBinary(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	// The operator's secrets, if set here, are not the test's.
+	cmd.Env = append(os.Environ(), "SIPSILO_ESL_PASSWORD=", "SIPSILO_CHATPLAN_PASSWORD=")
+	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("sipsilo %v did not end within 60 s:\n%s", args, out)
 	}
@@ -127,11 +130,7 @@ func TestServeRefusesAnOpenChatplanOffLoopback(t *testing.T) {
 // TestReadyzReportsTheStoreOnAFullDisk: /readyz said the store was fine while the
 // disk was full and every message was left to FreeSWITCH.
 func TestReadyzReportsTheStoreOnAFullDisk(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		requireIntegration(t, fmt.Sprintf("cannot mount a tmpfs (needs root): %v %s", err, out))
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := smallDisk(t, "2m")
 	c := startChild(t, nil, "--db", filepath.Join(dir, "sipsilo.db"))
 	storeReady := func() string {
 		res, err := newClient().Get("http://" + c.addr + "/readyz")
@@ -148,17 +147,7 @@ func TestReadyzReportsTheStoreOnAFullDisk(t *testing.T) {
 	if got := storeReady(); got != "ok" {
 		t.Fatalf("store check with space: %q", got)
 	}
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := f.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
-	f.Close()
+	filler := fillDisk(t, dir)
 	for i := 0; ; i++ {
 		id, err := postMessage(newClient(), c.addr, fmt.Sprintf("filling %d %s", i, strings.Repeat("x", 900)), 1+i)
 		if err != nil {

@@ -83,6 +83,21 @@ func (s scraped) value(name string, labels ...string) float64 {
 	return m.GetUntyped().GetValue()
 }
 
+// count is a counter's value, 0 while the series is missing (a labelled
+// counter appears at its first increment).
+func (s scraped) count(name string, labels ...string) float64 {
+	return max(s.value(name, labels...), 0)
+}
+
+// bodies sums sipsilo_message_bodies_total over the given sources.
+func (s scraped) bodies(sources ...string) float64 {
+	n := 0.0
+	for _, src := range sources {
+		n += s.count("sipsilo_message_bodies_total", "source", src)
+	}
+	return n
+}
+
 // sum is a histogram's sum of observations.
 func (s scraped) sum(name string, labels ...string) float64 {
 	if m := s.find(name, labels...); m != nil && m.Histogram != nil {

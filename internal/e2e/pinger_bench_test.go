@@ -7,9 +7,7 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,37 +42,15 @@ func detectionRun(b *testing.B, interval time.Duration, n int) []time.Duration {
 	callIDs := make([]string, n)
 	for i := range n {
 		user := fmt.Sprint(2000 + i)
-		phones[i], _ = phoneAs(b, r, user, sipptest.Options{})
+		phones[i], _ = phoneAs(b, r.sw.SIPAddr(), user, sipptest.Options{})
 		callIDs[i] = callIDOf(b, r.sw, user)
 	}
 	for _, ph := range phones {
 		waitPinged(b, ph, 2*interval)
 	}
-	silenced := make([]time.Time, n)
-	var wg sync.WaitGroup
-	for i, ph := range phones {
-		wg.Go(func() {
-			time.Sleep(time.Duration(rand.Int64N(int64(interval))))
-			ph.Silence()
-			silenced[i] = time.Now()
-		})
-	}
-	wg.Wait()
+	silenced := silenceAtRandom(phones, interval)
 	b.StartTimer()
-	lat := make([]time.Duration, 0, n)
-	deadline := time.Now().Add(3 * interval)
-	for i := range n {
-		for {
-			if at, ok := flushes.at(callIDs[i]); ok {
-				lat = append(lat, at.Sub(silenced[i]))
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("phone %d not flushed", i)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	lat := flushLatencies(b, flushes, callIDs, silenced, 3*interval)
 	b.StopTimer()
 	r.stop()
 	return lat

@@ -6,8 +6,8 @@ package e2e
 //
 //	go test -run '^$' -bench RealFS -benchtime 1x -count 3 -timeout 60m .
 //
-// FreeSWITCH comes from SIPSILO_FS_TARBALL, or from the runtime tarball beside
-// the checkout (../shared/freeswitch/runtime); without one the benchmarks skip.
+// FreeSWITCH is started by internal/fsreal (SIPSILO_FS_HOME, SIPSILO_FS_TARBALL
+// or the runtime tarball beside the checkout); without one the benchmarks skip.
 // One FreeSWITCH serves a whole benchmark function, on free ports, and is
 // stopped by PID; each op starts its own sipsilo on a fresh database and its own
 // phones, which unregister before the next op.
@@ -20,13 +20,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,224 +33,35 @@ import (
 	"github.com/sipsilo/sipsilo/relay"
 )
 
-// benchFS is a running FreeSWITCH started by startBenchFS.
-type benchFS struct {
-	dir  string
-	cmd  *exec.Cmd
-	sip  string // host:port of the internal profile, UDP and TCP
-	esl  string // host:port of the event socket
-	http string // where its chatplan binding sends lookups (sipsilo's --http)
-	done chan struct{}
-}
-
-// benchFSTarball finds the FreeSWITCH runtime tarball.
-func benchFSTarball() string {
-	if p := os.Getenv("SIPSILO_FS_TARBALL"); p != "" {
-		return p
-	}
-	m, _ := filepath.Glob(filepath.Join("..", "shared", "freeswitch", "runtime", "freeswitch-*.tar.xz"))
-	if len(m) == 0 {
-		return ""
-	}
-	return m[0]
-}
-
-// startBenchFS unpacks FreeSWITCH into a temp dir and starts it with the
-// runtime's fixture conf (users 1000-1003, password 1234, domain 127.0.0.1),
-// sipsilo's shipped xml_curl binding and event socket conf rendered for free
-// ports, and the binding pointed at httpAddr.
-func startBenchFS(b *testing.B) *benchFS {
+// benchUA makes a phone of user on sw; it unregisters at the end of the op.
+func benchUA(b *testing.B, sw testSwitch, user string) *fsemu.UA {
 	b.Helper()
-	tarball := benchFSTarball()
-	if tarball == "" {
-		b.Skip("no FreeSWITCH runtime: set SIPSILO_FS_TARBALL")
-	}
-	dir := b.TempDir()
-	fsd := filepath.Join(dir, "fs")
-	if err := os.MkdirAll(fsd, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	if out, err := exec.Command("tar", "-xJf", tarball, "-C", fsd).CombinedOutput(); err != nil {
-		b.Fatalf("unpack %s: %v\n%s", tarball, err, out)
-	}
-	f := &benchFS{dir: dir, sip: freeSIPPort(b), esl: freePort(b), http: freePort(b), done: make(chan struct{})}
-	cdir := filepath.Join(dir, "conf")
-	if out, err := exec.Command("cp", "-a", filepath.Join(fsd, "conf", "fixture"), cdir).CombinedOutput(); err != nil {
-		b.Fatalf("copy conf: %v\n%s", err, out)
-	}
-	_, sipPort, _ := net.SplitHostPort(f.sip)
-	vars := filepath.Join(cdir, "vars.xml")
-	editFile(b, vars, "internal_sip_port=5060", "internal_sip_port="+sipPort)
-	files, err := conf.Render(conf.Options{HTTPAddr: f.http, ESLAddr: f.esl})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, file := range files {
-		if !strings.HasSuffix(file.Path, ".xml") {
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(cdir, file.Path), file.Data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
-	args := []string{"-nf", "-nc", "-nonat", "-nonatmap", "-base", dir, "-conf", cdir,
-		"-mod", filepath.Join(fsd, "lib", "freeswitch", "mod")}
-	for _, d := range []string{"log", "db", "run", "temp", "cache", "storage", "recordings", "scripts",
-		"htdocs", "sounds", "grammar", "certs"} {
-		p := filepath.Join(dir, d)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		args = append(args, "-"+d, p)
-	}
-	f.cmd = exec.Command(filepath.Join(fsd, "bin", "freeswitch"), args...)
-	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	logf, err := os.Create(filepath.Join(dir, "log", "console.log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	f.cmd.Stdout, f.cmd.Stderr = logf, logf
-	if err := f.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = f.cmd.Wait(); logf.Close(); close(f.done) }()
-	b.Cleanup(func() {
-		f.stop()
-		if b.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "log", "freeswitch.log"))
-			b.Logf("FreeSWITCH log (tail):\n%s", tail(string(log), 60))
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		out, err := f.api("sofia status")
-		if err == nil && strings.Contains(out, "internal") && strings.Contains(out, "RUNNING") {
-			return f
-		}
-		select {
-		case <-f.done:
-			b.Fatalf("FreeSWITCH exited during startup")
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("FreeSWITCH not ready after 60 s (last: %v %q)", err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// stop ends FreeSWITCH by its PID: TERM, then KILL after 20 s.
-func (f *benchFS) stop() {
-	_ = f.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-f.done:
-	case <-time.After(20 * time.Second):
-		_ = f.cmd.Process.Kill()
-		<-f.done
-	}
-}
-
-// api runs one api command over a fresh event-socket connection.
-func (f *benchFS) api(cmd string) (string, error) {
-	c, err := net.DialTimeout("tcp", f.esl, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	read := func() (map[string]string, string, error) {
-		h := map[string]string{}
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return nil, "", err
-			}
-			line = strings.TrimRight(line, "\r\n")
-			if line == "" {
-				break
-			}
-			k, v, _ := strings.Cut(line, ": ")
-			h[k] = v
-		}
-		n, _ := strconv.Atoi(h["Content-Length"])
-		body := make([]byte, n)
-		_, err := io.ReadFull(r, body)
-		return h, string(body), err
-	}
-	if _, _, err := read(); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(c, "auth %s\n\n", conf.ESLPassword)
-	if h, _, err := read(); err != nil || !strings.HasPrefix(h["Reply-Text"], "+OK") {
-		return "", fmt.Errorf("auth: %v %q", err, h["Reply-Text"])
-	}
-	fmt.Fprintf(c, "api %s\n\n", cmd)
-	_, body, err := read()
-	return body, err
-}
-
-// ua makes a phone of a fixture user on this FreeSWITCH; it unregisters at the
-// end of the op.
-func (f *benchFS) ua(b *testing.B, user string) *fsemu.UA {
-	b.Helper()
-	ua, err := fsemu.NewUA(fsemu.UAOptions{User: user, Password: "1234", Switch: f.sip})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ua := newUA(b, sw.sipAddr(), user)
 	// An op that failed left it registered: take it off FreeSWITCH, or the next
-	// op's messages would go to this closed socket too.
+	// op's messages would go to this closed socket too. (Runs before newUA's
+	// Close.)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = ua.Unregister(ctx)
-		_ = ua.Close()
 	})
 	return ua
 }
 
-// waitRegistered waits until FreeSWITCH lists n registrations of user (0: none).
-func (f *benchFS) waitRegistered(b *testing.B, user string, n int) {
+// benchSipsilo starts the sipsilo binary against sw at info level (debug
+// logging would be measured too).
+func benchSipsilo(b *testing.B, sw testSwitch, args ...string) *srig {
 	b.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := f.api("sofia_count_reg " + user + "@127.0.0.1")
-		if err == nil && strings.TrimSpace(out) == strconv.Itoa(n) {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s has %q registrations, want %d (%v)", user, out, n, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// benchSipsilo starts the sipsilo binary against f, on f's chatplan address.
-func benchSipsilo(b *testing.B, f *benchFS, args ...string) *child {
-	b.Helper()
-	db := filepath.Join(b.TempDir(), "sipsilo.db")
-	all := append([]string{"--http", f.http, "--db", db, "--esl", f.esl, "--log-level", "info"}, args...)
-	c := startChild(b, nil, all...)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(c.log(), "ESL connected") {
-		if time.Now().After(deadline) {
-			b.Fatalf("sipsilo did not connect to FreeSWITCH:\n%s", c.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return c
+	return newSwitchRig(b, sw, append([]string{"--log-level", "info"}, args...)...)
 }
 
 // stopSipsilo ends sipsilo gracefully.
-func stopSipsilo(b *testing.B, c *child) {
+func stopSipsilo(b *testing.B, r *srig) {
 	b.Helper()
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	if code := c.wait(b, 30*time.Second); code != 0 {
-		b.Fatalf("sipsilo exited %d\n%s", code, c.log())
-	}
+	r.stop()
 	if dir := os.Getenv("SIPSILO_BENCH_LOGS"); dir != "" { // for a closer look at one run
 		name := fmt.Sprintf("%s-%d.log", strings.ReplaceAll(b.Name(), "/", "_"), time.Now().UnixNano())
-		_ = os.WriteFile(filepath.Join(dir, name), []byte(c.log()), 0o600)
+		_ = os.WriteFile(filepath.Join(dir, name), []byte(r.proc.log()), 0o600)
 	}
 }
 
@@ -274,10 +83,10 @@ func unregister(b *testing.B, uas ...*fsemu.UA) {
 // its socket, the inversions in arrival order, the duplicates (messages
 // received beyond those stored) and how many more than n were stored (a
 // MESSAGE FreeSWITCH answered 500 yet routed, which sendRetry then sent again).
-func realFSDrain(b *testing.B, f *benchFS, n int, args ...string) (took time.Duration, inv, dup, extra int) {
+func realFSDrain(b *testing.B, sw *realSwitch, n int, args ...string) (took time.Duration, inv, dup, extra int) {
 	b.Helper()
-	proc := benchSipsilo(b, f, args...)
-	alice, bob := f.ua(b, "1000"), f.ua(b, "1001")
+	proc := benchSipsilo(b, sw, args...)
+	alice, bob := benchUA(b, sw, "1000"), benchUA(b, sw, "1001")
 	register(b, alice)
 	in := collect(b, bob)
 	for i := range n {
@@ -293,7 +102,7 @@ func realFSDrain(b *testing.B, f *benchFS, n int, args ...string) (took time.Dur
 	time.Sleep(500 * time.Millisecond) // a late duplicate has time to arrive
 	all := in.all()
 	unregister(b, alice, bob)
-	f.waitRegistered(b, "1001", 0)
+	sw.fs.WaitRegistered(b, "1001", false, 10*time.Second)
 	stopSipsilo(b, proc)
 	return took, firstInversions(b, got[:stored]), len(all) - stored, stored - n
 }
@@ -351,12 +160,12 @@ var resent500 atomic.Int64
 
 // waitStored waits until sipsilo has stored at least n messages with a final
 // body, and returns how many it stored once the count settled.
-func waitStored(b *testing.B, c *child, n int) int {
+func waitStored(b *testing.B, r *srig, n int) int {
 	b.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	last, since := -1, time.Now()
 	for {
-		got := storedBodies(c)
+		got := storedBodies(b, r)
 		if got != last {
 			last, since = got, time.Now()
 		}
@@ -372,35 +181,15 @@ func waitStored(b *testing.B, c *child, n int) int {
 
 // storedBodies reads from sipsilo's /metrics how many messages are queued with
 // a final body (the recipient is offline: every stored message is queued).
-func storedBodies(c *child) int {
-	res, err := newClient().Get("http://" + c.addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	text := string(body)
+func storedBodies(b *testing.B, r *srig) int {
+	sc := scrape(b, r.rig)
 	// Bodies not final yet hold the drain back; wait for them too.
-	waiting := metricValue(text, `sipsilo_message_bodies_total{source="exact"}`) +
-		metricValue(text, `sipsilo_message_bodies_total{source="checked"}`) +
-		metricValue(text, `sipsilo_message_bodies_total{source="unconfirmed"}`) +
-		metricValue(text, `sipsilo_message_bodies_total{source="query"}`)
-	queued := metricValue(text, "sipsilo_queue_messages")
-	if waiting < queued {
+	final := sc.bodies("exact", "checked", "unconfirmed", "query")
+	queued := sc.value("sipsilo_queue_messages")
+	if final < queued {
 		return -1
 	}
 	return int(queued)
-}
-
-// metricValue is the value of one series in Prometheus text (0 if absent).
-func metricValue(text, series string) float64 {
-	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
-	}
-	return 0
 }
 
 // BenchmarkRealFSDrain: 1,000 queued messages drained to one phone through the
@@ -408,7 +197,7 @@ func metricValue(text, series string) float64 {
 // at several windows; window=default passes no --window. The DESIGN.md goal is
 // ≤ 15 s at the defaults, in order, no duplicates.
 func BenchmarkRealFSDrain(b *testing.B) {
-	f := startBenchFS(b)
+	sw := startRealSwitch(b)
 	for _, w := range benchWindows() {
 		b.Run("window="+w, func(b *testing.B) {
 			args := append([]string(nil), fsPath...)
@@ -420,7 +209,7 @@ func BenchmarkRealFSDrain(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				r0 := resent500.Load()
-				took, inv, dup, extra := realFSDrain(b, f, n, args...)
+				took, inv, dup, extra := realFSDrain(b, sw, n, args...)
 				b.ReportMetric(float64(resent500.Load()-r0), "resent-500")
 				b.ReportMetric(float64(extra), "stored-twice")
 				b.ReportMetric(took.Seconds(), "s/drain")
@@ -453,11 +242,11 @@ func benchDrainN() int {
 // (pinger on, direct path): the phone answers sipsilo's OPTIONS, so sipsilo
 // sends each MESSAGE itself.
 func BenchmarkRealFSDrainDirect(b *testing.B) {
-	f := startBenchFS(b)
+	sw := startRealSwitch(b)
 	n := benchDrainN()
 	for range b.N {
 		b.StopTimer()
-		took, inv, dup, _ := realFSDrain(b, f, n)
+		took, inv, dup, _ := realFSDrain(b, sw, n)
 		b.ReportMetric(took.Seconds(), "s/drain")
 		b.ReportMetric(float64(n)/took.Seconds(), "msgs/s")
 		b.ReportMetric(float64(inv), "inversions")
@@ -470,38 +259,24 @@ func BenchmarkRealFSDrainDirect(b *testing.B) {
 // bgapi chat (path=freeswitch, pinger off) and by sipsilo's direct path
 // (path=direct, the defaults).
 func BenchmarkRealFSOnline(b *testing.B) {
-	f := startBenchFS(b)
+	sw := startRealSwitch(b)
 	for _, c := range []struct {
 		path    string
 		binding string // the chatplan URL: text (shipped) or body (older)
 		args    []string
 	}{{"freeswitch", "text", fsPath}, {"direct", "text", nil}, {"freeswitch", "body", fsPath}} {
 		b.Run("path="+c.path+"/binding="+c.binding, func(b *testing.B) {
-			f.setBinding(b, c.binding)
+			setBinding(b, sw, c.binding)
 			for range b.N {
 				b.StopTimer()
-				proc := benchSipsilo(b, f, c.args...)
-				alice, bob := f.ua(b, "1000"), f.ua(b, "1001")
+				proc := benchSipsilo(b, sw, c.args...)
+				alice, bob := benchUA(b, sw, "1000"), benchUA(b, sw, "1001")
 				register(b, alice)
 				register(b, bob)
 				in := collect(b, bob)
-				const n = 200
-				lat := make([]time.Duration, 0, n)
-				b.StartTimer()
-				for i := range n {
-					start := time.Now()
-					sendRetry(b, alice, "1001", bodyN(i))
-					got := in.waitCount(b, i+1, 10*time.Second)
-					lat = append(lat, got[i].At.Sub(start))
-				}
-				b.StopTimer()
-				slices.Sort(lat)
-				ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-				b.ReportMetric(ms(lat[n/2]), "p50-ms")
-				b.ReportMetric(ms(lat[n*95/100]), "p95-ms")
-				b.ReportMetric(ms(lat[n-1]), "max-ms")
+				onlineLatencies(b, 200, in, 10*time.Second, func(body string) { sendRetry(b, alice, "1001", body) })
 				unregister(b, alice, bob)
-				f.waitRegistered(b, "1001", 0)
+				sw.fs.WaitRegistered(b, "1001", false, 10*time.Second)
 				stopSipsilo(b, proc)
 			}
 		})
@@ -510,82 +285,43 @@ func BenchmarkRealFSOnline(b *testing.B) {
 
 // setBinding points the chatplan binding at the shipped URL (text) or at the
 // older body=${url_encode(${_body})} one (body), and reloads mod_xml_curl.
-func (f *benchFS) setBinding(b *testing.B, binding string) {
+func setBinding(b *testing.B, sw *realSwitch, binding string) {
 	b.Helper()
-	path := filepath.Join(f.dir, "conf", "autoload_configs", "xml_curl.conf.xml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	text := conf.ChatplanURLAttr(conf.ChatplanURLFor(f.http))
-	old := "http://" + f.http + "/fs/chatplan?body=${url_encode(${_body})}"
+	path := filepath.Join(sw.fs.ConfDir(), "autoload_configs", "xml_curl.conf.xml")
+	text := conf.ChatplanURLAttr(conf.ChatplanURLFor(sw.http))
+	old := "http://" + sw.http + "/fs/chatplan?body=${url_encode(${_body})}"
 	from, to := old, text
 	if binding == "body" {
 		from, to = text, old
 	}
-	if err := os.WriteFile(path, []byte(strings.Replace(string(data), from, to, 1)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if out, err := f.api("reload mod_xml_curl"); err != nil || !strings.Contains(out, "+OK") {
-		b.Fatalf("reload mod_xml_curl: %q %v", out, err)
-	}
-}
-
-// freeSIPPort returns a 127.0.0.1 port free for both UDP and TCP.
-func freeSIPPort(b *testing.B) string {
-	b.Helper()
-	for range 50 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		addr := pc.LocalAddr().String()
-		ln, err := net.Listen("tcp", addr)
-		pc.Close()
-		if err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	b.Fatal("no port free for both UDP and TCP")
-	return ""
-}
-
-func editFile(b *testing.B, path, old, repl string) {
-	b.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if !strings.Contains(string(data), old) {
-		b.Fatalf("%s: no %q", path, old)
+	if !strings.Contains(string(data), to) {
+		replaceInFile(b, path, from, to)
 	}
-	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, repl, 1)), 0o600); err != nil {
-		b.Fatal(err)
+	if out := sw.fs.MustAPI(b, "reload mod_xml_curl"); !strings.Contains(out, "+OK") {
+		b.Fatalf("reload mod_xml_curl: %q", out)
 	}
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// BenchmarkRealFSDetection: the four fixture users' phones register on the real
+// BenchmarkRealFSDetection: the phones of users 1000-1003 register on the real
 // FreeSWITCH and then go silent (their sockets stay open and drop everything)
 // at random points of the ping interval; latency from each silence to
 // FreeSWITCH no longer listing the registration, which sipsilo's pinger (at its
 // defaults: 5 s interval, 1 s deadline, 2 misses) has it flush
-// (flush_inbound_reg). FreeSWITCH's own pinging (the fixture's 5 s) needs ≈ 47 s.
+// (flush_inbound_reg). FreeSWITCH's own pinging (at a 5 s ping interval) needed ≈ 47 s.
 func BenchmarkRealFSDetection(b *testing.B) {
-	f := startBenchFS(b)
+	sw := startRealSwitch(b)
 	users := []string{"1000", "1001", "1002", "1003"}
 	var all []time.Duration
 	for range b.N {
 		b.StopTimer()
-		proc := benchSipsilo(b, f)
+		proc := benchSipsilo(b, sw)
 		uas := make([]*fsemu.UA, len(users))
 		for i, u := range users {
-			uas[i] = f.ua(b, u)
+			uas[i] = benchUA(b, sw, u)
 			register(b, uas[i])
 		}
 		time.Sleep(6 * time.Second) // every phone pinged once: sipsilo knows it answers
@@ -606,7 +342,7 @@ func BenchmarkRealFSDetection(b *testing.B) {
 				if lat[i] != 0 || silenced[i].IsZero() {
 					continue
 				}
-				if out, err := f.api("sofia_count_reg " + u + "@127.0.0.1"); err == nil && strings.TrimSpace(out) == "0" {
+				if sw.fs.Contact(b, u) == "" {
 					lat[i] = time.Since(silenced[i])
 					left--
 				}
@@ -639,7 +375,7 @@ func BenchmarkRealFSDetection(b *testing.B) {
 // by FreeSWITCH 500 ms later and arrives late: that is the phone's inversion, not
 // FreeSWITCH's). SIPSILO_BENCH_N sets n (default 2,000).
 func BenchmarkRealFSChatOrder(b *testing.B) {
-	f := startBenchFS(b)
+	sw := startRealSwitch(b)
 	n := 2000
 	if v, err := strconv.Atoi(os.Getenv("SIPSILO_BENCH_N")); err == nil && v > 0 {
 		n = v
@@ -648,7 +384,7 @@ func BenchmarkRealFSChatOrder(b *testing.B) {
 		b.Run("mode="+mode, func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
-				inv, drops := chatOrderRun(b, f, n, mode == "pipelined")
+				inv, drops := chatOrderRun(b, sw, n, mode == "pipelined")
 				b.ReportMetric(float64(inv), "inversions")
 				b.ReportMetric(float64(drops), "phone-drops")
 			}
@@ -656,12 +392,12 @@ func BenchmarkRealFSChatOrder(b *testing.B) {
 	}
 }
 
-func chatOrderRun(b *testing.B, f *benchFS, n int, pipelined bool) (inv, drops int) {
+func chatOrderRun(b *testing.B, sw *realSwitch, n int, pipelined bool) (inv, drops int) {
 	b.Helper()
-	ua := f.ua(b, "1001")
+	ua := benchUA(b, sw, "1001")
 	register(b, ua)
 	in := collect(b, ua)
-	c, err := net.DialTimeout("tcp", f.esl, time.Second)
+	c, err := net.DialTimeout("tcp", sw.eslAddr(), time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -680,7 +416,7 @@ func chatOrderRun(b *testing.B, f *benchFS, n int, pipelined bool) (inv, drops i
 		}
 	}
 	reply() // auth/request
-	fmt.Fprintf(c, "auth %s\n\n", conf.ESLPassword)
+	fmt.Fprintf(c, "auth %s\n\n", sw.eslPassword())
 	reply()
 	cmd := func(i int) string {
 		args := relay.ChatArgs("1000@127.0.0.1", "1001@127.0.0.1", []byte(bodyN(i)), "text/plain")
@@ -712,7 +448,7 @@ func chatOrderRun(b *testing.B, f *benchFS, n int, pipelined bool) (inv, drops i
 		}
 	}
 	unregister(b, ua)
-	f.waitRegistered(b, "1001", 0)
+	sw.fs.WaitRegistered(b, "1001", false, 10*time.Second)
 	return inv, drops
 }
 
@@ -740,7 +476,7 @@ func udpDrops(addr string) int {
 // (their MD5 matched, then checked against the ESL copy), how many differed from
 // that copy (must be 0) and how many needed the ESL copy (MD5 not settled).
 func BenchmarkRealFSExactBodies(b *testing.B) {
-	f := startBenchFS(b)
+	sw := startRealSwitch(b)
 	bodies := append([]string{
 		"|", "~", "/", "%41", "%20lead", "  lead and trail  ", "\r\nCRLF\r\n", "\tTab\vVT\v",
 		"${x} $${y} ${url_encode(z)}", `quotes 'sq' "dq" back\slash \n`, "a,b,,c,", "ümlaut 日本語 🎉",
@@ -753,36 +489,18 @@ func BenchmarkRealFSExactBodies(b *testing.B) {
 	bodies = append(bodies, bin.String())
 	for range b.N {
 		b.StopTimer()
-		proc := benchSipsilo(b, f, fsPath...)
-		alice := f.ua(b, "1000")
+		proc := benchSipsilo(b, sw, fsPath...)
+		alice := benchUA(b, sw, "1000")
 		for _, body := range bodies {
 			sendRetry(b, alice, "1001", body)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		var text string
-		for {
-			res, err := newClient().Get("http://" + proc.addr + "/metrics")
-			if err == nil {
-				raw, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				text = string(raw)
-			}
-			done := 0.0
-			for _, src := range []string{"checked", "differed", "exact", "query"} {
-				done += metricValue(text, `sipsilo_message_bodies_total{source="`+src+`"}`)
-			}
-			if int(done) >= len(bodies) {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("bodies not final within 30 s:\n%s", text)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		sc := waitScrape(b, proc.rig, "every body final", 30*time.Second, func(sc scraped) bool {
+			return int(sc.bodies("checked", "differed", "exact", "query")) >= len(bodies)
+		})
 		b.ReportMetric(float64(len(bodies)), "bodies")
-		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="checked"}`), "exact-at-intake")
-		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="differed"}`), "differed")
-		b.ReportMetric(metricValue(text, `sipsilo_message_bodies_total{source="exact"}`), "from-esl")
+		b.ReportMetric(sc.bodies("checked"), "exact-at-intake")
+		b.ReportMetric(sc.bodies("differed"), "differed")
+		b.ReportMetric(sc.bodies("exact"), "from-esl")
 		_ = alice.Close()
 		stopSipsilo(b, proc)
 	}

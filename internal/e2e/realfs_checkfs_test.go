@@ -8,7 +8,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,17 +16,8 @@ import (
 	"github.com/sipsilo/sipsilo/internal/fsreal"
 )
 
-// runSipsilo runs the sipsilo binary with args and returns its combined output.
-func runSipsilo(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "SIPSILO_ESL_PASSWORD=", "SIPSILO_CHATPLAN_PASSWORD=")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
 // replaceInFile replaces old by repl in path, once, failing if old is absent.
-func replaceInFile(t *testing.T, path, old, repl string) {
+func replaceInFile(t testing.TB, path, old, repl string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -50,9 +40,9 @@ func TestRealFSCheckFS(t *testing.T) {
 	// preprocessor leaves it alone, and FreeSWITCH must decode it.
 	const eslPass, user, pass = `es&l<pw$x`, "fs", `ch"at$${x}`
 	out := t.TempDir()
-	if msg, err := runSipsilo(t, "fs-config", "--out", out, "--http", httpAddr, "--esl", "127.0.0.1:8021",
-		"--esl-password", eslPass, "--user", user, "--password", pass); err != nil {
-		t.Fatalf("fs-config: %v\n%s", err, msg)
+	if code, msg := runBinary(t, "fs-config", "--out", out, "--http", httpAddr, "--esl", "127.0.0.1:8021",
+		"--esl-password", eslPass, "--user", user, "--password", pass); code != 0 {
+		t.Fatalf("fs-config: exit %d\n%s", code, msg)
 	}
 	files, err := fsreal.ReadFiles(out)
 	if err != nil {
@@ -65,9 +55,9 @@ func TestRealFSCheckFS(t *testing.T) {
 
 	check := func(t *testing.T, wantPass bool) string {
 		t.Helper()
-		out, err := runSipsilo(t, "check-fs", "--esl", fs.ESLAddr(), "--esl-password", eslPass, "--http", httpAddr)
-		if (err == nil) != wantPass {
-			t.Fatalf("check-fs: err %v, want pass %v\n%s", err, wantPass, out)
+		code, out := runBinary(t, "check-fs", "--esl", fs.ESLAddr(), "--esl-password", eslPass, "--http", httpAddr)
+		if (code == 0) != wantPass {
+			t.Fatalf("check-fs: exit %d, want pass %v\n%s", code, wantPass, out)
 		}
 		return out
 	}

@@ -167,20 +167,6 @@ func scenarioRefusingPhone(t *testing.T, sw testSwitch) {
 	}
 }
 
-// phoneOn registers a sipp phone as user: a UA of user's registers the
-// phone's contact, and the switch then sends to the phone.
-func phoneOn(t *testing.T, r *srig, user string) (*sipptest.Phone, *fsemu.UA) {
-	t.Helper()
-	ph := sipptest.Start(t, sipptest.Options{})
-	ua, err := fsemu.NewUA(fsemu.UAOptions{User: user, Password: "1234", Switch: r.sw.sipAddr(), Contact: ph.Contact(user)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ua.Close() })
-	registerOn(t, ua)
-	return ph, ua
-}
-
 // scenarioSilentPhone: a sipp phone stops answering (SIGSTOP); sipsilo's
 // pinger finds it and has FreeSWITCH flush its registration; a message sent
 // meanwhile is kept and delivered once the phone is back.
@@ -188,7 +174,7 @@ func scenarioSilentPhone(t *testing.T, sw testSwitch) {
 	r := newSwitchRig(t, sw, "--log-level", "info")
 	alice := r.ua("1000")
 	registerOn(t, alice)
-	ph, ua := phoneOn(t, r, "2000")
+	ph, ua := phoneAs(t, sw.sipAddr(), "2000", sipptest.Options{})
 	waitPinged(t, ph, 10*time.Second)
 	if !sw.registered(t, "2000") {
 		t.Fatal("2000 not registered")
@@ -206,26 +192,13 @@ func scenarioSilentPhone(t *testing.T, sw testSwitch) {
 	if got := ph.Messages(); len(got) != 0 {
 		t.Fatalf("a silent phone answered %d messages", len(got))
 	}
-	ph.Resume()
-	registerOn(t, ua)
-	got := ph.WaitMessages(1, 15*time.Second)
-	if len(got) == 0 || string(got[0].Body) != "sent into the silence" {
-		t.Fatalf("after the phone came back: %+v", got)
-	}
-	time.Sleep(500 * time.Millisecond)
-	r.stop()
-	m := r.messages()["sent into the silence"]
-	if m == nil || m.State != kv.StateDelivered {
-		t.Fatalf("stored %+v", m)
-	}
-	// SIGSTOP keeps datagrams queued in the kernel, so the resumed phone may
-	// answer a send made while it was stopped: one duplicate, counted.
-	if extra := len(ph.Messages()) - 1; extra > m.UncertainResends {
-		t.Fatalf("%d duplicates, %d counted", extra, m.UncertainResends)
-	}
+	deliveredWhenBack(t, r.rig, ph, ua, "sent into the silence")
 }
 
-// queueOfflineOn sends n numbered messages from 1000 to the unregistered 1001.
+// queueOfflineOn sends n numbered messages from 1000 to the unregistered 1001
+// and waits until sipsilo has queued each accepted one: the switch answers 202
+// before its chat thread has run the chatplan, and a drain should start from a
+// full queue.
 func queueOfflineOn(t *testing.T, r *srig, n int) (*fsemu.UA, *inbox, *sent) {
 	t.Helper()
 	alice, bob := r.ua("1000"), r.ua("1001")
@@ -235,16 +208,11 @@ func queueOfflineOn(t *testing.T, r *srig, n int) (*fsemu.UA, *inbox, *sent) {
 	for i := range n {
 		s.send(t, alice, "1001", bodyN(i))
 	}
+	// At least: a MESSAGE answered 500 may have been routed and queued too.
+	waitScrape(t, r.rig, "every accepted message queued", time.Minute, func(sc scraped) bool {
+		return sc.value("sipsilo_queue_messages") >= float64(len(s.accepted))
+	})
 	return bob, in, s
-}
-
-// drainSize is the queue the drain scenarios build: 1,000, or fewer under the
-// race detector where it would only measure the detector.
-func drainSize(full, race int) int {
-	if raceEnabled {
-		return race
-	}
-	return full
 }
 
 // scenarioDrainThroughFreeSWITCH: a queue for an offline user drains through
@@ -252,7 +220,7 @@ func drainSize(full, race int) int {
 // each.
 func scenarioDrainThroughFreeSWITCH(t *testing.T, sw testSwitch) {
 	r := newSwitchRig(t, sw, append(fsPath, "--log-level", "info")...)
-	n := drainSize(1000, 200)
+	n := sized(1000, 200)
 	bob, in, s := queueOfflineOn(t, r, n)
 	start := time.Now()
 	registerOn(t, bob)
@@ -265,10 +233,11 @@ func scenarioDrainThroughFreeSWITCH(t *testing.T, sw testSwitch) {
 }
 
 // scenarioDrainDirect: the same queue drains on sipsilo's direct path (the
-// phone answers its OPTIONS), in order, each confirmed by the phone's 200.
+// phone answers its OPTIONS), in order, each confirmed by the phone's 200 and
+// carrying the sender and its time, none through FreeSWITCH's chat.
 func scenarioDrainDirect(t *testing.T, sw testSwitch) {
 	r := newSwitchRig(t, sw, "--log-level", "info")
-	n := drainSize(1000, 1000)
+	const n = 1000
 	bob, in, s := queueOfflineOn(t, r, n)
 	start := time.Now()
 	registerOn(t, bob)
@@ -279,6 +248,16 @@ func scenarioDrainDirect(t *testing.T, sw testSwitch) {
 	s.once(t, got)
 	if inv := inversions(got); inv != 0 {
 		t.Fatalf("%d inversions", inv)
+	}
+	for _, m := range got[:3] {
+		if m.Header("Date") == "" || !strings.Contains(m.From, "sip:1000@127.0.0.1") {
+			t.Fatalf("direct MESSAGE without the sender or its time: From %q Date %q", m.From, m.Header("Date"))
+		}
+	}
+	if e, ok := sw.(*emuSwitch); ok { // the emulator counts its chats
+		if c := e.sw.Chats(); c != 0 {
+			t.Fatalf("%d of %d went through FreeSWITCH", c, n)
+		}
 	}
 	r.stop()
 	for _, m := range r.messages() {
@@ -293,16 +272,20 @@ func scenarioDrainDirect(t *testing.T, sw testSwitch) {
 // is counted.
 func scenarioKill9MidDrain(t *testing.T, sw testSwitch) {
 	r := newSwitchRig(t, sw, append(fsPath, "--window", "16", "--log-level", "info")...)
-	n := drainSize(1000, 300)
+	n := sized(1000, 300)
 	bob, in, s := queueOfflineOn(t, r, n)
 	registerOn(t, bob)
 	in.waitCount(t, n/10, time.Minute)
 	_ = r.proc.cmd.Process.Signal(syscall.SIGKILL)
 	r.proc.wait(t, 5*time.Second)
-	inFlight := 0
+	// What the killed run left uncertain: the messages that may have arrived.
+	inFlight, wasInFlight := 0, map[string]bool{}
 	for _, m := range r.messages() {
+		// In flight: sent and unconfirmed, or stored and its final answer perhaps
+		// never read by FreeSWITCH (which then delivered it itself).
 		if m.State == kv.StateQueued && (m.InFlight != "" || !m.BodyFinal) {
 			inFlight++
+			wasInFlight[m.ID] = true
 		}
 	}
 	if inFlight == 0 {
@@ -312,8 +295,10 @@ func scenarioKill9MidDrain(t *testing.T, sw testSwitch) {
 	s.waitAll(t, in, 3*time.Minute)
 	time.Sleep(500 * time.Millisecond)
 	r.stop()
-	dups, uncertain := s.duplicates(t, in.all()), 0
-	for _, m := range r.messages() {
+	got := in.all()
+	dups, uncertain := s.duplicates(t, got), 0
+	stored := r.messages()
+	for _, m := range stored {
 		if m.State != kv.StateDelivered {
 			t.Fatalf("message %q left %s", m.Body, m.State)
 		}
@@ -321,6 +306,13 @@ func scenarioKill9MidDrain(t *testing.T, sw testSwitch) {
 	}
 	t.Logf("in flight at the kill %d, duplicates %d, counted uncertain resends %d", inFlight, dups, uncertain)
 	if dups > inFlight {
+		c := counts(got)
+		for _, m := range got {
+			if sm := stored[string(m.Body)]; c[string(m.Body)] > 1 && sm != nil {
+				t.Logf("duplicate %q arrival %d at %s call-id %s: id %s attempts %d uncertain %d in flight at kill %v",
+					m.Body, m.Arrival, m.At.Format("15:04:05.000"), m.CallID, sm.ID, sm.Attempts, sm.UncertainResends, wasInFlight[sm.ID])
+			}
+		}
 		t.Fatalf("%d duplicates, more than the %d sends in flight at the kill", dups, inFlight)
 	}
 	if uncertain != inFlight {
@@ -350,10 +342,9 @@ func scenarioSipsiloDown(t *testing.T, sw testSwitch) {
 // scenarioFreeSWITCHRestart: FreeSWITCH restarts mid-drain; sipsilo notices,
 // logs in again and finishes the queue.
 func scenarioFreeSWITCHRestart(t *testing.T, sw testSwitch) {
-	// Window 4 (the default through FreeSWITCH is 16) keeps the bound below
-	// meaningful: at most one window's sends can be lost with the restart.
+	// Window 4: every send in flight when FreeSWITCH forgets its jobs may come twice.
 	r := newSwitchRig(t, sw, append(fsPath, "--log-level", "info", "--timer-f", "2s", "--window", "4")...)
-	n := drainSize(200, 100)
+	n := sized(200, 100)
 	bob, in, s := queueOfflineOn(t, r, n)
 	registerOn(t, bob)
 	in.waitCount(t, n/4, time.Minute)

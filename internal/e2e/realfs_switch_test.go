@@ -117,7 +117,7 @@ type srig struct {
 
 // newSwitchRig starts sipsilo at sw's binding address, logged in to sw's
 // event socket.
-func newSwitchRig(t *testing.T, sw testSwitch, args ...string) *srig {
+func newSwitchRig(t testing.TB, sw testSwitch, args ...string) *srig {
 	t.Helper()
 	r := &rig{t: t, db: filepath.Join(t.TempDir(), "sipsilo.db"), http: sw.httpAddr()}
 	if e, ok := sw.(*emuSwitch); ok {
@@ -131,12 +131,7 @@ func newSwitchRig(t *testing.T, sw testSwitch, args ...string) *srig {
 
 func (r *srig) ua(user string) *fsemu.UA {
 	r.t.Helper()
-	ua, err := fsemu.NewUA(fsemu.UAOptions{User: user, Password: "1234", Switch: r.sw.sipAddr()})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(func() { _ = ua.Close() })
-	return ua
+	return newUA(r.t, r.sw.sipAddr(), user)
 }
 
 // sent is what a test sent and what the switch said to each: accepted (202)

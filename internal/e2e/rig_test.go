@@ -114,11 +114,18 @@ func (r *rig) messages() map[string]*kv.Message {
 
 func (r *rig) ua(user string) *fsemu.UA {
 	r.t.Helper()
-	ua, err := fsemu.NewUA(fsemu.UAOptions{User: user, Password: "1234", Switch: r.sw.SIPAddr()})
+	return newUA(r.t, r.sw.SIPAddr(), user)
+}
+
+// newUA makes a phone of user (password 1234) on the switch at sipAddr,
+// closed when the test ends.
+func newUA(t testing.TB, sipAddr, user string) *fsemu.UA {
+	t.Helper()
+	ua, err := fsemu.NewUA(fsemu.UAOptions{User: user, Password: "1234", Switch: sipAddr})
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	r.t.Cleanup(func() { _ = ua.Close() })
+	t.Cleanup(func() { _ = ua.Close() })
 	return ua
 }
 
