@@ -194,8 +194,8 @@ func storedBodies(b *testing.B, r *srig) int {
 
 // BenchmarkRealFSDrain: 1,000 queued messages drained to one phone through the
 // real FreeSWITCH (sipsilo's pinger off, so every message goes by bgapi chat),
-// at several windows; window=default passes no --window. The DESIGN.md goal is
-// ≤ 15 s at the defaults, in order, no duplicates.
+// at several windows; window=default passes no --window. The goal (docs/architecture.md,
+// "Performance targets") is ≤ 15 s at the defaults, in order, no duplicates.
 func BenchmarkRealFSDrain(b *testing.B) {
 	sw := startRealSwitch(b)
 	for _, w := range benchWindows() {
