@@ -17,4 +17,11 @@
 // serves the event socket; Fire sends an event to every subscribed client.
 // NewSwitch adds the SIP side (registrar, inbound MESSAGE routing, the chat
 // API) on one UDP socket; NewUA is a test phone for it.
+//
+// Not modelled, although the real 1.10.12 does it (internal/e2e's TestRealFS
+// scenarios run against both, docs/decisions.md §18): the 500 that sofia-sip
+// sometimes answers to an authenticated MESSAGE in a burst while FreeSWITCH may
+// still route it; the event socket's 20 ms poll of an idle client, which delays
+// every event by 0–20 ms (so a chat holds its slot ≈ 119 ms here instead of
+// ≈ 105 ms); the rare swap of two neighbouring chats by FreeSWITCH's job threads.
 package fsemu
