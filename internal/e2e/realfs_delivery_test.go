@@ -71,6 +71,9 @@ func TestRealFSDelivery(t *testing.T) {
 	if n := answered500.Load(); n > 0 {
 		t.Logf("%d MESSAGEs answered 500 by the switch (not resent)", n)
 	}
+	if n := challenged.Load(); n > 0 {
+		t.Logf("%d MESSAGEs challenged again after their digest answer (sent again)", n)
+	}
 }
 
 // scenarioOfflineThenRegister: hostile bodies for an offline user arrive once
