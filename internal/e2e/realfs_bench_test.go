@@ -148,7 +148,7 @@ func sendRetry(b *testing.B, from *fsemu.UA, to, body string) {
 			return
 		}
 		// 500: sofia-sip's burst answer (the message may or may not have been
-		// routed); 401/407 after the digest answer: FreeSWITCH's nonce not yet
+		// routed); 401/407 after the digest answer: probably FreeSWITCH's nonce not yet
 		// stored (nothing routed). See realfs_switch_test.go's sent.send.
 		if err != nil || (code != 500 && code != 401 && code != 407) || try == 5 {
 			b.Fatalf("MESSAGE to %s: %d %v", to, code, err)

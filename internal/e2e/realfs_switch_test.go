@@ -154,8 +154,8 @@ func (s *sent) send(t testing.TB, from *fsemu.UA, to, body string) {
 	defer cancel()
 	code, err := from.SendMessage(ctx, to, "text/plain", []byte(body))
 	// The real FreeSWITCH sometimes refuses a burst's freshly authenticated
-	// MESSAGE with a second 401/407: its nonce is stored through its SQL queue
-	// and the answer can overtake it. It routed nothing then, so, like a phone,
+	// MESSAGE with a second 401/407 (probably: its nonce is stored through its SQL queue
+	// and the answer can overtake it — not verified). It routed nothing then, so, like a phone,
 	// send again (a bounded number of times).
 	for try := 0; try < 3 && err == nil && (code == http.StatusUnauthorized || code == http.StatusProxyAuthRequired); try++ {
 		challenged.Add(1)
