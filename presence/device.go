@@ -199,6 +199,19 @@ func (st *State) liveDevices(now time.Time) []string {
 	return out
 }
 
+// deliverableDevices lists the keys of the devices with a live registration that is
+// not unreachable.
+func (st *State) deliverableDevices(now time.Time) []string {
+	var out []string
+	for i := range st.Registrations {
+		r := &st.Registrations[i]
+		if k := keyOf(r); r.Expires.After(now) && r.Reach != Unreachable && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // devices lists st's devices at now: live registrations, then registrations past
 // their expiry and ended ones that ended at or after cutoff; one per key, sorted.
 func (st *State) devices(now, cutoff time.Time) []Device {
@@ -324,4 +337,22 @@ func chatSafe(s string) bool {
 		}
 	}
 	return true
+}
+
+// deviceLastAlive is LastAlive for one device of aor.
+func (m *Map) deviceLastAlive(aor, key string) time.Time {
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st, ok := m.aors[aor]
+	if !ok {
+		return time.Time{}
+	}
+	var last time.Time
+	for _, r := range st.Registrations {
+		if keyOf(&r) == key && r.Expires.After(now) && r.LastAlive.After(last) {
+			last = r.LastAlive
+		}
+	}
+	return last
 }
