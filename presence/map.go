@@ -87,6 +87,9 @@ type State struct {
 	Ended    []Registration `json:"ended,omitempty"`
 	LastCore string         `json:"last_core,omitempty"` // Core-UUID and Event-Sequence of the last applied event
 	LastSeq  uint64         `json:"last_seq,omitempty"`
+	// forgetBefore is the device memory's cutoff when the map handed the state out
+	// (Lookup, Page), so its view leaves out what Targets leaves out.
+	forgetBefore time.Time
 }
 
 // Store persists the map; *kv.Store satisfies it.
