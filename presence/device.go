@@ -199,17 +199,31 @@ func (st *State) liveDevices(now time.Time) []string {
 	return out
 }
 
-// deliverableDevices lists the keys of the devices with a live registration that is
-// not unreachable.
-func (st *State) deliverableDevices(now time.Time) []string {
-	var out []string
+// newlyDeliverable reports whether st has a deliverable device that was not
+// deliverable in before (nil: the AOR was unknown). It allocates nothing: it runs
+// on every change, every answered ping among them.
+func (st *State) newlyDeliverable(before *State, now time.Time) bool {
 	for i := range st.Registrations {
 		r := &st.Registrations[i]
-		if k := keyOf(r); r.Expires.After(now) && r.Reach != Unreachable && !slices.Contains(out, k) {
-			out = append(out, k)
+		if !r.Expires.After(now) || r.Reach == Unreachable {
+			continue
+		}
+		if before == nil || !before.deviceDeliverable(keyOf(r), now) {
+			return true
 		}
 	}
-	return out
+	return false
+}
+
+// deviceDeliverable: the device key has a live registration that is not unreachable.
+func (st *State) deviceDeliverable(key string, now time.Time) bool {
+	for i := range st.Registrations {
+		r := &st.Registrations[i]
+		if r.Expires.After(now) && r.Reach != Unreachable && keyOf(r) == key {
+			return true
+		}
+	}
+	return false
 }
 
 // devices lists st's devices at now: live registrations, then registrations past
@@ -281,16 +295,7 @@ func (m *Map) DeviceDeliverable(aor, key string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	st, ok := m.aors[aor]
-	if !ok {
-		return false
-	}
-	for i := range st.Registrations {
-		r := &st.Registrations[i]
-		if keyOf(r) == key && r.Expires.After(now) && r.Reach != Unreachable {
-			return true
-		}
-	}
-	return false
+	return ok && st.deviceDeliverable(key, now)
 }
 
 // maxChatTo bounds a chat destination: it travels in one bgapi line.
