@@ -363,11 +363,12 @@ func (m *Map) ChatTo(aor, key string) (to string, ok bool) {
 	return to, true
 }
 
-// chatSafe refuses the '|' that separates chat's arguments, and anything that could
-// end the command line or split an argument.
+// chatSafe refuses the '|' that separates chat's arguments, the quote and
+// backslash its argument splitter interprets, and anything that could end the
+// command line.
 func chatSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == '|' || c == '<' || c == '>' || c == '"' {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '|' || c == '<' || c == '>' || c == '"' || c == '\'' || c == '\\' {
 			return false
 		}
 	}

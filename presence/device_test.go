@@ -302,6 +302,13 @@ func TestChatTo(t *testing.T) {
 	if to, ok := h.m.ChatTo(aorAlice, "contact:sip:alice@10.0.0.2:5060"); ok {
 		t.Fatalf("contact with '|' gave %q", to)
 	}
+	d.register("c1", `<sip:alice@10.0.0.3:5060;x='y>`, "")
+	d.register("e1", `<sip:alice@10.0.0.4:5060;x=\y>`, "")
+	for _, k := range []string{"contact:sip:alice@10.0.0.3:5060", "contact:sip:alice@10.0.0.4:5060"} {
+		if to, ok := h.m.ChatTo(aorAlice, k); ok {
+			t.Fatalf("contact with a quote or backslash gave %q", to)
+		}
+	}
 	d.remove("a1")
 	if _, ok := h.m.ChatTo(aorAlice, "contact:sip:alice@10.0.0.1:5060;transport=tcp"); ok {
 		t.Fatal("ChatTo to an ended device")
