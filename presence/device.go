@@ -310,11 +310,32 @@ func (m *Map) Devices(aor string) []Device {
 // those registered now and those whose registration ended within
 // Config.DeviceMemory; sorted. A device first seen later is not among them.
 func (m *Map) Targets(aor string) []string {
-	ds := m.Devices(aor)
-	out := make([]string, len(ds))
-	for i, d := range ds {
-		out[i] = d.Key
+	now := m.now()
+	cutoff := now.Add(-m.memory)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st, ok := m.aors[aor]
+	if !ok {
+		return nil
 	}
+	// Devices' rule without building them: it runs for every message received.
+	out := make([]string, 0, len(st.Registrations)+len(st.Ended))
+	add := func(k string) {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	for i := range st.Registrations {
+		if r := &st.Registrations[i]; r.Expires.After(now) || !r.Expires.Before(cutoff) {
+			add(keyOf(r))
+		}
+	}
+	for i := range st.Ended {
+		if e := &st.Ended[i]; !e.EndedAt.Before(cutoff) {
+			add(keyOf(e))
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 

@@ -28,6 +28,10 @@ func (d *devEvents) apply(ev Event) {
 	if err := d.h.m.ApplyEvent(context.Background(), ev); err != nil {
 		d.h.t.Fatal(err)
 	}
+	// Targets is Devices' rule, computed without building them.
+	if got, want := d.h.m.Targets(aorAlice), keys(d.h.m.Devices(aorAlice)); !slices.Equal(got, want) {
+		d.h.t.Fatalf("Targets %q, Devices' keys %q", got, want)
+	}
 }
 
 func (d *devEvents) register(callID, contact, ua string) {
