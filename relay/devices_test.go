@@ -243,3 +243,64 @@ func TestRefusingDeviceDoesNotHoldTheOthers(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// deviceDirect reaches device "a:1" directly, answering 200; any other device
+// goes through FreeSWITCH.
+type deviceDirect struct {
+	fakeDirect
+	keys []string
+}
+
+func (d *deviceDirect) SendDevice(_ context.Context, m *kv.Message, key string) (func(context.Context) (int, error), bool, error) {
+	if key != "a:1" {
+		return nil, false, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.bodies = append(d.bodies, string(m.Body))
+	d.keys = append(d.keys, key)
+	return func(context.Context) (int, error) { return 200, nil }, true, nil
+}
+
+func (d *deviceDirect) ReadyDevice(_, key string) bool { return key == "a:1" }
+
+// deviceProber: the probe of device "b:2" goes unanswered, every other passes.
+type deviceProber struct {
+	mu     sync.Mutex
+	checks map[string]int
+}
+
+func (p *deviceProber) Check(context.Context, string) bool { return true }
+
+func (p *deviceProber) CheckDevice(_ context.Context, _, key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.checks[key]++
+	return key != "b:2"
+}
+
+func TestDeviceLanesTakeTheirOwnPathAndProbe(t *testing.T) {
+	s := openStore(t)
+	enqueueCopies(t, s, 6, "a:1", "b:2", "c:3")
+	fs := newRouteFS(func(string, string) string { return "Sent" })
+	direct := &deviceDirect{}
+	probe := &deviceProber{checks: map[string]int{}}
+	cfg := Config{Window: 2, Devices: newFakeDevices("a:1", "b:2", "c:3"), Direct: direct, Prober: probe,
+		RetryMin: time.Hour} // b's failed probe holds it for the rest of the test
+	r := startRelayWith(t, cfg, s, fs, &fakePresence{ok: true})
+	waitUntil(t, "a and c served", 10*time.Second, func() bool {
+		return len(direct.sent()) == 6 && len(fs.to("internal/sip:1001@c:3")) == 6
+	})
+	if got := strings.Join(direct.sent(), ","); got != bodies("c", 0, 6) {
+		t.Fatalf("direct sends %s", got)
+	}
+	if n := len(fs.to("internal/sip:1001@a:1")) + len(fs.to("internal/sip:1001@b:2")); n != 0 {
+		t.Fatalf("%d chats to the direct device or the one whose probe failed", n)
+	}
+	if q := queued(t, s); q != 6 {
+		t.Fatalf("%d queued, want 6 kept for the device whose probe failed", q)
+	}
+	if st := r.Stats(); st.ProbeFailed == 0 || st.Direct != 6 {
+		t.Fatalf("stats %+v", st)
+	}
+}
