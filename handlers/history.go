@@ -62,6 +62,9 @@ type AdminConfig struct {
 	// Domains, if set, are the only recipient domains an injected message may
 	// have (the chatplan's --domains): sipsilo serves those users only.
 	Domains []string
+	// Targets, if set, gives an injected message its per-device copies, as
+	// ChatplanConfig.Targets does at intake.
+	Targets func(aor string) []string
 }
 
 const (
