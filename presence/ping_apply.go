@@ -84,9 +84,9 @@ func (m *Map) LastAlive(aor string) time.Time {
 	return last
 }
 
-// Targets lists what sipsilo's pinger should ping in mode (all AORs), in AOR
-// order. See TargetsFor.
-func (m *Map) Targets(mode PingMode) []Target {
+// PingTargets lists what sipsilo's pinger should ping in mode (all AORs). See
+// TargetsFor.
+func (m *Map) PingTargets(mode PingMode) []Target {
 	if mode == PingOff {
 		return nil
 	}

@@ -53,7 +53,7 @@ func (r *Reachability) SetPinger(p *Pinger) {
 func (r *Reachability) LoopbackOnly() bool { return r.loopbackOnly }
 
 // Targets is every target the pinger should ping.
-func (r *Reachability) Targets() []Target { return r.pingable(r.m.Targets(r.cfg.Mode)) }
+func (r *Reachability) Targets() []Target { return r.pingable(r.m.PingTargets(r.cfg.Mode)) }
 
 // pingable keeps the targets the pinger's socket can reach.
 func (r *Reachability) pingable(ts []Target) []Target {
