@@ -288,3 +288,5 @@ func (r *Relay) wakeDevices(aor string, keys map[string]bool) {
 		}
 	}
 }
+
+var _ Devices = (*presence.Map)(nil)
