@@ -304,3 +304,28 @@ func TestDeviceLanesTakeTheirOwnPathAndProbe(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// A copy found in flight after a crash is sent again and counted as an
+// uncertain resend of that copy alone: the duplicate window is per device.
+func TestCopyInFlightAtStartIsAnUncertainResendOfThatCopy(t *testing.T) {
+	s := openStore(t)
+	ids := enqueueCopies(t, s, 2, "a:1", "b:2")
+	if _, err := s.BeginCopyAttempt(context.Background(), ids[0], "a:1", ids[0]+"-d0-1", time.Now()); err != nil {
+		t.Fatal(err) // the process died here, the chat possibly sent
+	}
+	fs := newRouteFS(func(string, string) string { return "Sent" })
+	r := startRelayWith(t, Config{Window: 1, Devices: newFakeDevices("a:1", "b:2")}, s, fs, &fakePresence{ok: true})
+	waitUntil(t, "queue drained", 10*time.Second, func() bool { return queued(t, s) == 0 })
+	m, _ := s.Get(ids[0])
+	if a, b := m.Copy("a:1"), m.Copy("b:2"); a.UncertainResends != 1 || a.Attempts != 2 || b.UncertainResends != 0 || b.Attempts != 1 {
+		t.Fatalf("copies %+v", m.Devices)
+	}
+	if st := r.Stats(); st.UncertainResends != 1 || st.DeviceDeliveries != 4 {
+		t.Fatalf("stats %+v", st)
+	}
+	for _, dev := range []string{"a:1", "b:2"} {
+		if got := strings.Join(fs.to("internal/sip:1001@"+dev), ","); got != "c0,c1" {
+			t.Errorf("%s got %s", dev, got)
+		}
+	}
+}

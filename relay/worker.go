@@ -323,12 +323,12 @@ func (w *worker) record(ctx context.Context, res *result) {
 		return
 	}
 	w.r.c.delivered.Add(1) // before the write: whoever sees the queue empty sees the count
+	if w.device != "" {
+		w.r.c.deviceDeliveries.Add(1)
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	res.recorded, res.recordErr = true, w.storeDelivered(rctx, res.m.ID, res.attempt, text)
-	if w.device != "" && res.recordErr == nil {
-		w.r.c.deviceDeliveries.Add(1)
-	}
 	if obs := w.r.cfg.Observer; obs != nil && res.recordErr == nil {
 		path := PathESL
 		if res.direct {
