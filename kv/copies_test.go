@@ -243,7 +243,7 @@ func TestQueueScanPicksAndStops(t *testing.T) {
 		ids = append(ids, id)
 	}
 	// A device lane: its copies up to and including the first message without.
-	got, err := s.QueueScan("1001@127.0.0.1", 0, func(m *Message) (bool, bool) {
+	got, err := s.QueueScan("1001@127.0.0.1", 0, nil, func(m *Message) (bool, bool) {
 		if len(m.Devices) == 0 {
 			return true, true
 		}
@@ -252,8 +252,8 @@ func TestQueueScanPicksAndStops(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[1] {
 		t.Fatalf("device scan %v %v", got, err)
 	}
-	got, err = s.QueueScan("1001@127.0.0.1", 1, func(m *Message) (bool, bool) { return true, false })
-	if err != nil || len(got) != 1 {
-		t.Fatalf("limited scan %d %v", len(got), err)
+	got, err = s.QueueScan("1001@127.0.0.1", 1, func(id []byte) bool { return string(id) == ids[0] }, func(m *Message) (bool, bool) { return true, false })
+	if err != nil || len(got) != 1 || got[0].ID != ids[1] {
+		t.Fatalf("limited scan past a skipped id: %v %v", got, err)
 	}
 }

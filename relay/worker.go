@@ -44,6 +44,11 @@ type worker struct {
 	// stale says it must be read again before use.
 	ahead []*kv.Message
 	stale bool
+	// withCopies are the ids of messages with copies the recipient's lane
+	// passed over (relay/devices.go, skip), and devKeys the devices of their
+	// copies: the lanes it wakes whenever one of its own messages ends.
+	withCopies map[string]bool
+	devKeys    map[string]bool
 }
 
 type result struct {
@@ -77,14 +82,16 @@ func (res *result) confirmed() (string, bool) {
 
 func newWorker(r *Relay, aor, device string) *worker {
 	return &worker{
-		r:        r,
-		aor:      aor,
-		device:   device,
-		key:      laneKey(aor, device),
-		wake:     make(chan struct{}, 1),
-		results:  make(chan result, max(r.cfg.Window, r.cfg.DirectWindow)),
-		inflight: make(map[string]bool),
-		chain:    closedChan(),
+		r:          r,
+		aor:        aor,
+		device:     device,
+		key:        laneKey(aor, device),
+		wake:       make(chan struct{}, 1),
+		results:    make(chan result, max(r.cfg.Window, r.cfg.DirectWindow)),
+		inflight:   make(map[string]bool),
+		chain:      closedChan(),
+		withCopies: make(map[string]bool),
+		devKeys:    make(map[string]bool),
 	}
 }
 
@@ -230,9 +237,9 @@ func (w *worker) window() int {
 func (w *worker) readAhead() error {
 	var seen map[string]bool
 	if w.device == "" && w.r.cfg.Devices != nil {
-		seen = make(map[string]bool)
+		seen = w.devKeys
 	}
-	msgs, err := w.r.store.QueueScan(w.aor, 2*w.r.cfg.Window, w.pick(seen))
+	msgs, err := w.r.store.QueueScan(w.aor, 2*w.r.cfg.Window, w.skip(), w.pick(seen))
 	if err != nil {
 		return err
 	}
@@ -350,7 +357,7 @@ func (w *worker) handle(ctx context.Context, res result) {
 	delete(w.inflight, res.m.ID)
 	if w.device == "" {
 		// The device lanes of the recipient may wait at this message.
-		defer r.wakeDevices(w.aor, nil)
+		defer r.wakeDevices(w.aor, w.devKeys)
 	}
 	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
