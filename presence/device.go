@@ -199,6 +199,33 @@ func (st *State) liveDevices(now time.Time) []string {
 	return out
 }
 
+// newlyDeliverable reports whether st has a deliverable device that was not
+// deliverable in before (nil: the AOR was unknown). It allocates nothing: it runs
+// on every change, every answered ping among them.
+func (st *State) newlyDeliverable(before *State, now time.Time) bool {
+	for i := range st.Registrations {
+		r := &st.Registrations[i]
+		if !r.Expires.After(now) || r.Reach == Unreachable {
+			continue
+		}
+		if before == nil || !before.deviceDeliverable(keyOf(r), now) {
+			return true
+		}
+	}
+	return false
+}
+
+// deviceDeliverable: the device key has a live registration that is not unreachable.
+func (st *State) deviceDeliverable(key string, now time.Time) bool {
+	for i := range st.Registrations {
+		r := &st.Registrations[i]
+		if r.Expires.After(now) && r.Reach != Unreachable && keyOf(r) == key {
+			return true
+		}
+	}
+	return false
+}
+
 // devices lists st's devices at now: live registrations, then registrations past
 // their expiry and ended ones that ended at or after cutoff; one per key, sorted.
 func (st *State) devices(now, cutoff time.Time) []Device {
@@ -268,16 +295,7 @@ func (m *Map) DeviceDeliverable(aor, key string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	st, ok := m.aors[aor]
-	if !ok {
-		return false
-	}
-	for i := range st.Registrations {
-		r := &st.Registrations[i]
-		if keyOf(r) == key && r.Expires.After(now) && r.Reach != Unreachable {
-			return true
-		}
-	}
-	return false
+	return ok && st.deviceDeliverable(key, now)
 }
 
 // maxChatTo bounds a chat destination: it travels in one bgapi line.
@@ -324,4 +342,22 @@ func chatSafe(s string) bool {
 		}
 	}
 	return true
+}
+
+// deviceLastAlive is LastAlive for one device of aor.
+func (m *Map) deviceLastAlive(aor, key string) time.Time {
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st, ok := m.aors[aor]
+	if !ok {
+		return time.Time{}
+	}
+	var last time.Time
+	for _, r := range st.Registrations {
+		if keyOf(&r) == key && r.Expires.After(now) && r.LastAlive.After(last) {
+			last = r.LastAlive
+		}
+	}
+	return last
 }

@@ -347,3 +347,23 @@ func TestEndedDevicesBounded(t *testing.T) {
 		t.Fatalf("%d ended devices kept, want %d", n, maxEnded)
 	}
 }
+
+// A device that registers again wakes relay even while another device of the same
+// user stayed deliverable all along: its copies are waiting.
+func TestDeviceBackWakesWhileAnotherStayedLive(t *testing.T) {
+	h := newHarness(t)
+	d := &devEvents{h: h}
+	d.register("a1", "<sip:alice@10.0.0.1:5060>", "Desk/1.0")
+	d.register("b1", "<sip:alice@10.0.0.2:5060>", "App/2.0")
+	d.remove("b1")
+	woken := h.woken.count(aorAlice)
+	d.register("b1", "<sip:alice@10.0.0.2:5060>", "App/2.0")
+	if got := h.woken.count(aorAlice) - woken; got != 1 {
+		t.Fatalf("OnReachable called %d times, want 1", got)
+	}
+	// A refresh of a deliverable device wakes nobody.
+	d.register("b1", "<sip:alice@10.0.0.2:5060>", "App/2.0")
+	if got := h.woken.count(aorAlice) - woken; got != 1 {
+		t.Fatalf("refresh: OnReachable called %d times in all, want 1", got)
+	}
+}

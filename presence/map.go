@@ -87,6 +87,9 @@ type State struct {
 	Ended    []Registration `json:"ended,omitempty"`
 	LastCore string         `json:"last_core,omitempty"` // Core-UUID and Event-Sequence of the last applied event
 	LastSeq  uint64         `json:"last_seq,omitempty"`
+	// forgetBefore is the device memory's cutoff when the map handed the state out
+	// (Lookup, Page), so its view leaves out what Targets leaves out.
+	forgetBefore time.Time
 }
 
 // Store persists the map; *kv.Store satisfies it.
@@ -101,8 +104,8 @@ type Config struct {
 	Store  Store
 	Logger *slog.Logger
 	Now    func() time.Time
-	// OnReachable is called on every transition of an AOR to deliverable (registered
-	// and not unreachable), and after a Resync for each deliverable AOR it covered.
+	// OnReachable is called on every transition of one of an AOR's devices to
+	// deliverable (registered and not unreachable), and after a Resync for each deliverable AOR it covered.
 	// It is called after the change was persisted (or failed to be), outside presence's
 	// locks, in the goroutine that made the change: it must not block for long.
 	OnReachable func(aor string)
@@ -304,8 +307,8 @@ func (st *State) find(callID string) int {
 // for an AOR the map does not hold). It returns false when nothing changed.
 type change func(st *State, known bool, now time.Time) bool
 
-// update runs fn for aor, installs and persists the result, and reports whether aor
-// became deliverable. The in-memory state is installed even when persisting fails:
+// update runs fn for aor, installs and persists the result, and reports whether one
+// of aor's devices became deliverable. The in-memory state is installed even when persisting fails:
 // delivery decisions must follow the evidence, and the store only serves restarts.
 func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 	m.wmu.Lock()
@@ -318,7 +321,6 @@ func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 	if known {
 		st = cur.clone()
 	}
-	was := known && cur.deliverable(now)
 	if !fn(&st, known, now) {
 		return false, nil
 	}
@@ -328,7 +330,14 @@ func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 	m.mu.Lock()
 	m.aors[aor] = &st
 	m.mu.Unlock()
-	became := !was && st.deliverable(now)
+	// Waking follows devices, not the AOR: a device that registers again while
+	// another of the AOR's stays deliverable has copies waiting for it
+	// (docs/decisions.md §28). With one device the two are the same.
+	var before *State
+	if known {
+		before = cur
+	}
+	became := st.newlyDeliverable(before, now)
 	if known && sameDurable(cur, &st) && !m.unsaved[aor] {
 		// Only evidence and ping metrics moved: an fsync per ping or per delivery
 		// would buy a restart nothing it cannot learn again in seconds.

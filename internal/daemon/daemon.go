@@ -90,10 +90,11 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 		p.flush = freeswitch.NewFlusher(p.client, cfg.Profiles[0], log)
 	}
 	p.pres, err = presence.New(presence.Config{
-		Store:      store,
-		Logger:     log.With("component", "presence"),
-		Profiles:   cfg.Profiles,
-		PingMisses: cfg.Ping.Misses,
+		Store:        store,
+		Logger:       log.With("component", "presence"),
+		Profiles:     cfg.Profiles,
+		PingMisses:   cfg.Ping.Misses,
+		DeviceMemory: cfg.DeviceMemory,
 		// A recipient coming back wakes its queue; p.relay is set below, before
 		// any event can be applied.
 		OnReachable: func(aor string) { p.relay.Wake(aor) },
@@ -113,7 +114,7 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 	rcfg.Observer = p.obs
 	// A lane per device for the copies of messages to users with several
 	// devices (docs/decisions.md §29); the Reachability below serves their probes
-	// and direct sends once it knows devices (relay.DeviceProber, DeviceContacts).
+	// and direct sends too (relay.DeviceProber, relay.DeviceContacts).
 	rcfg.Devices = p.pres
 	if pinging {
 		reach := presence.NewReachability(p.pres, presence.ReachabilityConfig{Mode: d.mode,
@@ -216,3 +217,9 @@ func (p *parts) closePinger() {
 		_ = p.pinger.Close()
 	}
 }
+
+// The device lanes' probes and direct sends come from presence's Reachability.
+var (
+	_ relay.DeviceProber   = (*presence.Reachability)(nil)
+	_ relay.DeviceContacts = (*presence.Reachability)(nil)
+)
