@@ -257,3 +257,29 @@ func TestQueueScanPicksAndStops(t *testing.T) {
 		t.Fatalf("limited scan past a skipped id: %v %v", got, err)
 	}
 }
+
+func TestIntakeUncertainCountsOnTheFirstSendOfEachCopy(t *testing.T) {
+	ctx := context.Background()
+	s := openCopies(t, Options{})
+	m := withCopies(msg("1001@127.0.0.1", "core-a", 1, "one"), "a", "b")
+	id, _ := s.Enqueue(ctx, m)
+	if _, err := s.MarkIntakeUncertain(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinalizeBody(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range []string{"a", "b", "a"} {
+		attempt := id + "-" + k + string(rune('1'+i))
+		if _, err := s.BeginCopyAttempt(ctx, id, k, attempt, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.EndCopyAttempt(ctx, id, k, attempt, AttemptResult{Text: "SIP 486", Refused: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := s.Get(id)
+	if got.Copy("a").UncertainResends != 1 || got.Copy("b").UncertainResends != 1 || got.UncertainResends != 2 {
+		t.Fatalf("uncertain resends: message %d, copies %+v", got.UncertainResends, got.Devices)
+	}
+}

@@ -178,7 +178,7 @@ func (w *worker) attemptID(m *kv.Message) (attempt string, uncertain bool) {
 	}
 	for i, c := range m.Devices {
 		if c.Key == w.device {
-			return fmt.Sprintf("%s-d%d-%d", m.ID, i, c.Attempts+1), c.InFlight != ""
+			return fmt.Sprintf("%s-d%d-%d", m.ID, i, c.Attempts+1), c.InFlight != "" || c.Attempts == 0 && m.InFlight != ""
 		}
 	}
 	return fmt.Sprintf("%s-%d", m.ID, m.Attempts+1), false
