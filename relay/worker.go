@@ -44,6 +44,8 @@ type worker struct {
 	// stale says it must be read again before use.
 	ahead []*kv.Message
 	stale bool
+	// proven: the device lane's last result was its device's 2xx (window).
+	proven bool
 	// withCopies are the ids of messages with copies the recipient's lane
 	// passed over (relay/devices.go, skip), and devKeys the devices of their
 	// copies: the lanes it wakes whenever one of its own messages ends.
@@ -222,7 +224,13 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 
 // window is how many sends may be in flight to the recipient now: through
 // FreeSWITCH each is held ≥ 100 ms, so many overlap; the direct path needs few.
+// A device lane sends one at a time until its device confirmed a copy: a device
+// that went silent unnoticed then has one chat retransmitted by FreeSWITCH, not
+// a window of them landing in any order when it comes back (docs/decisions.md §29).
 func (w *worker) window() int {
+	if w.device != "" && !w.proven {
+		return 1
+	}
 	if w.directReady() {
 		return w.r.cfg.DirectWindow
 	}
@@ -358,6 +366,8 @@ func (w *worker) handle(ctx context.Context, res result) {
 	if w.device == "" {
 		// The device lanes of the recipient may wait at this message.
 		defer r.wakeDevices(w.aor, w.devKeys)
+	} else {
+		w.proven = res.recorded && res.recordErr == nil
 	}
 	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
