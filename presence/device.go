@@ -3,6 +3,7 @@ package presence
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -113,9 +114,12 @@ func keyOf(r *Registration) string {
 // the key of the registration with the same Call-ID, else its own; a live
 // registration of the same device under another Call-ID is replaced (the PBX
 // replaced it: a new Call-ID from the same contact); a remembered device with the
-// key comes back; and a key new for the AOR inherits the key of the most recently
-// ended device with the same non-empty User-Agent (succession: the phone restarted
-// on a new port, the app was reinstalled). Two live devices never merge.
+// key comes back. A key new for the AOR inherits the key of the most recently
+// ended device with the same non-empty User-Agent on the same contact host
+// (succession: the phone restarted on a new port, the app was reinstalled). The
+// host keeps two phones of one user with the same app apart: a wrong succession
+// would hand one device's messages to the other for good. Live devices never
+// merge (docs/decisions.md §28).
 func (st *State) register(r Registration, now time.Time) {
 	key := DeviceKey(r.Instance, r.Contact, r.CallID)
 	if i := st.find(r.CallID); i >= 0 {
@@ -134,21 +138,47 @@ func (st *State) register(r Registration, now time.Time) {
 	}
 	known := slices.ContainsFunc(st.Registrations, func(x Registration) bool { return keyOf(&x) == key }) ||
 		slices.ContainsFunc(st.Ended, func(e Registration) bool { return e.Device == key })
-	st.Registrations = slices.DeleteFunc(st.Registrations, func(x Registration) bool { return keyOf(&x) == key })
-	if !known && r.UserAgent != "" {
-		best := -1
-		for j, e := range st.Ended {
-			if e.UserAgent == r.UserAgent && (best < 0 || e.EndedAt.After(st.Ended[best].EndedAt)) {
-				best = j
-			}
-		}
-		if best >= 0 {
-			key = st.Ended[best].Device
-		}
+	if !known {
+		key = st.successor(&r, key)
 	}
+	st.Registrations = slices.DeleteFunc(st.Registrations, func(x Registration) bool { return keyOf(&x) == key })
 	st.Ended = slices.DeleteFunc(st.Ended, func(e Registration) bool { return e.Device == key })
 	r.Device = key
 	st.Registrations = append(st.Registrations, r)
+}
+
+// successor is the key r inherits as a successor (see register), else key.
+func (st *State) successor(r *Registration, key string) string {
+	host := contactHost(r.Contact)
+	if r.UserAgent == "" || host == "" {
+		return key
+	}
+	same := func(x *Registration) bool { return x.UserAgent == r.UserAgent && contactHost(x.Contact) == host }
+	best := -1
+	for j := range st.Ended {
+		if e := &st.Ended[j]; same(e) && (best < 0 || e.EndedAt.After(st.Ended[best].EndedAt)) {
+			best = j
+		}
+	}
+	if best >= 0 {
+		return st.Ended[best].Device
+	}
+	return key
+}
+
+// contactHost is the lower-cased host of a contact URI, without its port; "" when
+// there is none.
+func contactHost(contact string) string {
+	u := reduceContact(contact)
+	_, rest, _ := strings.Cut(u, ":")
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	rest, _, _ = strings.Cut(rest, ";")
+	if h, _, err := net.SplitHostPort(rest); err == nil {
+		return h
+	}
+	return strings.Trim(rest, "[]")
 }
 
 // end removes registration i and remembers its device as ended: at now, or at its
@@ -280,11 +310,32 @@ func (m *Map) Devices(aor string) []Device {
 // those registered now and those whose registration ended within
 // Config.DeviceMemory; sorted. A device first seen later is not among them.
 func (m *Map) Targets(aor string) []string {
-	ds := m.Devices(aor)
-	out := make([]string, len(ds))
-	for i, d := range ds {
-		out[i] = d.Key
+	now := m.now()
+	cutoff := now.Add(-m.memory)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st, ok := m.aors[aor]
+	if !ok {
+		return nil
 	}
+	// Devices' rule without building them: it runs for every message received.
+	out := make([]string, 0, len(st.Registrations)+len(st.Ended))
+	add := func(k string) {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	for i := range st.Registrations {
+		if r := &st.Registrations[i]; r.Expires.After(now) || !r.Expires.Before(cutoff) {
+			add(keyOf(r))
+		}
+	}
+	for i := range st.Ended {
+		if e := &st.Ended[i]; !e.EndedAt.Before(cutoff) {
+			add(keyOf(e))
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
@@ -333,11 +384,12 @@ func (m *Map) ChatTo(aor, key string) (to string, ok bool) {
 	return to, true
 }
 
-// chatSafe refuses the '|' that separates chat's arguments, and anything that could
-// end the command line or split an argument.
+// chatSafe refuses the '|' that separates chat's arguments, the quote and
+// backslash its argument splitter interprets, and anything that could end the
+// command line.
 func chatSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == '|' || c == '<' || c == '>' || c == '"' {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '|' || c == '<' || c == '>' || c == '"' || c == '\'' || c == '\\' {
 			return false
 		}
 	}

@@ -50,3 +50,34 @@ func BenchmarkPingObserved(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTargets is the map's cost per message at intake: the recipient's
+// devices (one registered device, one remembered).
+func BenchmarkTargets(b *testing.B) {
+	s, err := kv.Open(filepath.Join(b.TempDir(), "sipsilo.db"), kv.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	m, err := New(Config{Store: s})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for i, c := range []string{"<sip:alice@10.0.0.1:5060>", "<sip:alice@10.0.0.2:5060>"} {
+		ev := Event{Kind: Registered, AOR: "alice@example.com", CallID: "c" + strconv.Itoa(i), Contact: c,
+			Profile: "internal", ExpiresIn: time.Hour, Source: "bench", Stream: "s", Seq: uint64(i + 1)}
+		if err := m.ApplyEvent(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := m.ApplyEvent(ctx, Event{Kind: Removed, AOR: "alice@example.com", CallID: "c1", Stream: "s", Seq: 3}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(m.Targets("alice@example.com")) != 2 {
+			b.Fatal("targets")
+		}
+	}
+}
