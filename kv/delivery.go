@@ -70,7 +70,7 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 	}
 	if ev != nil {
 		if e := ev(m); e != nil { // nil: a change not worth a record
-			m.addHistory(now, e.kind, e.detail)
+			m.addDeviceHistory(now, e.kind, e.detail, e.device)
 			if err := s.appendOutbox(tx, m, e, now); err != nil {
 				return nil, err
 			}
@@ -213,6 +213,7 @@ func (s *Store) BeginAttempt(ctx context.Context, id, attempt string, at time.Ti
 		}
 		if m.due(at) {
 			m.State, m.Reason = StateExpired, expiredReason(m)
+			m.endCopies(StateExpired)
 			return true, nil
 		}
 		if m.InFlight != "" {

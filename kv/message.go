@@ -104,6 +104,11 @@ type Message struct {
 	// so that `sipsilo inspect` and the admin API can show it without MySQL. It is
 	// capped at maxHistory entries: the first (received) and the latest.
 	History []HistoryEntry `json:"history,omitempty"`
+
+	// Devices are the per-device copies of a message received for a recipient
+	// with two or more target devices (kv/copies.go, docs/decisions.md §29);
+	// absent otherwise. The message stays queued until every copy is final.
+	Devices []DeviceCopy `json:"devices,omitempty"`
 }
 
 // HistoryEntry is one state change of a message (the same kinds as the outbox).
@@ -112,6 +117,7 @@ type HistoryEntry struct {
 	Kind   string    `json:"kind"`
 	State  State     `json:"state"`
 	Detail string    `json:"detail,omitempty"`
+	Device string    `json:"device,omitempty"` // the device whose copy changed; empty: the message
 }
 
 // maxHistory bounds Message.History, so a message refused a thousand times does
@@ -120,7 +126,12 @@ const maxHistory = 32
 
 // addHistory appends one entry, dropping the oldest after the first when full.
 func (m *Message) addHistory(at time.Time, kind, detail string) {
-	e := HistoryEntry{At: at, Kind: kind, State: m.State, Detail: detail}
+	m.addDeviceHistory(at, kind, detail, "")
+}
+
+// addDeviceHistory is addHistory for a change of one device's copy.
+func (m *Message) addDeviceHistory(at time.Time, kind, detail, device string) {
+	e := HistoryEntry{At: at, Kind: kind, State: m.State, Detail: detail, Device: device}
 	if len(m.History) >= maxHistory {
 		m.History = append(m.History[:1], m.History[len(m.History)-maxHistory+2:]...)
 	}

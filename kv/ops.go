@@ -27,6 +27,11 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	if m.Received.IsZero() {
 		m.Received = s.now()
 	}
+	if m.Devices != nil {
+		if err := normalizeCopies(m); err != nil {
+			return "", fmt.Errorf("enqueue: %w", err)
+		}
+	}
 	if s.quota > 0 && s.depth.committed(m.To) >= s.quota {
 		s.refused.Add(1) // refused early, without taking the writer's time
 		return "", fmt.Errorf("enqueue: %w (quota %d)", ErrQuota, s.quota)

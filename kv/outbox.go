@@ -24,7 +24,8 @@ const (
 // event is what a change of a message asks the outbox to record.
 type event struct {
 	kind, detail string
-	withBody     bool // the record carries the body (received, body)
+	withBody     bool   // the record carries the body (received, body)
+	device       string // the device whose copy changed (docs/decisions.md §29); empty: the message
 }
 
 // OutboxRecord is one state change of a message, with a snapshot of the message
@@ -37,7 +38,10 @@ type OutboxRecord struct {
 	Kind     string    `json:"kind"`
 	At       time.Time `json:"at"`
 	Detail   string    `json:"detail,omitempty"`
-	Message  *Message  `json:"message"`
+	// Device names the device whose copy the change is about (docs/decisions.md
+	// §29); empty for a change of the message as a whole.
+	Device  string   `json:"device,omitempty"`
+	Message *Message `json:"message"`
 }
 
 // appendOutbox writes ev for m in tx, when the outbox is on. m.Events counts the
@@ -52,7 +56,7 @@ func (s *Store) appendOutbox(tx *bolt.Tx, m *Message, ev *event, now time.Time) 
 	if !ev.withBody {
 		snap.Body = nil
 	}
-	rec := OutboxRecord{MsgID: m.ID, EventSeq: m.Events, Kind: ev.kind, At: now, Detail: ev.detail, Message: &snap}
+	rec := OutboxRecord{MsgID: m.ID, EventSeq: m.Events, Kind: ev.kind, At: now, Detail: ev.detail, Device: ev.device, Message: &snap}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return err

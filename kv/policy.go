@@ -169,6 +169,7 @@ func (s *Store) expireIDs(ctx context.Context, ids []string, now time.Time, pend
 					return false, nil
 				}
 				m.State, m.Reason, changed = StateExpired, expiredReason(m), true
+				m.endCopies(StateExpired)
 				return true, nil
 			})
 			if err != nil && !errors.Is(err, ErrNotFound) {
@@ -189,7 +190,8 @@ func (s *Store) expireIDs(ctx context.Context, ids []string, now time.Time, pend
 // sendPending reports whether m has a send begun within the last pending whose
 // result may still come.
 func sendPending(m *Message, now time.Time, pending time.Duration) bool {
-	return m.InFlight != "" && m.InFlight != intakeInFlight && now.Sub(m.LastAttempt) < pending
+	return m.InFlight != "" && m.InFlight != intakeInFlight && now.Sub(m.LastAttempt) < pending ||
+		copyPending(m, now, pending)
 }
 
 // Purge takes queued message id out of its queue for good (StatePurged) and
@@ -202,6 +204,7 @@ func (s *Store) Purge(ctx context.Context, id, reason string) (*Message, error) 
 			return false, fmt.Errorf("%w (%s)", ErrNotQueued, m.State)
 		}
 		m.State, m.Reason = StatePurged, reason
+		m.endCopies(StatePurged)
 		return true, nil
 	})
 	return m, err
@@ -240,6 +243,7 @@ func (s *Store) PurgeQueue(ctx context.Context, aor, reason string, max int) ([]
 						return false, nil
 					}
 					m.State, m.Reason = StatePurged, reason
+					m.endCopies(StatePurged)
 					return true, nil
 				})
 				if err != nil {
@@ -273,6 +277,11 @@ func (s *Store) Requeue(ctx context.Context, id, reason string) (*Message, error
 			return false, fmt.Errorf("%w: its expiry has passed", ErrNotQueued)
 		}
 		m.State, m.Reason, m.Refusals = StateQueued, reason, 0
+		for i := range m.Devices {
+			if c := &m.Devices[i]; c.State == StateDead {
+				c.State, c.Refusals = StateQueued, 0
+			}
+		}
 		return true, nil
 	})
 }
