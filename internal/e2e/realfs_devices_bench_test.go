@@ -1,0 +1,86 @@
+package e2e
+
+// The per-device drain against FreeSWITCH 1.10.12 with
+// multiple-registrations=contact (BENCHMARKS.md). Run with
+//
+//	go test -run '^$' -bench RealFSDeviceDrain -benchtime 1x -count 3 -timeout 60m ./internal/e2e/
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sipsilo/sipsilo/internal/fsreal"
+)
+
+// BenchmarkRealFSDeviceDrain: n (1,000; SIPSILO_BENCH_N) messages queued for
+// 1001 while its phones are off — known to sipsilo, then unregistered, so each
+// message targets each of them — drained when they register again. devices=1
+// is the single-device path on the same profile (no copies), devices=2 a copy
+// per phone; through FreeSWITCH (--ping off: bgapi chat to each phone's
+// contact) and direct (the defaults: sipsilo's own MESSAGE to each phone). The
+// clock runs from the first REGISTER to the last message at the last phone.
+func BenchmarkRealFSDeviceDrain(b *testing.B) {
+	sw := startRealSwitchWith(b, fsreal.Options{MultipleRegistrations: "contact"})
+	n := benchDrainN()
+	for _, path := range []struct {
+		name string
+		args []string
+	}{{"freeswitch", fsPath}, {"direct", nil}} {
+		for _, devices := range []int{1, 2} {
+			b.Run(fmt.Sprintf("path=%s/devices=%d", path.name, devices), func(b *testing.B) {
+				for range b.N {
+					b.StopTimer()
+					took, inv, dup := realFSDeviceDrain(b, sw, devices, n, path.args...)
+					b.ReportMetric(took.Seconds(), "s/drain")
+					b.ReportMetric(float64(n*devices)/took.Seconds(), "copies/s")
+					b.ReportMetric(float64(inv), "inversions")
+					b.ReportMetric(float64(dup), "duplicates")
+				}
+			})
+		}
+	}
+}
+
+// realFSDeviceDrain is one op of BenchmarkRealFSDeviceDrain: the drain's time,
+// and the inversions and duplicates summed over the phones.
+func realFSDeviceDrain(b *testing.B, sw *realSwitch, devices, n int, args ...string) (took time.Duration, inv, dup int) {
+	b.Helper()
+	r := benchSipsilo(b, sw, append([]string{"--admin-token", adminToken}, args...)...)
+	alice := benchUA(b, sw, "1000")
+	register(b, alice)
+	devs := make([]*device, devices)
+	for i := range devs {
+		ua := benchUA(b, sw, "1001")
+		devs[i] = &device{name: fmt.Sprintf("1001/%c", 'A'+i), ua: ua, in: collect(b, ua)}
+	}
+	registerAll(b, r, "1001", devs...)
+	unregisterAll(b, r, "1001", devs...)
+	for i := range n {
+		sendRetry(b, alice, "1001", bodyN(i))
+	}
+	stored := waitStored(b, r, n)
+	b.StartTimer()
+	start := time.Now()
+	for _, d := range devs {
+		register(b, d.ua)
+	}
+	for _, d := range devs {
+		d.in.waitCount(b, stored, 10*time.Minute)
+	}
+	took = time.Since(start)
+	b.StopTimer()
+	time.Sleep(500 * time.Millisecond) // a late duplicate has time to arrive
+	for _, d := range devs {
+		all := d.in.all()
+		inv += firstInversions(b, all)
+		dup += len(all) - stored
+	}
+	unregister(b, alice)
+	for _, d := range devs {
+		unregister(b, d.ua)
+	}
+	sw.fs.WaitRegistered(b, "1001", false, 10*time.Second)
+	stopSipsilo(b, r)
+	return took, inv, dup
+}
