@@ -84,3 +84,49 @@ func realFSDeviceDrain(b *testing.B, sw *realSwitch, devices, n int, args ...str
 	stopSipsilo(b, r)
 	return took, inv, dup
 }
+
+// BenchmarkRealFSDeviceBack: two phones of 1001 at sipsilo's defaults; B goes
+// silent and sipsilo's pinger has FreeSWITCH flush it. Then a message: live is
+// the time from sending it to A's socket (a silent sibling must not delay it),
+// back the time from B's fresh REGISTER to the same message at B's socket (a
+// REGISTER is a sign of life: no wait for the next ping).
+func BenchmarkRealFSDeviceBack(b *testing.B) {
+	sw := startRealSwitchWith(b, fsreal.Options{MultipleRegistrations: "contact"})
+	for range b.N {
+		b.StopTimer()
+		r := benchSipsilo(b, sw, "--admin-token", adminToken)
+		alice := benchUA(b, sw, "1000")
+		register(b, alice)
+		devs := make([]*device, 2)
+		for i := range devs {
+			ua := benchUA(b, sw, "1001")
+			devs[i] = &device{name: fmt.Sprintf("1001/%c", 'A'+i), ua: ua, in: collect(b, ua)}
+		}
+		registerAll(b, r, "1001", devs...)
+		a, away := devs[0], devs[1]
+		away.ua.SetSilent(true)
+		deadline := time.Now().Add(time.Minute)
+		for len(sw.fs.Registrations(b, "1001")) != 1 {
+			if time.Now().After(deadline) {
+				b.Fatal("the silent phone was not flushed within a minute")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.StartTimer()
+		start := time.Now()
+		sendRetry(b, alice, "1001", "while B is away")
+		a.in.waitCount(b, 1, time.Minute)
+		live := time.Since(start)
+		away.ua.SetSilent(false)
+		start = time.Now()
+		register(b, away.ua)
+		away.in.waitCount(b, 1, time.Minute)
+		back := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(float64(live.Milliseconds()), "live-ms")
+		b.ReportMetric(float64(back.Milliseconds()), "back-ms")
+		unregister(b, alice, a.ua, away.ua)
+		sw.fs.WaitRegistered(b, "1001", false, 10*time.Second)
+		stopSipsilo(b, r)
+	}
+}
