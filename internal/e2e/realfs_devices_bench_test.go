@@ -52,7 +52,7 @@ func realFSDeviceDrain(b *testing.B, sw *realSwitch, devices, n int, args ...str
 	devs := make([]*device, devices)
 	for i := range devs {
 		ua := benchUA(b, sw, "1001")
-		devs[i] = &device{name: fmt.Sprintf("1001/%c", 'A'+i), ua: ua, in: collect(b, ua)}
+		devs[i] = newDevice(b, fmt.Sprintf("1001/%c", 'A'+i), ua)
 	}
 	registerAll(b, r, "1001", devs...)
 	unregisterAll(b, r, "1001", devs...)
@@ -100,7 +100,7 @@ func BenchmarkRealFSDeviceBack(b *testing.B) {
 		devs := make([]*device, 2)
 		for i := range devs {
 			ua := benchUA(b, sw, "1001")
-			devs[i] = &device{name: fmt.Sprintf("1001/%c", 'A'+i), ua: ua, in: collect(b, ua)}
+			devs[i] = newDevice(b, fmt.Sprintf("1001/%c", 'A'+i), ua)
 		}
 		registerAll(b, r, "1001", devs...)
 		a, away := devs[0], devs[1]

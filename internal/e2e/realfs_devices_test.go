@@ -8,6 +8,7 @@ package e2e
 // (`go test -run RealFSDevices`).
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"slices"
@@ -39,6 +40,7 @@ func devicesScenarios() []devicesScenario {
 		{name: "forgotten_after_device_memory", run: scenarioForgottenDevice},
 		{name: "first_seen_after_receipt", run: scenarioFirstSeenAfterReceipt},
 		{name: "kill9_mid_drain", run: scenarioKill9TwoDevices},
+		{name: "tcp_and_udp_devices", run: scenarioTCPAndUDPDevices},
 		{name: "single_device", run: scenarioSingleDevice},
 	}
 }
@@ -76,12 +78,29 @@ func startRealSwitchWith(t testing.TB, o fsreal.Options) *realSwitch {
 	return r
 }
 
-// device is one phone of a user with several: a UA with its own socket,
-// Call-ID and contact, and what it received.
+// phone is what the device tests need of a phone: fsemu's UA (UDP) or a
+// tcpPhone.
+type phone interface {
+	Register(ctx context.Context, expires time.Duration) error
+	Unregister(ctx context.Context) error
+	Addr() string // its contact's host:port
+	Received() <-chan fsemu.Received
+}
+
+// device is one phone of a user with several: its own socket, Call-ID and
+// contact, and what it received.
 type device struct {
 	name string
-	ua   *fsemu.UA
+	ph   phone
+	ua   *fsemu.UA // ph when it is fsemu's UA (SetSilent, SetAnswer), else nil
 	in   *inbox
+}
+
+// newDevice makes a device of ph.
+func newDevice(t testing.TB, name string, ph phone) *device {
+	d := &device{name: name, ph: ph, in: collect(t, ph)}
+	d.ua, _ = ph.(*fsemu.UA)
+	return d
 }
 
 // devices makes n phones of user on r's switch, not yet registered.
@@ -89,8 +108,7 @@ func (r *srig) devices(user string, n int) []*device {
 	r.t.Helper()
 	out := make([]*device, n)
 	for i := range out {
-		ua := r.ua(user)
-		out[i] = &device{name: fmt.Sprintf("%s/%c", user, 'A'+i), ua: ua, in: collect(r.t, ua)}
+		out[i] = newDevice(r.t, fmt.Sprintf("%s/%c", user, 'A'+i), r.ua(user))
 	}
 	return out
 }
@@ -111,11 +129,11 @@ func aorOf(user string) string { return user + "@127.0.0.1" }
 func registerAll(t testing.TB, r *srig, user string, devs ...*device) {
 	t.Helper()
 	for _, d := range devs {
-		registerOn(t, d.ua)
+		registerOn(t, d.ph)
 	}
 	waitKnown(t, r, user, func(live []string) bool {
 		for _, d := range devs {
-			if !slices.ContainsFunc(live, func(c string) bool { return strings.Contains(c, d.ua.Addr()) }) {
+			if !slices.ContainsFunc(live, func(c string) bool { return strings.Contains(c, d.ph.Addr()) }) {
 				return false
 			}
 		}
@@ -128,13 +146,13 @@ func registerAll(t testing.TB, r *srig, user string, devs ...*device) {
 func unregisterAll(t testing.TB, r *srig, user string, devs ...*device) {
 	t.Helper()
 	for _, d := range devs {
-		if err := d.ua.Unregister(t.Context()); err != nil {
+		if err := d.ph.Unregister(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitKnown(t, r, user, func(live []string) bool {
 		for _, d := range devs {
-			if slices.ContainsFunc(live, func(c string) bool { return strings.Contains(c, d.ua.Addr()) }) {
+			if slices.ContainsFunc(live, func(c string) bool { return strings.Contains(c, d.ph.Addr()) }) {
 				return false
 			}
 		}
@@ -419,7 +437,7 @@ func scenarioKill9TwoDevices(t *testing.T, sw testSwitch) {
 		return sc.value("sipsilo_queue_messages") >= float64(len(s.accepted))
 	})
 	for _, d := range devs {
-		registerOn(t, d.ua)
+		registerOn(t, d.ph)
 	}
 	for _, d := range devs {
 		d.in.waitCount(t, n/10, time.Minute)
@@ -473,7 +491,32 @@ func scenarioKill9TwoDevices(t *testing.T, sw testSwitch) {
 // deviceKeyOf is the key sipsilo gives d: its contact reduced to scheme, user,
 // host and port (an fsemu UA sends no +sip.instance).
 func deviceKeyOf(d *device) string {
-	return "contact:sip:1001@" + d.ua.Addr()
+	return "contact:sip:1001@" + d.ph.Addr()
+}
+
+// scenarioTCPAndUDPDevices: one phone over UDP, one over TCP, sipsilo at its
+// defaults: sipsilo can neither ping nor reach the TCP phone itself, so its
+// copies go through FreeSWITCH, addressed to the registration FreeSWITCH keeps
+// with the phone's connection (fs_path); each phone gets each message once, in
+// order.
+func scenarioTCPAndUDPDevices(t *testing.T, sw testSwitch) {
+	if _, ok := sw.(*emuSwitch); ok {
+		t.Skip("the emulator's registrar speaks UDP only")
+	}
+	r := newDevicesRig(t, sw, "--log-level", "info")
+	alice := r.ua("1000")
+	registerOn(t, alice)
+	devs := []*device{r.devices("1001", 1)[0], newDevice(t, "1001/TCP", newTCPPhone(t, sw.sipAddr(), "1001"))}
+	registerAll(t, r, "1001", devs...)
+	var s sent
+	sendBurst(t, alice, "1001", &s, 0, 10)
+	for _, d := range devs {
+		d.allOnceInOrder(t, &s, 30*time.Second)
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, d := range devs {
+		d.onceInOrder(t, &s)
+	}
 }
 
 // scenarioSingleDevice: on a profile with multiple registrations, a user with

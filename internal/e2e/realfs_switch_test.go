@@ -248,7 +248,9 @@ func sendOne(t testing.TB, from *fsemu.UA, to, body string) {
 
 // registerOn registers ua; a REGISTER answered 500 or lost is sent again
 // (a REGISTER is idempotent).
-func registerOn(t testing.TB, ua *fsemu.UA) {
+func registerOn(t testing.TB, ua interface {
+	Register(context.Context, time.Duration) error
+}) {
 	t.Helper()
 	var err error
 	for range 5 {
