@@ -46,7 +46,7 @@ const purgeReason = "purged through the admin API"
 
 // registerActions adds the routes that change the store: purge, retry, inject.
 func registerActions(g *echo.Group, cfg AdminConfig) {
-	a := &actions{do: cfg.Actions, maxBody: cfg.MaxBody, domains: domainSet(cfg.Domains)}
+	a := &actions{do: cfg.Actions, maxBody: cfg.MaxBody, domains: domainSet(cfg.Domains), targets: cfg.Targets}
 	if a.maxBody <= 0 {
 		a.maxBody = DefaultMaxBody
 	}
@@ -61,6 +61,7 @@ type actions struct {
 	do      AdminActions
 	maxBody int
 	domains map[string]bool // empty: every domain
+	targets func(aor string) []string
 }
 
 func actionContext(c echo.Context) (context.Context, context.CancelFunc) {

@@ -44,6 +44,11 @@ type ChatplanConfig struct {
 	// query parameter is stored only when it can: the event fires once, and a
 	// message sipsilo owns without ever getting its body is lost. Nil: never.
 	BodyEvents func() bool
+	// Targets, if set, returns the keys of the recipient's devices a message
+	// received now must reach (presence's Targets). With two or more the message
+	// gets a copy per device (docs/decisions.md §29); with fewer it is stored
+	// exactly as without this. It runs on the request's goroutine: keep it cheap.
+	Targets func(aor string) []string
 	// Queued, if set, is told about each message sipsilo now owns: stored, and its
 	// answer written to FreeSWITCH. It must not block (relay wakes the recipient).
 	Queued func(m *kv.Message)
@@ -160,6 +165,9 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		return leave(http.StatusOK, WhyNoBodySource)
 	}
 	m := newMessage(l)
+	if h.cfg.Targets != nil {
+		m.Devices = kv.Copies(h.cfg.Targets(m.To))
+	}
 	id, err := h.store.Enqueue(ctx, m)
 	if errors.Is(err, kv.ErrQuota) {
 		// Over quota: FreeSWITCH delivers it as stock (or logs "Nobody to send

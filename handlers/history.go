@@ -34,6 +34,7 @@ type HistoryEvent struct {
 	State  string
 	At     time.Time
 	Detail string
+	Device string // the device whose copy changed (docs/decisions.md §29)
 }
 
 // ErrNoMessage is what History.Message returns for an unknown id.
@@ -62,6 +63,9 @@ type AdminConfig struct {
 	// Domains, if set, are the only recipient domains an injected message may
 	// have (the chatplan's --domains): sipsilo serves those users only.
 	Domains []string
+	// Targets, if set, gives an injected message its per-device copies, as
+	// ChatplanConfig.Targets does at intake.
+	Targets func(aor string) []string
 }
 
 const (
@@ -165,7 +169,7 @@ func message(c echo.Context, h History) error {
 		Events []eventJSON `json:"events"`
 	}{entryJSON: toJSON(m), Events: make([]eventJSON, 0, len(evs))}
 	for _, e := range evs {
-		out.Events = append(out.Events, eventJSON{Seq: e.Seq, Kind: e.Kind, State: e.State, At: e.At.UTC(), Detail: e.Detail})
+		out.Events = append(out.Events, eventJSON{Seq: e.Seq, Kind: e.Kind, State: e.State, At: e.At.UTC(), Detail: e.Detail, Device: e.Device})
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -191,6 +195,7 @@ type eventJSON struct {
 	State  string    `json:"state"`
 	At     time.Time `json:"at"`
 	Detail string    `json:"detail,omitempty"`
+	Device string    `json:"device,omitempty"`
 }
 
 func toJSON(m *HistoryEntry) entryJSON {

@@ -64,6 +64,9 @@ func (a *actions) inject(c echo.Context) error {
 	if _, host, _ := strings.Cut(m.To, "@"); len(a.domains) > 0 && !a.domains[strings.ToLower(host)] {
 		return apiError(c, http.StatusBadRequest, "to: not a user of this server (--domains)")
 	}
+	if a.targets != nil {
+		m.Devices = kv.Copies(a.targets(m.To))
+	}
 	ctx, cancel := actionContext(c)
 	defer cancel()
 	id, err := a.do.Enqueue(ctx, m)

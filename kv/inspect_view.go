@@ -35,6 +35,7 @@ func ViewOf(m *Message, now time.Time) MessageView {
 	v := MessageView{Message: *m, BodyLen: len(m.Body), Order: orderView{m.Order.Epoch, m.Order.Seq}}
 	v.Message.Body = nil
 	v.Message.History = append([]HistoryEntry(nil), m.History...)
+	v.Message.Devices = append([]DeviceCopy(nil), m.Devices...)
 	if utf8.Valid(m.Body) {
 		b := string(m.Body)
 		v.Body = &b

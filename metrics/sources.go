@@ -145,6 +145,10 @@ func relayCollectors(stats func() relay.Stats) []prometheus.Collector {
 			func() float64 { return float64(stats().ProbeFailed) }),
 		counterFunc("sipsilo_delivery_store_errors_total", "Store errors while delivering (the message stays queued).",
 			func() float64 { return float64(stats().StoreErrors) }),
+		counterFunc("sipsilo_device_deliveries_total", "Per-device copies confirmed by their own device's 2xx (docs/decisions.md §29); also counted as delivered.",
+			func() float64 { return float64(stats().DeviceDeliveries) }),
+		gaugeFunc("sipsilo_devices_holding", "Devices with copies of messages waiting for them, as their delivery lanes last saw.",
+			func() float64 { return float64(stats().DevicesHolding) }),
 	}
 }
 

@@ -24,6 +24,7 @@ type Event struct {
 	State  string // the message's state after the change
 	At     time.Time
 	Detail string
+	Device string // the device whose copy changed; empty: the message
 }
 
 // MaxHistory is the largest page History returns.
@@ -95,7 +96,7 @@ func (m *Mirror) Message(ctx context.Context, id string) (*HistoryEntry, []Event
 		return nil, nil, fmt.Errorf("mirror: message %s: %w", id, err)
 	}
 	rows, err := tx.QueryContext(ctx,
-		"SELECT seq, kind, state, at, detail FROM message_events WHERE message_id = ? ORDER BY seq", id)
+		"SELECT seq, kind, state, at, detail, device FROM message_events WHERE message_id = ? ORDER BY seq", id)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mirror: message %s events: %w", id, err)
 	}
@@ -103,7 +104,7 @@ func (m *Mirror) Message(ctx context.Context, id string) (*HistoryEntry, []Event
 	var events []Event
 	for rows.Next() {
 		var ev Event
-		if err := rows.Scan(&ev.Seq, &ev.Kind, &ev.State, &ev.At, &ev.Detail); err != nil {
+		if err := rows.Scan(&ev.Seq, &ev.Kind, &ev.State, &ev.At, &ev.Detail, &ev.Device); err != nil {
 			return nil, nil, fmt.Errorf("mirror: message %s events: %w", id, err)
 		}
 		events = append(events, ev)

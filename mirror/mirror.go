@@ -30,6 +30,7 @@ type Record struct {
 	Kind     string // received, body, attempt, delivered, released, dead, no_body, expired, purged
 	At       time.Time
 	Detail   string // free text (result of an attempt, reason)
+	Device   string // the device whose copy changed (docs/decisions.md §29); empty: the message
 
 	// Snapshot of the message after the change.
 	From, To, FromFull, ContentType, State, LastResult string

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Column sizes, in bytes as far as Go is concerned: strings are cut to
@@ -20,6 +22,7 @@ const (
 	resultLen      = 1024
 	kindLen        = 16
 	detailLen      = 1024
+	deviceLen      = 256       // kv's bound on a device key
 	maxBody        = 1<<24 - 1 // MEDIUMBLOB
 )
 
@@ -60,7 +63,18 @@ var migrations = [][]string{
 			PRIMARY KEY (message_id, seq)
 		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 	},
+	2: {
+		// The device whose copy of the message changed (docs/decisions.md §29);
+		// empty for a change of the message as a whole. MySQL has no ADD
+		// COLUMN IF NOT EXISTS: a rerun after a crash meets the column, and
+		// migrate takes that error as done.
+		`ALTER TABLE message_events ADD COLUMN device VARCHAR(256) NOT NULL DEFAULT '' AFTER kind`,
+	},
 }
+
+// errDupColumn is MySQL's and MariaDB's ER_DUP_FIELDNAME: a migration that
+// adds a column met it already there.
+const errDupColumn = 1060
 
 // latestVersion is the schema version this package migrates to.
 var latestVersion = len(migrations) - 1
@@ -106,7 +120,8 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 	}
 	for v := int(current.Int64) + 1; v <= latestVersion; v++ {
 		for _, stmt := range migrations[v] {
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			var myErr *mysql.MySQLError
+			if _, err := conn.ExecContext(ctx, stmt); err != nil && !(errors.As(err, &myErr) && myErr.Number == errDupColumn) {
 				return fmt.Errorf("version %d: %w", v, err)
 			}
 		}

@@ -39,7 +39,7 @@ var messageUpsert = func() string {
 	return b.String()
 }()
 
-var eventColumns = []string{"message_id", "seq", "kind", "state", "at", "detail"}
+var eventColumns = []string{"message_id", "seq", "kind", "device", "state", "at", "detail"}
 
 // A replayed event is identical to the stored one: keep the stored one.
 const eventUpsert = " ON DUPLICATE KEY UPDATE seq = seq"
@@ -207,11 +207,12 @@ func eventArgs(r *Record) ([]any, int) {
 		r.MsgID,
 		r.EventSeq,
 		clip(r.Kind, kindLen),
+		clip(r.Device, deviceLen),
 		clip(r.State, stateLen),
 		dbTime(r.At),
 		clip(r.Detail, detailLen),
 	}
-	return args, 2*len(r.Detail) + 120
+	return args, 2*(len(r.Detail)+len(r.Device)) + 120
 }
 
 // dbTime is t as DATETIME(6) stores it: UTC, whole microseconds. Cutting

@@ -12,11 +12,17 @@ import (
 // Store is what relay needs of kv.Store.
 type Store interface {
 	Queue(aor string, limit int) ([]*kv.Message, error)
+	QueueScan(aor string, limit int, pick func(m *kv.Message) (take, stop bool)) ([]*kv.Message, error)
 	QueuedAORs() ([]string, error)
 	BeginAttempt(ctx context.Context, id, attempt string, at time.Time) (*kv.Message, error)
 	EndAttempt(ctx context.Context, id, attempt string, r kv.AttemptResult) (*kv.Message, error)
 	Delivered(ctx context.Context, id, attempt, result string) error
 	DeadLetter(ctx context.Context, id, reason string) error
+	// The same steps for one device's copy (docs/decisions.md §29).
+	BeginCopyAttempt(ctx context.Context, id, key, attempt string, at time.Time) (*kv.Message, error)
+	EndCopyAttempt(ctx context.Context, id, key, attempt string, r kv.AttemptResult) (*kv.Message, error)
+	CopyDelivered(ctx context.Context, id, key, attempt, result string) error
+	DeadLetterCopy(ctx context.Context, id, key, reason string) error
 	ExpireDue(ctx context.Context, now time.Time, pending time.Duration, each func(*kv.Message)) (int, error)
 	MarkNotice(ctx context.Context, id, kind string) (bool, error)
 }
@@ -122,6 +128,11 @@ type Config struct {
 	// without a probe).
 	Prober Prober
 	Direct Direct
+	// Devices, if set, runs a lane per device for the per-device copies of
+	// messages (docs/decisions.md §29); nil: every message is sent on its
+	// recipient's lane, copies or not. A Prober or Direct that also implements
+	// DeviceProber or DeviceDirect serves the device lanes too.
+	Devices Devices
 	// Observer is optional (nil: nothing is observed).
 	Observer Observer
 	Logger   *slog.Logger

@@ -21,6 +21,13 @@ type Contacts interface {
 	DirectTarget(aor string) (uri, dest string, ok bool)
 }
 
+// DeviceContacts tells the direct path where one device answers sipsilo
+// (presence.Reachability, per device). A Contacts that implements it lets
+// SIPDirect serve device lanes too.
+type DeviceContacts interface {
+	DirectTargetDevice(aor, key string) (uri, dest string, ok bool)
+}
+
 // SIPDirect is the direct path: the MESSAGE goes from sipsilo's own SIP socket
 // (the pinger's) to the device, with the original sender in From and the
 // original time in Date, and the device's answer is the delivery result.
@@ -32,11 +39,23 @@ type SIPDirect struct {
 	Timeout time.Duration // default 4 s
 }
 
+var _ DeviceDirect = (*SIPDirect)(nil)
+
 var errBadHeader = errors.New("relay: header text unfit for a SIP message")
 
 // Ready implements Direct.
 func (d *SIPDirect) Ready(aor string) bool {
 	_, _, ok := d.Contacts.DirectTarget(aor)
+	return ok
+}
+
+// ReadyDevice implements DeviceDirect.
+func (d *SIPDirect) ReadyDevice(aor, key string) bool {
+	dc, ok := d.Contacts.(DeviceContacts)
+	if !ok {
+		return false
+	}
+	_, _, ok = dc.DirectTargetDevice(aor, key)
 	return ok
 }
 
@@ -46,6 +65,24 @@ func (d *SIPDirect) Send(ctx context.Context, m *kv.Message) (func(context.Conte
 	if !ok {
 		return nil, false, nil
 	}
+	return d.send(ctx, m, uri, dest)
+}
+
+// SendDevice implements DeviceDirect: the MESSAGE goes to device key's own
+// contact, and only its answer is the copy's result.
+func (d *SIPDirect) SendDevice(ctx context.Context, m *kv.Message, key string) (func(context.Context) (int, error), bool, error) {
+	dc, ok := d.Contacts.(DeviceContacts)
+	if !ok {
+		return nil, false, nil
+	}
+	uri, dest, ok := dc.DirectTargetDevice(m.To, key)
+	if !ok {
+		return nil, false, nil
+	}
+	return d.send(ctx, m, uri, dest)
+}
+
+func (d *SIPDirect) send(ctx context.Context, m *kv.Message, uri, dest string) (func(context.Context) (int, error), bool, error) {
 	req, err := directRequest(m, uri, dest)
 	if err != nil {
 		return nil, false, nil // through FreeSWITCH, which copes with what it sent us

@@ -45,4 +45,7 @@ func (r *Relay) expired(m *kv.Message) {
 	r.log.Info("message expired undelivered", "id", m.ID, "received", m.Received, "attempts", m.Attempts)
 	r.log.Debug("expired message", "id", m.ID, "from", m.From, "to", m.To)
 	r.notify(m, kv.NoticeExpired)
+	if len(m.Devices) == 0 {
+		r.wakeDevices(m.To, nil) // device lanes may wait at it
+	}
 }

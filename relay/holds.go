@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"strings"
 	"sync"
 	"time"
 )
@@ -77,7 +78,7 @@ func (h *holds) release(aor, id string, force bool, now time.Time) (backoff bool
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for mid, a := range h.msgAOR {
-		if a == aor && (id == "" || mid == id) && now.Before(h.msg[mid]) {
+		if a == aor && (id == "" || mid == id || strings.HasPrefix(mid, id+"\x00")) && now.Before(h.msg[mid]) {
 			timerF = append(timerF, mid)
 		}
 	}
@@ -90,5 +91,11 @@ func (h *holds) release(aor, id string, force bool, now time.Time) (backoff bool
 	}
 	_, backoff = h.aor[aor]
 	delete(h.aor, aor)
+	for lane := range h.aor { // the backoffs of aor's device lanes (relay/devices.go)
+		if strings.HasPrefix(lane, aor+"\x00") {
+			backoff = true
+			delete(h.aor, lane)
+		}
+	}
 	return backoff, timerF
 }

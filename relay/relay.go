@@ -25,14 +25,21 @@ type Stats struct {
 	ProbeFailed      int64 // batches held because a probe before delivery went unanswered
 	Expired          int64 // messages that expired undelivered (relay/expire.go)
 	Notices          int64 // notices to senders delivered (relay/notices.go)
-	NoticesFailed    int64 // notices FreeSWITCH could not deliver
-	NoticesDropped   int64 // notices dropped because too many were waiting
+	// DeviceDeliveries counts copies confirmed by their own device
+	// (docs/decisions.md §29); they are also counted in Delivered.
+	DeviceDeliveries int64
+	// DevicesHolding is the number of devices whose lane last saw copies
+	// waiting for them.
+	DevicesHolding int64
+	NoticesFailed  int64 // notices FreeSWITCH could not deliver
+	NoticesDropped int64 // notices dropped because too many were waiting
 }
 
 type counters struct {
 	sent, delivered, refused, noAnswer, notRegistered, unknown, dead, uncertain, storeErrors atomic.Int64
 	direct, probeFailed                                                                      atomic.Int64
 	expired, notices, noticesFailed, noticesDropped                                          atomic.Int64
+	deviceDeliveries                                                                         atomic.Int64
 }
 
 // Relay runs one worker per recipient with something to deliver. Use New, then Run.
@@ -48,9 +55,14 @@ type Relay struct {
 	// notices waiting to be sent (relay/notices.go)
 	notices chan notice
 
-	mu      sync.Mutex
-	ctx     context.Context // Run's; nil before Run and after it returns
+	mu  sync.Mutex
+	ctx context.Context // Run's; nil before Run and after it returns
+	// workers are the lanes running, by laneKey: a recipient's own and one per
+	// device with copies to send (docs/decisions.md §29); devs names the
+	// device lanes of each recipient, and holding those that saw copies waiting.
 	workers map[string]*worker
+	devs    map[string]map[string]bool
+	holding map[string]bool
 	wg      sync.WaitGroup
 }
 
@@ -67,6 +79,8 @@ func New(cfg Config, store Store, send Sender, pres Presence) *Relay {
 		holds:   newHolds(),
 		notices: make(chan notice, noticeQueue),
 		workers: make(map[string]*worker),
+		devs:    make(map[string]map[string]bool),
+		holding: make(map[string]bool),
 	}
 }
 
@@ -89,23 +103,28 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // Wake tells relay that aor may have something to deliver now: a new message, its
-// body confirmed, or a sign of life from the recipient. Cheap and non-blocking.
+// body confirmed, or a sign of life from the recipient or one of its devices.
+// Cheap and non-blocking. It wakes the recipient's lane and its device lanes:
+// those running and, for a recipient with several devices, one per device
+// presence knows, so that a device that registers again gets its copies at once.
 func (r *Relay) Wake(aor string) {
+	var targets []string
+	if r.cfg.Devices != nil {
+		targets = r.cfg.Devices.Targets(aor)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ctx == nil {
 		return // before Run (which scans the store) or after it
 	}
-	w := r.workers[aor]
-	if w == nil {
-		w = newWorker(r, aor)
-		r.workers[aor] = w
-		ctx := r.ctx
-		r.wg.Go(func() { w.run(ctx) })
+	r.wakeLaneLocked(aor, "")
+	if len(targets) >= 2 {
+		for _, k := range targets {
+			r.wakeLaneLocked(aor, k)
+		}
 	}
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	for k := range r.devs[aor] {
+		r.wakeLaneLocked(aor, k)
 	}
 }
 
@@ -136,7 +155,13 @@ func (r *Relay) retire(w *worker) bool {
 	if len(w.wake) > 0 && r.ctx != nil {
 		return false
 	}
-	delete(r.workers, w.aor)
+	delete(r.workers, w.key)
+	if w.device != "" {
+		delete(r.devs[w.aor], w.device)
+		if len(r.devs[w.aor]) == 0 {
+			delete(r.devs, w.aor)
+		}
+	}
 	return true
 }
 
@@ -158,5 +183,13 @@ func (r *Relay) Stats() Stats {
 		Notices:          r.c.notices.Load(),
 		NoticesFailed:    r.c.noticesFailed.Load(),
 		NoticesDropped:   r.c.noticesDropped.Load(),
+		DeviceDeliveries: r.c.deviceDeliveries.Load(),
+		DevicesHolding:   int64(r.devicesHolding()),
 	}
+}
+
+func (r *Relay) devicesHolding() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.holding)
 }

@@ -20,8 +20,12 @@ const chatSent = "Sent"
 
 // worker delivers one recipient's queue. Only its goroutine touches its fields.
 type worker struct {
-	r       *Relay
-	aor     string
+	r   *Relay
+	aor string
+	// device is the device whose copies this lane sends (docs/decisions.md §29);
+	// empty for the recipient's own lane, which sends the messages without copies.
+	device  string
+	key     string        // laneKey(aor, device)
 	wake    chan struct{} // cap 1: a pending wake-up
 	results chan result   // cap Window: a send never blocks on it
 
@@ -71,10 +75,12 @@ func (res *result) confirmed() (string, bool) {
 	return reply, reply == chatSent
 }
 
-func newWorker(r *Relay, aor string) *worker {
+func newWorker(r *Relay, aor, device string) *worker {
 	return &worker{
 		r:        r,
 		aor:      aor,
+		device:   device,
+		key:      laneKey(aor, device),
 		wake:     make(chan struct{}, 1),
 		results:  make(chan result, max(r.cfg.Window, r.cfg.DirectWindow)),
 		inflight: make(map[string]bool),
@@ -148,10 +154,11 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		w.blocked, w.stale = false, true // restart at the head
 	}
 	now := r.cfg.Now()
-	if until, ok := r.holds.queueHold(w.aor, now); ok {
+	if until, ok := r.holds.queueHold(w.key, now); ok {
 		return until, false
 	}
-	if !r.pres.Deliverable(w.aor) {
+	if !w.deliverable() {
+		w.noteHolding()
 		return time.Time{}, true // presence wakes us on a sign of life
 	}
 	free := w.window() - len(w.inflight)
@@ -170,14 +177,20 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 	}
 	// Probe before a batch, not before each send of a window: the sends in flight
 	// are evidence enough while they last.
-	if len(w.inflight) == 0 && r.cfg.Prober != nil && !r.cfg.Prober.Check(ctx, w.aor) {
+	if len(w.inflight) == 0 && r.cfg.Prober != nil && !w.check(ctx) {
 		r.c.probeFailed.Add(1)
 		until := r.cfg.Now().Add(r.cfg.RetryMin)
-		r.holds.holdQueue(w.aor, until)
+		r.holds.holdQueue(w.key, until)
 		return until, false
 	}
 	for len(w.ahead) > 0 && free > 0 {
 		m := w.ahead[0]
+		if w.device != "" && len(m.Devices) == 0 {
+			// A message without copies, still queued, comes before the copies
+			// behind it on every device: the recipient's lane wakes this one
+			// once it has left the queue (docs/decisions.md §29).
+			return time.Time{}, len(w.inflight) == 0
+		}
 		// Head-of-line: a message not ready holds back everything behind it.
 		if !m.BodyFinal {
 			return time.Time{}, len(w.inflight) == 0 // the body tracker wakes us
@@ -185,7 +198,7 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		if ready := m.Received.Add(r.cfg.Settle); now.Before(ready) {
 			return ready, false
 		}
-		if until, ok := r.holds.messageHold(m.ID, now); ok {
+		if until, ok := r.holds.messageHold(w.msgKey(m.ID), now); ok {
 			return until, false
 		}
 		select {
@@ -203,7 +216,7 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 // window is how many sends may be in flight to the recipient now: through
 // FreeSWITCH each is held ≥ 100 ms, so many overlap; the direct path needs few.
 func (w *worker) window() int {
-	if d := w.r.cfg.Direct; d != nil && d.Ready(w.aor) {
+	if w.directReady() {
 		return w.r.cfg.DirectWindow
 	}
 	return w.r.cfg.Window
@@ -215,17 +228,22 @@ func (w *worker) window() int {
 // cannot see is a message added meanwhile, so a wake-up (new message, body
 // confirmed) or a failure marks the read stale.
 func (w *worker) readAhead() error {
-	msgs, err := w.r.store.Queue(w.aor, 2*w.r.cfg.Window+len(w.inflight))
+	var seen map[string]bool
+	if w.device == "" && w.r.cfg.Devices != nil {
+		seen = make(map[string]bool)
+	}
+	msgs, err := w.r.store.QueueScan(w.aor, 2*w.r.cfg.Window, w.pick(seen))
 	if err != nil {
 		return err
 	}
-	w.ahead = w.ahead[:0]
-	for _, m := range msgs {
-		if !w.inflight[m.ID] {
-			w.ahead = append(w.ahead, m)
-		}
-	}
+	w.ahead = append(w.ahead[:0], msgs...)
 	w.stale = false
+	if len(seen) > 0 {
+		w.r.wakeDevices(w.aor, seen)
+	}
+	if w.device != "" {
+		w.setHolding(len(w.inflight) > 0 || len(w.ahead) > 0)
+	}
 	return nil
 }
 
@@ -234,8 +252,7 @@ func (w *worker) readAhead() error {
 func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 	r := w.r
 	w.inflight[m.ID] = true
-	attempt := fmt.Sprintf("%s-%d", m.ID, m.Attempts+1)
-	uncertain := m.InFlight != ""
+	attempt, uncertain := w.attemptID(m)
 	prev, mine := w.chain, make(chan struct{})
 	w.chain = mine
 	r.wg.Go(func() {
@@ -243,7 +260,7 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 		accepted := sync.OnceFunc(func() { close(mine) })
 		defer accepted()
 		res := result{m: m, attempt: attempt, started: now}
-		if _, err := r.store.BeginAttempt(ctx, m.ID, attempt, now); err != nil {
+		if err := w.beginAttempt(ctx, m, attempt, now); err != nil {
 			res.err = err
 			w.results <- res
 			return
@@ -263,7 +280,7 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 		case <-sctx.Done():
 		}
 		if r.cfg.Direct != nil {
-			wait, ok, err := r.cfg.Direct.Send(sctx, m)
+			wait, ok, err := w.sendDirect(sctx, m)
 			if ok {
 				accepted()
 				res.direct = true
@@ -278,7 +295,11 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 				return
 			}
 		}
-		job, err := r.send.StartJob(sctx, "chat", ChatArgs(m.From, m.To, m.Body, ct), attempt)
+		to, err := w.chatTo(m)
+		var job Job
+		if err == nil {
+			job, err = r.send.StartJob(sctx, "chat", ChatArgs(m.From, to, m.Body, ct), attempt)
+		}
 		accepted()
 		if err == nil {
 			r.c.sent.Add(1)
@@ -302,9 +323,12 @@ func (w *worker) record(ctx context.Context, res *result) {
 		return
 	}
 	w.r.c.delivered.Add(1) // before the write: whoever sees the queue empty sees the count
+	if w.device != "" {
+		w.r.c.deviceDeliveries.Add(1)
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	res.recorded, res.recordErr = true, w.r.store.Delivered(rctx, res.m.ID, res.attempt, text)
+	res.recorded, res.recordErr = true, w.storeDelivered(rctx, res.m.ID, res.attempt, text)
 	if obs := w.r.cfg.Observer; obs != nil && res.recordErr == nil {
 		path := PathESL
 		if res.direct {
@@ -324,6 +348,10 @@ func closedChan() chan struct{} {
 func (w *worker) handle(ctx context.Context, res result) {
 	r := w.r
 	delete(w.inflight, res.m.ID)
+	if w.device == "" {
+		// The device lanes of the recipient may wait at this message.
+		defer r.wakeDevices(w.aor, nil)
+	}
 	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -339,12 +367,12 @@ func (w *worker) handle(ctx context.Context, res result) {
 			r.expired(res.m) // expired instead of sent, in the same commit
 			return
 		}
-		if errors.Is(res.err, kv.ErrNotQueued) || errors.Is(res.err, kv.ErrNotFound) {
+		if errors.Is(res.err, kv.ErrNotQueued) || errors.Is(res.err, kv.ErrNotFound) || errors.Is(res.err, kv.ErrNoCopy) {
 			return // purged or delivered meanwhile: nothing to send
 		}
 		r.c.storeErrors.Add(1)
 		log.Error("cannot record delivery attempt; not sent", "err", res.err)
-		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
+		r.holds.holdQueue(w.key, r.cfg.Now().Add(r.cfg.RetryMin))
 
 	case res.direct:
 		w.handleDirect(sctx, res)
@@ -357,13 +385,13 @@ func (w *worker) handle(ctx context.Context, res result) {
 		// in flight, and is sent again only after Timer F.
 		r.c.unknown.Add(1)
 		w.blocked = true
-		r.holds.holdMessage(id, w.aor, res.started.Add(r.cfg.TimerF))
+		r.holds.holdMessage(w.msgKey(id), w.aor, res.started.Add(r.cfg.TimerF))
 		log.Warn("delivery result lost; holding the message for Timer F", "err", res.err)
 
 	case res.err != nil:
 		// Not sent (no ESL connection, bad input): try again shortly.
 		w.blocked = true
-		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
+		r.holds.holdQueue(w.key, r.cfg.Now().Add(r.cfg.RetryMin))
 		w.endAttempt(sctx, res, kv.AttemptResult{Text: res.err.Error()})
 		log.Warn("not sent", "err", res.err)
 
@@ -380,10 +408,10 @@ func (w *worker) delivered(ctx context.Context, res result, log *slog.Logger) {
 		r.c.storeErrors.Add(1)
 		log.Error("delivered but not recorded; it will be sent again", "err", res.recordErr)
 		w.blocked = true
-		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
+		r.holds.holdQueue(w.key, r.cfg.Now().Add(r.cfg.RetryMin))
 	}
 	log.Debug("delivered", "took", res.took)
-	r.observe(ctx, w.aor, presence.Delivered2xx, res.started)
+	w.observe(ctx, presence.Delivered2xx, res.started)
 }
 
 // handleDirect records the device's own answer to sipsilo's MESSAGE: 2xx
@@ -404,8 +432,8 @@ func (w *worker) handleDirect(ctx context.Context, res result) {
 		w.blocked = true
 		r.c.noAnswer.Add(1)
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: res.err.Error(), MayArrive: true})
-		r.holds.holdQueue(w.aor, r.cfg.Now().Add(r.cfg.RetryMin))
-		r.observe(ctx, w.aor, presence.NoAnswer, res.started)
+		r.holds.holdQueue(w.key, r.cfg.Now().Add(r.cfg.RetryMin))
+		w.observe(ctx, presence.NoAnswer, res.started)
 		log.Info("device did not answer sipsilo's MESSAGE; kept", "err", res.err)
 	}
 }
@@ -419,15 +447,15 @@ func (w *worker) failed(ctx context.Context, res result, reply string) {
 	switch {
 	case res.took >= r.cfg.NoAnswerAfter:
 		r.c.noAnswer.Add(1)
-		r.holds.holdMessage(id, w.aor, res.started.Add(r.cfg.TimerF))
+		r.holds.holdMessage(w.msgKey(id), w.aor, res.started.Add(r.cfg.TimerF))
 		// A phone that wakes up before Timer F still gets the retransmission.
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply, MayArrive: true})
-		r.observe(ctx, w.aor, presence.NoAnswer, res.started)
+		w.observe(ctx, presence.NoAnswer, res.started)
 		log.Info("recipient did not answer; kept until it shows life", "took", res.took)
 	case !w.registered(ctx):
 		r.c.notRegistered.Add(1)
 		w.endAttempt(ctx, res, kv.AttemptResult{Text: reply})
-		r.observe(ctx, w.aor, presence.NotRegistered, res.started)
+		w.observe(ctx, presence.NotRegistered, res.started)
 		log.Info("recipient not registered; kept until it registers")
 	default:
 		w.refused(ctx, res, reply, log)
@@ -440,15 +468,15 @@ func (w *worker) refused(ctx context.Context, res result, text string, log *slog
 	r := w.r
 	r.c.refused.Add(1)
 	m := w.endAttempt(ctx, res, kv.AttemptResult{Text: text, Refused: true})
-	r.observe(ctx, w.aor, presence.Refused, res.started)
-	refusals := res.m.Refusals + 1
+	w.observe(ctx, presence.Refused, res.started)
+	refusals := w.refusals(res.m) + 1
 	if m != nil {
-		refusals = m.Refusals
+		refusals = w.refusals(m)
 	}
 	if refusals >= r.cfg.DeadAfter {
 		r.c.dead.Add(1)
 		reason := fmt.Sprintf("refused %d times by a registered device (last: %s)", refusals, text)
-		if err := r.store.DeadLetter(ctx, res.m.ID, reason); err != nil {
+		if err := w.deadLetter(ctx, res.m.ID, reason); err != nil {
 			r.c.storeErrors.Add(1)
 			log.Error("cannot dead-letter", "err", err)
 		}
@@ -456,13 +484,13 @@ func (w *worker) refused(ctx context.Context, res result, text string, log *slog
 		return
 	}
 	until := r.cfg.Now().Add(backoff(r.cfg.RetryMin, r.cfg.RetryMax, refusals))
-	r.holds.holdQueue(w.aor, until)
+	r.holds.holdQueue(w.key, until)
 	log.Info("recipient refused; retrying later", "refusals", refusals, "until", until)
 }
 
 // registered asks FreeSWITCH whether it has a contact for the recipient. Unsure
 // (ESL down) counts as registered: the refusal count errs towards retrying.
-func (w *worker) registered(ctx context.Context) bool {
+func (w *worker) registeredAOR(ctx context.Context) bool {
 	out, err := w.r.send.API(ctx, "sofia_contact "+w.aor)
 	if err != nil {
 		return true
@@ -471,7 +499,13 @@ func (w *worker) registered(ctx context.Context) bool {
 }
 
 func (w *worker) endAttempt(ctx context.Context, res result, ar kv.AttemptResult) *kv.Message {
-	m, err := w.r.store.EndAttempt(ctx, res.m.ID, res.attempt, ar)
+	var m *kv.Message
+	var err error
+	if w.device == "" {
+		m, err = w.r.store.EndAttempt(ctx, res.m.ID, res.attempt, ar)
+	} else {
+		m, err = w.r.store.EndCopyAttempt(ctx, res.m.ID, w.device, res.attempt, ar)
+	}
 	if err != nil && !errors.Is(err, kv.ErrNotFound) {
 		w.r.c.storeErrors.Add(1)
 		w.r.log.Error("cannot record failed attempt", "id", res.m.ID, "err", err)

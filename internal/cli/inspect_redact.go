@@ -86,6 +86,11 @@ func (r *redactor) message(v *kv.MessageView) {
 	v.LastResult = r.text(v.LastResult, known...)
 	for i := range v.History {
 		v.History[i].Detail = r.text(v.History[i].Detail, known...)
+		v.History[i].Device = r.text(v.History[i].Device, known...)
+	}
+	for i := range v.Devices {
+		c := &v.Devices[i]
+		c.Key, c.LastResult = r.text(c.Key, known...), r.text(c.LastResult, known...)
 	}
 }
 

@@ -167,11 +167,34 @@ func messageTable(w io.Writer, v kv.MessageView) error {
 		return err
 	}
 	fmt.Fprintln(w)
+	if len(v.Devices) > 0 {
+		return copiesTable(w, v)
+	}
 	hist := make([][]string, 0, len(v.History))
 	for _, h := range v.History {
 		hist = append(hist, []string{ts(h.At), cell(h.Kind, 0), cell(string(h.State), 0), cell(h.Detail, 80)})
 	}
 	return table(w, []string{"AT", "EVENT", "STATE", "DETAIL"}, hist)
+}
+
+// copiesTable shows a message's per-device copies (docs/decisions.md §29),
+// then its history with the device each change was about.
+func copiesTable(w io.Writer, v kv.MessageView) error {
+	rows := make([][]string, 0, len(v.Devices))
+	for _, c := range v.Devices {
+		rows = append(rows, []string{cell(c.Key, 60), cell(string(c.State), 0),
+			fmt.Sprintf("%d (%d refused, %d uncertain)", c.Attempts, c.Refusals, c.UncertainResends),
+			cell(c.LastResult, 40), ts(c.Delivered), cell(c.InFlight, 0)})
+	}
+	if err := table(w, []string{"DEVICE", "STATE", "ATTEMPTS", "LAST RESULT", "DELIVERED", "IN FLIGHT"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	hist := make([][]string, 0, len(v.History))
+	for _, h := range v.History {
+		hist = append(hist, []string{ts(h.At), cell(h.Kind, 0), cell(h.Device, 40), cell(string(h.State), 0), cell(h.Detail, 80)})
+	}
+	return table(w, []string{"AT", "EVENT", "DEVICE", "STATE", "DETAIL"}, hist)
 }
 
 func presenceTable(w io.Writer, p kv.Page[presenceItem]) error {

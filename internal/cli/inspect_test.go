@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -362,5 +363,43 @@ func TestInspectMessageShowsItsExpiry(t *testing.T) {
 	}
 	if !strings.Contains(out, "expires       2026-11-22 08:00:00Z") {
 		t.Fatalf("no expiry in:\n%s", out)
+	}
+}
+
+func TestInspectMessageShowsEachCopy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sipsilo.db")
+	s, err := kv.Open(path, kv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	desk, mobile := "contact:sip:5551234@10.0.0.5:5062", "instance:<urn:uuid:00000000-0000-1000-8000-000000000001>"
+	id, err := s.Enqueue(ctx, &kv.Message{From: "alice@x", To: "5551234@x", Body: []byte("hi"), BodyFinal: true,
+		Devices: kv.Copies([]string{desk, mobile})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BeginCopyAttempt(ctx, id, desk, id+"-d0-1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CopyDelivered(ctx, id, desk, id+"-d0-1", "Sent"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := inspect("--db", path, "message", id)
+	if err != nil {
+		t.Fatalf("%v: %s", err, errOut)
+	}
+	for _, want := range []string{`DEVICE\s+STATE\s+ATTEMPTS`, regexp.QuoteMeta(desk) + `\s+delivered\s+1 `,
+		regexp.QuoteMeta(mobile) + `\s+queued\s+0 `, `delivered\s+` + regexp.QuoteMeta(desk) + `\s+queued\s+Sent`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Fatalf("no %q in:\n%s", want, out)
+		}
+	}
+	out, _, err = inspect("--db", path, "--redact", "--json", "message", id)
+	if err != nil || strings.Contains(out, "5551234") || !strings.Contains(out, mobile) {
+		t.Fatalf("redacted copies (%v):\n%s", err, out)
 	}
 }

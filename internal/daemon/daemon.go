@@ -112,6 +112,10 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 	rcfg.Logger = log
 	rcfg.DrainTimeout = cfg.ShutdownTimeout / 2
 	rcfg.Observer = p.obs
+	// A lane per device for the copies of messages to users with several
+	// devices (docs/decisions.md §29); the Reachability below serves their probes
+	// and direct sends once it knows devices (relay.DeviceProber, DeviceContacts).
+	rcfg.Devices = p.pres
 	if pinging {
 		reach := presence.NewReachability(p.pres, presence.ReachabilityConfig{Mode: d.mode,
 			ProbeAfter: cfg.Ping.ProbeAfter, Direct: cfg.Ping.Direct, FreshFor: 2 * cfg.Ping.Interval})
@@ -154,6 +158,9 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 	hcfg.Admin.Actions = adminActions{Store: store, relay: p.relay}
 	hcfg.Admin.MaxBody = cfg.Chatplan.MaxBody
 	hcfg.Admin.Domains = cfg.Chatplan.Domains
+	// A message's targets are the recipient's devices when it is received.
+	hcfg.Chatplan.Targets = p.pres.Targets
+	hcfg.Admin.Targets = p.pres.Targets
 	hcfg.Chatplan.Queued = func(m *kv.Message) {
 		p.bodies.Expect(m.ID, m.To, m.Received)
 		p.relay.Stored(m)

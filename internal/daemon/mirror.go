@@ -70,7 +70,7 @@ func (a outboxAdapter) OutboxBatch(maxRecords, maxBytes int) ([]mirror.Record, e
 	for i, r := range recs {
 		m := r.Message
 		out[i] = mirror.Record{
-			Seq: r.Seq, MsgID: r.MsgID, EventSeq: r.EventSeq, Kind: r.Kind, At: r.At, Detail: r.Detail,
+			Seq: r.Seq, MsgID: r.MsgID, EventSeq: r.EventSeq, Kind: r.Kind, At: r.At, Detail: r.Detail, Device: r.Device,
 			From: m.From, To: m.To, FromFull: m.FromFull, ContentType: m.ContentType, State: string(m.State),
 			LastResult: m.LastResult, Body: m.Body, Received: m.Received, Delivered: m.Delivered, Attempts: m.Attempts,
 		}
@@ -118,7 +118,7 @@ func (h historyAdapter) Message(ctx context.Context, id string) (*handlers.Histo
 	he := entry(*e)
 	out := make([]handlers.HistoryEvent, len(evs))
 	for i, ev := range evs {
-		out[i] = handlers.HistoryEvent{Seq: ev.Seq, Kind: ev.Kind, State: ev.State, At: ev.At, Detail: ev.Detail}
+		out[i] = handlers.HistoryEvent{Seq: ev.Seq, Kind: ev.Kind, State: ev.State, At: ev.At, Detail: ev.Detail, Device: ev.Device}
 	}
 	return &he, out, nil
 }
