@@ -166,6 +166,72 @@ type presenceView struct {
 		Contact   string  `json:"contact"`
 		ExpiresIn float64 `json:"expires_in_s"`
 	} `json:"registrations"`
+	Devices []deviceView `json:"devices"`
+}
+
+// deviceView is one device in a presenceView.
+type deviceView struct {
+	Key         string `json:"key"`
+	Registered  bool   `json:"registered"`
+	Deliverable bool   `json:"deliverable"`
+}
+
+// waitUndeliverable waits until sipsilo no longer counts d as deliverable
+// (its pinger found it silent, or its registration ended).
+func waitUndeliverable(t testing.TB, r *srig, user string, d *device) {
+	t.Helper()
+	key := deviceKeyOf(d)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var v presenceView
+		if r.api("GET", "/presence/"+url.PathEscape(aorOf(user)), nil, &v) == 200 &&
+			!slices.ContainsFunc(v.Devices, func(dv deviceView) bool { return dv.Key == key && dv.Deliverable }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (%s) still deliverable after 30 s: %+v", d.name, key, v.Devices)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// copyKeys returns the device keys of m's copies, sorted.
+func copyKeys(m *kv.Message) []string {
+	var keys []string
+	for _, c := range m.Devices {
+		keys = append(keys, c.Key)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// checkCopies stops sipsilo and checks that each message of s is delivered
+// with copies for exactly the keys of devs (none for fewer than two), each
+// copy delivered.
+func checkCopies(t testing.TB, r *srig, s *sent, devs ...*device) {
+	t.Helper()
+	var want []string
+	if len(devs) >= 2 {
+		for _, d := range devs {
+			want = append(want, deviceKeyOf(d))
+		}
+		slices.Sort(want)
+	}
+	msgs := r.messages()
+	for _, b := range s.accepted {
+		m := msgs[b]
+		if m == nil {
+			t.Fatalf("no stored message %q", b)
+		}
+		if got := copyKeys(m); m.State != kv.StateDelivered || !slices.Equal(got, want) {
+			t.Errorf("message %q: %s with copies %q, want delivered with copies %q", b, m.State, got, want)
+		}
+		for _, c := range m.Devices {
+			if c.State != kv.StateDelivered {
+				t.Errorf("message %q: copy %s %s", b, c.Key, c.State)
+			}
+		}
+	}
 }
 
 // waitKnown polls sipsilo's view of user until ok accepts the contacts of its
@@ -260,6 +326,12 @@ func scenarioTwoOnline(t *testing.T, sw testSwitch) {
 	for _, d := range devs {
 		d.allOnceInOrder(t, &s, 30*time.Second)
 	}
+	time.Sleep(300 * time.Millisecond) // a duplicate would come now
+	for _, d := range devs {
+		d.onceInOrder(t, &s)
+	}
+	r.stop()
+	checkCopies(t, r, &s, devs...)
 }
 
 // scenarioTwoOnlineThroughFreeSWITCH: the same through FreeSWITCH's chat (no
@@ -326,6 +398,8 @@ func scenarioThreeOneSilent(t *testing.T, sw testSwitch) {
 	for _, d := range live {
 		d.allOnceInOrder(t, &s, 30*time.Second)
 	}
+	// Silent long enough for sipsilo to judge it: its copies wait.
+	waitUndeliverable(t, r, "1001", silent)
 	if got := silent.in.all(); len(got) != 0 {
 		t.Fatalf("a silent phone received %d messages", len(got))
 	}
@@ -336,6 +410,8 @@ func scenarioThreeOneSilent(t *testing.T, sw testSwitch) {
 	for _, d := range devs {
 		d.onceInOrder(t, &s)
 	}
+	r.stop()
+	checkCopies(t, r, &s, devs...)
 }
 
 // scenarioOffAtReceipt: a phone that was registered before and is off when
@@ -357,6 +433,8 @@ func scenarioOffAtReceipt(t *testing.T, sw testSwitch) {
 	}
 	registerAll(t, r, "1001", off)
 	off.allOnceInOrder(t, &s, 30*time.Second)
+	r.stop()
+	checkCopies(t, r, &s, devs...)
 }
 
 // scenarioForgottenDevice: a phone unseen for longer than --device-memory is
@@ -388,6 +466,9 @@ func scenarioForgottenDevice(t *testing.T, sw testSwitch) {
 	all := before
 	all.accepted = append(slices.Clone(before.accepted), after.accepted...)
 	on.allOnceInOrder(t, &all, 30*time.Second)
+	r.stop()
+	checkCopies(t, r, &before, on) // one target: no copies
+	checkCopies(t, r, &after, devs...)
 }
 
 // scenarioFirstSeenAfterReceipt: a phone seen for the first time after a
@@ -417,6 +498,9 @@ func scenarioFirstSeenAfterReceipt(t *testing.T, sw testSwitch) {
 	for _, d := range old {
 		d.allOnceInOrder(t, &all, 30*time.Second)
 	}
+	r.stop()
+	checkCopies(t, r, &before, old...)
+	checkCopies(t, r, &after, devs...)
 }
 
 // scenarioKill9TwoDevices: sipsilo killed mid-drain to two phones through

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,6 +28,7 @@ type tcpPhone struct {
 	ua       *sipgo.UserAgent
 	cl       *sipgo.Client
 	recv     chan fsemu.Received
+	arrival  sync.Map // Call-ID → arrival number, stamped as the bytes are read
 	arrivals atomic.Uint64
 	wg       sync.WaitGroup
 
@@ -67,7 +70,7 @@ func newTCPPhone(t testing.TB, sipAddr, user string) *tcpPhone {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		_ = srv.ServeTCP(ln)
+		_ = srv.ServeTCP(stampListener{Listener: ln, p: p})
 	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -91,7 +94,10 @@ func (p *tcpPhone) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	r := fsemu.Received{CallID: req.CallID().Value(), Body: append([]byte(nil), req.Body()...), At: time.Now(),
-		Arrival: p.arrivals.Add(1), Header: func(string) string { return "" }}
+		Header: func(string) string { return "" }}
+	if v, ok := p.arrival.Load(r.CallID); ok {
+		r.Arrival = v.(uint64)
+	}
 	if h := req.From(); h != nil {
 		r.From = h.Value()
 	}
@@ -143,4 +149,53 @@ func (p *tcpPhone) register(ctx context.Context, expires int) error {
 		return fmt.Errorf("REGISTER over TCP answered %d %s", res.StatusCode, res.Reason)
 	}
 	return nil
+}
+
+// stampListener numbers each request by the order its Call-ID line reached
+// the phone's connections, as fsemu's UA does for UDP: sipgo runs handlers on
+// goroutines of their own, so their order is not the wire's.
+type stampListener struct {
+	net.Listener
+	p *tcpPhone
+}
+
+func (l stampListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &stampConn{Conn: c, p: l.p}, nil
+}
+
+// stampConn scans what is read for Call-ID header lines (a line may span
+// reads; the part after the last newline is kept for the next).
+type stampConn struct {
+	net.Conn
+	p    *tcpPhone
+	line []byte
+}
+
+func (c *stampConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.line = append(c.line, b[:n]...)
+	for {
+		i := bytes.IndexByte(c.line, '\n')
+		if i < 0 {
+			break
+		}
+		l := strings.TrimSpace(string(c.line[:i]))
+		c.line = c.line[i+1:]
+		name, value, ok := strings.Cut(l, ":")
+		if ok && (strings.EqualFold(name, "Call-ID") || name == "i") {
+			if id := strings.TrimSpace(value); id != "" {
+				if _, seen := c.p.arrival.Load(id); !seen {
+					c.p.arrival.LoadOrStore(id, c.p.arrivals.Add(1))
+				}
+			}
+		}
+	}
+	if len(c.line) > 64<<10 { // no line is this long: bound what is kept
+		c.line = nil
+	}
+	return n, err
 }
