@@ -37,6 +37,7 @@ func devicesScenarios() []devicesScenario {
 		{name: "one_refusing_through_freeswitch", run: scenarioOneRefusingThroughFreeSWITCH},
 		{name: "three_one_silent", run: scenarioThreeOneSilent},
 		{name: "off_at_receipt", run: scenarioOffAtReceipt},
+		{name: "back_on_a_new_port", run: scenarioBackOnANewPort},
 		{name: "forgotten_after_device_memory", run: scenarioForgottenDevice},
 		{name: "first_seen_after_receipt", run: scenarioFirstSeenAfterReceipt},
 		{name: "kill9_mid_drain", run: scenarioKill9TwoDevices},
@@ -435,6 +436,29 @@ func scenarioOffAtReceipt(t *testing.T, sw testSwitch) {
 	off.allOnceInOrder(t, &s, 30*time.Second)
 	r.stop()
 	checkCopies(t, r, &s, devs...)
+}
+
+// scenarioBackOnANewPort: a phone that was off at receipt comes back as a new
+// process on a new port (an app restarted): a new contact, the same
+// User-Agent. It is the same device, so it gets what arrived meanwhile.
+func scenarioBackOnANewPort(t *testing.T, sw testSwitch) {
+	r := newDevicesRig(t, sw, "--log-level", "info")
+	alice := r.ua("1000")
+	registerOn(t, alice)
+	devs := r.devices("1001", 2)
+	registerAll(t, r, "1001", devs...)
+	on, off := devs[0], devs[1]
+	unregisterAll(t, r, "1001", off)
+	var s sent
+	sendBurst(t, alice, "1001", &s, 0, 5)
+	on.allOnceInOrder(t, &s, 30*time.Second)
+	back := r.devices("1001", 1)[0]
+	back.name = "1001/B restarted"
+	registerAll(t, r, "1001", back)
+	back.allOnceInOrder(t, &s, 30*time.Second)
+	if got := off.in.all(); len(got) != 0 {
+		t.Fatalf("the old process received %d messages", len(got))
+	}
 }
 
 // scenarioForgottenDevice: a phone unseen for longer than --device-memory is
