@@ -10,6 +10,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -36,6 +38,7 @@ func devicesScenarios() []devicesScenario {
 		{name: "two_online_through_freeswitch", run: scenarioTwoOnlineThroughFreeSWITCH},
 		{name: "one_refusing_through_freeswitch", run: scenarioOneRefusingThroughFreeSWITCH},
 		{name: "three_one_silent", run: scenarioThreeOneSilent},
+		{name: "sent_after_a_sibling_was_flushed", run: scenarioSentAfterSiblingFlushed},
 		{name: "off_at_receipt", run: scenarioOffAtReceipt},
 		{name: "back_on_a_new_port", run: scenarioBackOnANewPort},
 		{name: "forgotten_after_device_memory", run: scenarioForgottenDevice},
@@ -56,7 +59,9 @@ func TestRealFSDevices(t *testing.T) {
 	for _, sc := range devicesScenarios() {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Run("emulator", func(t *testing.T) {
-				sc.run(t, newEmuSwitch(t, sc.emu))
+				opts := sc.emu
+				opts.MultipleRegistrations = "contact" // as the real one's profile
+				sc.run(t, newEmuSwitch(t, opts))
 			})
 			t.Run("real", func(t *testing.T) {
 				if err := fsreal.Available(); err != nil {
@@ -118,7 +123,26 @@ func (r *srig) devices(user string, n int) []*device {
 // presence's view through it).
 func newDevicesRig(t testing.TB, sw testSwitch, args ...string) *srig {
 	t.Helper()
-	return newSwitchRig(t, sw, append([]string{"--admin-token", adminToken}, args...)...)
+	r := newSwitchRig(t, sw, append([]string{"--admin-token", adminToken}, args...)...)
+	// Runs before the rig's own cleanup: sipsilo is still up, unless stopped.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		req, err := http.NewRequest("GET", "http://"+r.http+"/api/v1/presence/"+url.PathEscape(aorOf("1001")), nil)
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		res, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return // stopped
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+		t.Logf("sipsilo's presence view of 1001 at the end: %d %s", res.StatusCode, b)
+	})
+	return r
 }
 
 // aorOf is user's address of record as sipsilo names it.
@@ -404,6 +428,40 @@ func scenarioThreeOneSilent(t *testing.T, sw testSwitch) {
 	if got := silent.in.all(); len(got) != 0 {
 		t.Fatalf("a silent phone received %d messages", len(got))
 	}
+	silent.ua.SetSilent(false)
+	registerOn(t, silent.ua)
+	silent.allOnceInOrder(t, &s, 30*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	for _, d := range devs {
+		d.onceInOrder(t, &s)
+	}
+	r.stop()
+	checkCopies(t, r, &s, devs...)
+}
+
+// scenarioSentAfterSiblingFlushed: one phone of two goes silent and sipsilo's
+// pinger has the switch drop its registration; a message sent then reaches
+// the live phone at once, and the silent one when it is back and registers
+// again.
+func scenarioSentAfterSiblingFlushed(t *testing.T, sw testSwitch) {
+	r := newDevicesRig(t, sw, "--ping-interval", "1s")
+	alice := r.ua("1000")
+	registerOn(t, alice)
+	devs := r.devices("1001", 2)
+	registerAll(t, r, "1001", devs...)
+	live, silent := devs[0], devs[1]
+	silent.ua.SetSilent(true)
+	waitUndeliverable(t, r, "1001", silent)
+	deadline := time.Now().Add(30 * time.Second)
+	for sw.registrations(t, "1001") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the silent phone's registration not flushed after 30 s (%d registrations)", sw.registrations(t, "1001"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var s sent
+	sendBurst(t, alice, "1001", &s, 0, 3)
+	live.allOnceInOrder(t, &s, 30*time.Second)
 	silent.ua.SetSilent(false)
 	registerOn(t, silent.ua)
 	silent.allOnceInOrder(t, &s, 30*time.Second)
