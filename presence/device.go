@@ -474,7 +474,7 @@ func (m *Map) ChatTo(aor, key string) (to string, ok bool) {
 	if best == nil {
 		return "", false
 	}
-	uri := bareContact(best.Contact)
+	uri := withTransportPath(bareContact(best.Contact))
 	to = best.Profile + "/" + uri
 	if uri == "" || !strings.Contains(uri, ":") || len(to) > maxChatTo || !chatSafe(to) {
 		return "", false

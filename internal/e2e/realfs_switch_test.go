@@ -33,6 +33,9 @@ type testSwitch interface {
 	restart(t *testing.T)
 	// registered says whether user has a registration.
 	registered(t *testing.T, user string) bool
+	// registrations counts user's registrations (several with
+	// multiple-registrations).
+	registrations(t testing.TB, user string) int
 }
 
 // emuSwitch is the emulator.
@@ -75,6 +78,16 @@ func (e *emuSwitch) registered(t *testing.T, user string) bool {
 	return false
 }
 
+func (e *emuSwitch) registrations(t testing.TB, user string) int {
+	n := 0
+	for _, r := range e.sw.Registrations() {
+		if r.User == user {
+			n++
+		}
+	}
+	return n
+}
+
 // realSwitch is FreeSWITCH 1.10.12 with sipsilo's files installed.
 type realSwitch struct {
 	fs   *fsreal.FS
@@ -106,6 +119,10 @@ func (r *realSwitch) restart(t *testing.T) {
 func (r *realSwitch) registered(t *testing.T, user string) bool {
 	t.Helper()
 	return r.fs.Contact(t, user) != ""
+}
+func (r *realSwitch) registrations(t testing.TB, user string) int {
+	t.Helper()
+	return len(r.fs.Registrations(t, user))
 }
 
 // srig is the end-to-end rig on either switch: rig's helpers (start, stop,
@@ -248,7 +265,9 @@ func sendOne(t testing.TB, from *fsemu.UA, to, body string) {
 
 // registerOn registers ua; a REGISTER answered 500 or lost is sent again
 // (a REGISTER is idempotent).
-func registerOn(t testing.TB, ua *fsemu.UA) {
+func registerOn(t testing.TB, ua interface {
+	Register(context.Context, time.Duration) error
+}) {
 	t.Helper()
 	var err error
 	for range 5 {

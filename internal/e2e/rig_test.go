@@ -156,7 +156,7 @@ type inbox struct {
 	done chan struct{}
 }
 
-func collect(t testing.TB, ua *fsemu.UA) *inbox {
+func collect(t testing.TB, ua interface{ Received() <-chan fsemu.Received }) *inbox {
 	in := &inbox{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(in.done)

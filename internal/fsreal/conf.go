@@ -41,6 +41,10 @@ func writeConf(dir string, o Options, p ports) error {
 		}
 		files = append(rendered, files...)
 	}
+	multiReg := ""
+	if o.MultipleRegistrations != "" {
+		multiReg = `    <param name="multiple-registrations" value="` + xmlAttr(o.MultipleRegistrations) + `"/>` + "\n"
+	}
 	var extra strings.Builder
 	var loads []string
 	install := map[string][]byte{}
@@ -67,6 +71,7 @@ func writeConf(dir string, o Options, p ports) error {
 		"{{RTP_START}}", strconv.Itoa(p.rtpStart),
 		"{{RTP_END}}", strconv.Itoa(p.rtpStart+20),
 		"{{CONTEXT_PARAM}}", contextParam,
+		"{{MULTIREG_PARAM}}", multiReg,
 		"{{EXTRA_PARAMS}}", extra.String(),
 		"{{USERS}}", usersXML(o.users()),
 	)

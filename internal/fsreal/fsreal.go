@@ -63,6 +63,11 @@ type Options struct {
 	Context string
 	// Users maps user to password; default 1000-1003 with Password.
 	Users map[string]string
+	// MultipleRegistrations is profile internal's multiple-registrations
+	// param ("contact": one registration per contact, so a user's several
+	// devices stay registered side by side); "" leaves it out, and FreeSWITCH
+	// keeps one registration per user, each REGISTER replacing the last.
+	MultipleRegistrations string
 }
 
 func (o Options) eslPassword() string {

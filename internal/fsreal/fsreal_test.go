@@ -50,3 +50,46 @@ func TestRealFSHarness(t *testing.T) {
 		t.Fatalf("after restart: %s pid %d (was %s pid %d)", a.SIPAddr(), a.PID(), sip, pid)
 	}
 }
+
+// TestRealFSMultipleRegistrations: with multiple-registrations=contact two
+// phones of one user stay registered side by side and sofia_contact lists
+// both; without it (the default) the second REGISTER replaces the first.
+func TestRealFSMultipleRegistrations(t *testing.T) {
+	for _, c := range []struct {
+		multi string
+		want  int
+	}{{"contact", 2}, {"", 1}} {
+		t.Run("multiple-registrations="+c.multi, func(t *testing.T) {
+			f := Start(t, Options{MultipleRegistrations: c.multi})
+			var addrs []string
+			for range 2 {
+				ua, err := fsemu.NewUA(fsemu.UAOptions{User: "1001", Password: Password, Switch: f.SIPAddr()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ua.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err = ua.Register(ctx, time.Hour)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				addrs = append(addrs, ua.Addr())
+			}
+			regs := f.WaitRegistrations(t, "1001", c.want, 5*time.Second)
+			contacts := f.Contact(t, "1001")
+			if n := strings.Count(contacts, "sofia/internal/sip:1001@"); n != c.want {
+				t.Fatalf("sofia_contact %q: %d contacts, want %d", contacts, n, c.want)
+			}
+			last := addrs[len(addrs)-1] // the last REGISTER always stays
+			if !strings.Contains(contacts, last) {
+				t.Fatalf("sofia_contact %q lacks the last phone %s", contacts, last)
+			}
+			for _, r := range regs {
+				if !strings.Contains(r.Contact, "<sip:1001@127.0.0.1:") || r.CallID == "" || r.Agent != "fsemu-ua/1.0" {
+					t.Fatalf("registration %+v", r)
+				}
+			}
+		})
+	}
+}

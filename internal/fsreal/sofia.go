@@ -1,6 +1,8 @@
 package fsreal
 
 import (
+	"encoding/xml"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,5 +63,62 @@ func (f *FS) PointChatplan(t testing.TB, o conf.Options) {
 	}
 	if out := f.MustAPI(t, "reload mod_xml_curl"); !strings.Contains(out, "+OK module loaded") {
 		t.Fatalf("fsreal: reload mod_xml_curl: %q", out)
+	}
+}
+
+// Registration is one registration as `sofia xmlstatus profile internal reg`
+// shows it (the one listing that shows every row of a user with several
+// devices; `show registrations` shows one).
+type Registration struct {
+	CallID string `xml:"call-id"`
+	// User is user@domain.
+	User string `xml:"user"`
+	// Contact is the Contact as stored, display name and brackets included:
+	// `"" <sip:1001@127.0.0.1:5080>`.
+	Contact     string `xml:"contact"`
+	Agent       string `xml:"agent"`
+	Status      string `xml:"status"`
+	PingStatus  string `xml:"ping-status"`
+	NetworkIP   string `xml:"network-ip"`
+	NetworkPort string `xml:"network-port"`
+}
+
+// Registrations returns user's registrations on profile internal, in
+// FreeSWITCH's order.
+func (f *FS) Registrations(t testing.TB, user string) []Registration {
+	t.Helper()
+	out := f.MustAPI(t, "sofia xmlstatus profile internal reg")
+	var doc struct {
+		Regs []Registration `xml:"registrations>registration"`
+	}
+	// FreeSWITCH declares ISO-8859-1; the rows the tests make are ASCII.
+	d := xml.NewDecoder(strings.NewReader(out))
+	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
+	if err := d.Decode(&doc); err != nil {
+		t.Fatalf("fsreal: sofia xmlstatus profile internal reg: %v\n%s", err, out)
+	}
+	var mine []Registration
+	for _, r := range doc.Regs {
+		if r.User == user+"@"+Domain {
+			mine = append(mine, r)
+		}
+	}
+	return mine
+}
+
+// WaitRegistrations waits until user has n registrations on profile internal
+// and returns them.
+func (f *FS) WaitRegistrations(t testing.TB, user string, n int, within time.Duration) []Registration {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		regs := f.Registrations(t, user)
+		if len(regs) == n {
+			return regs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fsreal: %s has %d registrations after %v, want %d: %+v", user, len(regs), within, n, regs)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
