@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	asteriskconf "github.com/sipsilo/sipsilo/asterisk-conf"
 )
 
 const (
@@ -56,6 +58,12 @@ type Options struct {
 	Files map[string][]byte
 	// NoLoad are modules left unloaded (e.g. "func_curl.so").
 	NoLoad []string
+	// Sipsilo, when set, installs sipsilo's files rendered for these settings
+	// (asterisk-conf.Render) as its README tells an operator: the message
+	// context and the AMI user included, every endpoint's message_context
+	// pointing at the context (unless MessageContext says otherwise). Its
+	// AMISecret is this instance's and need not be set.
+	Sipsilo *asteriskconf.Options
 	// AMISecret is the manager user's secret; default Password.
 	AMISecret string
 }
@@ -322,4 +330,25 @@ func requireIntegration(t testing.TB, why string) {
 		t.Fatalf("integration test cannot run: %s", why)
 	}
 	t.Skip(why)
+}
+
+// PointIntake renders sipsilo's message context for a sipsilo at httpAddr and
+// applies it with `dialplan reload`: one Asterisk can serve several sipsilos
+// in turn.
+func (a *Ast) PointIntake(t testing.TB, httpAddr string) {
+	t.Helper()
+	files, err := asteriskconf.Render(asteriskconf.Options{HTTPAddr: httpAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Path == "extensions_sipsilo.conf" {
+			if err := writeFile(filepath.Join(a.ConfDir(), f.Path), f.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if out := a.MustCLI(t, "dialplan reload"); !strings.Contains(out, "Dialplan reloaded") {
+		t.Fatalf("astreal: dialplan reload: %q", out)
+	}
 }

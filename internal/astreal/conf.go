@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	asteriskconf "github.com/sipsilo/sipsilo/asterisk-conf"
 )
 
 //go:embed conf
@@ -33,6 +35,33 @@ func (a *Ast) writeConf() error {
 	if mctx == "" {
 		mctx = FixtureContext
 	}
+	amiUser := fmt.Sprintf("[%s]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = all\nwrite = all\n",
+		AMIUser, o.amiSecret())
+	files := map[string][]byte{}
+	var extensions string
+	if o.Sipsilo != nil {
+		so := *o.Sipsilo
+		so.AMISecret = o.amiSecret()
+		rendered, err := asteriskconf.Render(so)
+		if err != nil {
+			return err
+		}
+		for _, f := range rendered {
+			if strings.HasSuffix(f.Path, ".conf") {
+				files[f.Path] = f.Data
+			}
+		}
+		// As README.md in asterisk-conf tells an operator: include the two
+		// files, point the endpoints at the context.
+		amiUser = "#include manager_sipsilo.conf\n"
+		extensions = "#include extensions_sipsilo.conf\n"
+		if o.MessageContext == "" {
+			mctx = asteriskconf.Context
+		}
+	}
+	for name, data := range o.Files {
+		files[name] = data
+	}
 	var noload strings.Builder
 	for _, m := range o.NoLoad {
 		fmt.Fprintf(&noload, "noload => %s\n", m)
@@ -48,7 +77,8 @@ func (a *Ast) writeConf() error {
 		"{{UDPTL_END}}", strconv.Itoa(a.p.rtpStart+39),
 		"{{MESSAGE_CONTEXT}}", mctx,
 		"{{NOLOAD}}", noload.String(),
-		"{{EXTRA_CONTEXTS}}", o.Extensions,
+		"{{EXTRA_CONTEXTS}}", extensions+o.Extensions,
+		"{{AMI_USER}}", amiUser,
 	)
 	err := fs.WalkDir(baseConf, "conf", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -63,7 +93,7 @@ func (a *Ast) writeConf() error {
 	if err != nil {
 		return err
 	}
-	for name, data := range o.Files {
+	for name, data := range files {
 		if err := writeFile(filepath.Join(etc, filepath.FromSlash(name)), data); err != nil {
 			return err
 		}
