@@ -22,11 +22,11 @@ import (
 // astStore is the real store with a switch for the failure a test wants.
 type astStore struct {
 	*kv.Store
-	mu     sync.Mutex
-	fail   error         // Enqueue refuses with it
-	hold   bool          // Enqueue waits for its deadline, then refuses
-	after  time.Duration // Enqueue stores, then takes this long to return
-	queued chan *kv.Message
+	mu       sync.Mutex
+	fail     error         // Enqueue refuses with it
+	hold     bool          // Enqueue waits for its deadline, then refuses
+	after    time.Duration // Enqueue stores, then takes this long to return
+	queued   chan *kv.Message
 	released []string
 }
 
