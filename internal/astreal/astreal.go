@@ -54,7 +54,10 @@ type Options struct {
 	// Extensions is appended to extensions.conf (sipsilo's rendered context).
 	Extensions string
 	// Files are written into the conf directory, replacing a file of the same
-	// name (an operator's files as `sipsilo ast-config` wrote them).
+	// name: an operator's files as `sipsilo ast-config` wrote them (ReadFiles).
+	// extensions_sipsilo.conf and manager_sipsilo.conf among them are included
+	// as the INSTALL.txt says (set AMISecret to the file's secret), and the
+	// endpoints use sipsilo's context unless MessageContext says otherwise.
 	Files map[string][]byte
 	// NoLoad are modules left unloaded (e.g. "func_curl.so").
 	NoLoad []string
@@ -351,4 +354,20 @@ func (a *Ast) PointIntake(t testing.TB, httpAddr string) {
 	if out := a.MustCLI(t, "dialplan reload"); !strings.Contains(out, "Dialplan reloaded") {
 		t.Fatalf("astreal: dialplan reload: %q", out)
 	}
+}
+
+// ReadFiles reads the *.conf files of a directory `sipsilo ast-config --out`
+// wrote, for Options.Files.
+func ReadFiles(dir string) (map[string][]byte, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.conf"))
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, n := range names {
+		if files[filepath.Base(n)], err = os.ReadFile(n); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
 }

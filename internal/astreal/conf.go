@@ -61,6 +61,16 @@ func (a *Ast) writeConf() error {
 	}
 	for name, data := range o.Files {
 		files[name] = data
+		// An operator's ast-config output, installed as its INSTALL.txt says.
+		switch name {
+		case "manager_sipsilo.conf":
+			amiUser = "#include manager_sipsilo.conf\n"
+		case "extensions_sipsilo.conf":
+			extensions = "#include extensions_sipsilo.conf\n"
+			if o.MessageContext == "" {
+				mctx = asteriskconf.Context
+			}
+		}
 	}
 	var noload strings.Builder
 	for _, m := range o.NoLoad {
