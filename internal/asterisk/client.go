@@ -28,7 +28,7 @@ type Config struct {
 	OnEvent func(session string, ev Message)
 	// OnConnect runs after every login, on a goroutine of its own, while
 	// events keep flowing to OnEvent (e.g. a resync).
-	OnConnect func(ctx context.Context, session string)
+	OnConnect     func(ctx context.Context, session string)
 	DialTimeout   time.Duration // default 5 s
 	ActionTimeout time.Duration // default 10 s; bounds each action and the login
 	RetryMin      time.Duration // default 200 ms
