@@ -198,7 +198,7 @@ func (c *Client) session(ctx context.Context, wg *sync.WaitGroup) error {
 	c.conn = nil
 	c.mu.Unlock()
 	cn.fail(err)
-	return fmt.Errorf("%w: %v", errWasUp, err)
+	return fmt.Errorf("%w: %w", errWasUp, err)
 }
 
 // login reads the banner and logs in, all under ActionTimeout.
