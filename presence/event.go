@@ -14,8 +14,13 @@ const (
 	// ReachChanged is the PBX's own verdict on one registration (FreeSWITCH's
 	// sip_user_state, Asterisk's ContactStatus Reachable/Unreachable).
 	ReachChanged
-	// Gone ends every registration of the AOR.
+	// Gone ends every registration of the AOR (the PBX knows none is left).
 	Gone
+	// Unregistered says the AOR became unregistered without naming a registration
+	// (FreeSWITCH's PRESENCE_IN "Unregistered", fired for each ended row even while
+	// others remain). It ends the AOR's only device; with several live devices it
+	// changes nothing: the PBX names each ended one in its own event.
+	Unregistered
 )
 
 // Event is one PBX event about one AOR, in a form that names no PBX: the
@@ -34,7 +39,8 @@ type Event struct {
 	NetworkIP   string
 	NetworkPort int
 	ExpiresIn   time.Duration // Registered: how long the registration lasts from At
-	// ReachChanged: the verdict and the PBX's own word for it.
+	// ReachChanged: the verdict and the PBX's own word for it (its first word is
+	// kept as the registration's ping status).
 	Reach  Reach
 	Status string
 	// Ordering and provenance.

@@ -228,7 +228,7 @@ func (h *harness) replay(evs ...*esl.Event) {
 		if at := eventAt(e); !at.IsZero() && at.After(h.clk.Now()) {
 			h.clk.Set(at.Add(time.Millisecond))
 		}
-		if err := h.m.Apply(context.Background(), e); err != nil {
+		if err := applyESL(h.m, context.Background(), e); err != nil {
 			h.t.Fatalf("Apply %s %s seq %d: %v", e.Name, e.Subclass, e.Sequence, err)
 		}
 	}
@@ -288,3 +288,34 @@ func (f *failingStore) PutReach(ctx context.Context, aor string, rec []byte) err
 }
 
 type eslEvent = esl.Event
+
+// TranslateESL is the FreeSWITCH adapter's translation of an ESL event
+// (freeswitch.PresenceEvent), set by adapter_test.go. Presence's tests replay the
+// captured FreeSWITCH events through it, as the Router does.
+var TranslateESL func(*esl.Event) (Event, bool, error)
+
+// applyESL applies one FreeSWITCH event as the Router does.
+func applyESL(m *Map, ctx context.Context, e *esl.Event) error {
+	ev, ok, err := TranslateESL(e)
+	if err != nil || !ok {
+		return err
+	}
+	return m.ApplyEvent(ctx, ev)
+}
+
+// wantRemembered checks that aor's record in the store holds no registration and
+// remembers its one device as ended (docs/decisions.md §28).
+func (h *harness) wantRemembered(aor string) {
+	h.t.Helper()
+	rec, ok := h.stored()[aor]
+	if !ok {
+		h.t.Fatalf("%s: no record; want the ended device remembered", aor)
+	}
+	st, err := decodeState(aor, rec)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if len(st.Registrations) != 0 || len(st.Ended) != 1 || st.Ended[0].EndedAt.IsZero() {
+		h.t.Fatalf("%s: stored %+v; want no registration and one ended device", aor, st)
+	}
+}

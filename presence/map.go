@@ -58,6 +58,17 @@ type Registration struct {
 	PingRTT    time.Duration `json:"ping_rtt,omitempty"`
 	PingMisses int           `json:"ping_misses,omitempty"`
 	LastAlive  time.Time     `json:"last_alive,omitzero"`
+	// Device is the stable key of the device this registration is
+	// (docs/decisions.md §28): "instance:<+sip.instance>" or "contact:<reduced URI>",
+	// inherited across re-registrations and restarts of the phone. Records written
+	// before it existed get it computed on load.
+	Device   string `json:"device,omitempty"`
+	Instance string `json:"instance,omitempty"` // +sip.instance, when the PBX shows it
+	// Revived is when a REGISTER brought back a Call-ID presence had seen end or die;
+	// the PBX's verdicts of death shortly after it are stale (docs/decisions.md §28).
+	Revived time.Time `json:"revived,omitzero"`
+	// EndedAt is when the registration ended (State.Ended only).
+	EndedAt time.Time `json:"ended_at,omitzero"`
 }
 
 // State is what presence knows about one AOR.
@@ -70,8 +81,12 @@ type State struct {
 	Evidence      string         `json:"evidence,omitempty"` // what set the state last, e.g. "sofia::register", "delivery 2xx", "resync"
 	EvidenceAt    time.Time      `json:"evidence_at"`
 	Registrations []Registration `json:"registrations,omitempty"`
-	LastCore      string         `json:"last_core,omitempty"` // Core-UUID and Event-Sequence of the last applied event
-	LastSeq       uint64         `json:"last_seq,omitempty"`
+	// Ended remembers the devices whose registration ended (unregister, expiry,
+	// flush, replaced, gone in a resync), one entry per device key, for
+	// Config.DeviceMemory: a message received meanwhile still targets them.
+	Ended    []Registration `json:"ended,omitempty"`
+	LastCore string         `json:"last_core,omitempty"` // Core-UUID and Event-Sequence of the last applied event
+	LastSeq  uint64         `json:"last_seq,omitempty"`
 }
 
 // Store persists the map; *kv.Store satisfies it.
@@ -86,8 +101,8 @@ type Config struct {
 	Store  Store
 	Logger *slog.Logger
 	Now    func() time.Time
-	// OnReachable is called on every transition of an AOR to deliverable (registered
-	// and not unreachable), and after a Resync for each deliverable AOR it covered.
+	// OnReachable is called on every transition of one of an AOR's devices to
+	// deliverable (registered and not unreachable), and after a Resync for each deliverable AOR it covered.
 	// It is called after the change was persisted (or failed to be), outside presence's
 	// locks, in the goroutine that made the change: it must not block for long.
 	OnReachable func(aor string)
@@ -104,7 +119,14 @@ type Config struct {
 	// last proof of life, for the detection latency metric. It is called outside
 	// presence's locks and must not block.
 	OnDetected func(source string, sinceAlive time.Duration)
+	// DeviceMemory is how long a device whose registration ended stays a target of
+	// new messages (docs/decisions.md §28); default DefaultDeviceMemory.
+	DeviceMemory time.Duration
 }
+
+// DefaultDeviceMemory is Config.DeviceMemory's default: a week, so that an app that
+// was off over a weekend still gets what arrived meanwhile.
+const DefaultDeviceMemory = 7 * 24 * time.Hour
 
 // Map is the reachability map. It is safe for concurrent use and runs no goroutines.
 type Map struct {
@@ -116,6 +138,7 @@ type Map struct {
 	onDetected  func(source string, sinceAlive time.Duration)
 	pingMisses  int
 	profiles    []string
+	memory      time.Duration
 
 	// wmu serialises changes (read, compute, install, persist), so the store sees
 	// them in the order they were made. Readers never wait for it, nor for an fsync.
@@ -143,6 +166,7 @@ func New(cfg Config) (*Map, error) {
 		onDetected:  cfg.OnDetected,
 		pingMisses:  cfg.PingMisses,
 		profiles:    slices.Clone(cfg.Profiles),
+		memory:      cfg.DeviceMemory,
 		stored:      make(map[string]bool),
 		unsaved:     make(map[string]bool),
 		aors:        make(map[string]*State),
@@ -155,6 +179,9 @@ func New(cfg Config) (*Map, error) {
 	}
 	if len(m.profiles) == 0 {
 		m.profiles = []string{"internal"}
+	}
+	if m.memory <= 0 {
+		m.memory = DefaultDeviceMemory
 	}
 	if m.pingMisses <= 0 {
 		m.pingMisses = 2
@@ -214,6 +241,7 @@ func (m *Map) All() []State {
 func (st *State) clone() State {
 	c := *st
 	c.Registrations = slices.Clone(st.Registrations)
+	c.Ended = slices.Clone(st.Ended)
 	return c
 }
 
@@ -276,8 +304,8 @@ func (st *State) find(callID string) int {
 // for an AOR the map does not hold). It returns false when nothing changed.
 type change func(st *State, known bool, now time.Time) bool
 
-// update runs fn for aor, installs and persists the result, and reports whether aor
-// became deliverable. The in-memory state is installed even when persisting fails:
+// update runs fn for aor, installs and persists the result, and reports whether one
+// of aor's devices became deliverable. The in-memory state is installed even when persisting fails:
 // delivery decisions must follow the evidence, and the store only serves restarts.
 func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 	m.wmu.Lock()
@@ -290,16 +318,28 @@ func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 	if known {
 		st = cur.clone()
 	}
-	was := known && cur.deliverable(now)
+	var was []string
+	if known {
+		was = cur.deliverableDevices(now)
+	}
 	if !fn(&st, known, now) {
 		return false, nil
 	}
+	st.forget(now.Add(-m.memory))
 	st.summarise()
 	st.Registered = st.registered(now)
 	m.mu.Lock()
 	m.aors[aor] = &st
 	m.mu.Unlock()
-	became := !was && st.deliverable(now)
+	// Waking follows devices, not the AOR: a device that registers again while
+	// another of the AOR's stays deliverable has copies waiting for it
+	// (docs/decisions.md §28). With one device the two are the same.
+	became := false
+	for _, k := range st.deliverableDevices(now) {
+		if !slices.Contains(was, k) {
+			became = true
+		}
+	}
 	if known && sameDurable(cur, &st) && !m.unsaved[aor] {
 		// Only evidence and ping metrics moved: an fsync per ping or per delivery
 		// would buy a restart nothing it cannot learn again in seconds.
@@ -318,7 +358,7 @@ func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 // the evidence text and time, and the per-ping fields of the registrations.
 func sameDurable(a, b *State) bool {
 	if a.AOR != b.AOR || a.Reach != b.Reach || a.LastCore != b.LastCore || a.LastSeq != b.LastSeq ||
-		len(a.Registrations) != len(b.Registrations) {
+		len(a.Registrations) != len(b.Registrations) || !slices.Equal(a.Ended, b.Ended) {
 		return false
 	}
 	for i := range a.Registrations {

@@ -78,13 +78,51 @@ func (m *Map) ObserveSent(ctx context.Context, aor string, o Outcome, sentAt tim
 				st.Reach = Unreachable
 			}
 		case NotRegistered:
-			kept := st.Registrations[:0]
-			for _, r := range st.Registrations {
-				if !judged(&r) {
-					kept = append(kept, r)
+			for i := len(st.Registrations) - 1; i >= 0; i-- {
+				if judged(&st.Registrations[i]) {
+					st.end(i, now)
 				}
 			}
-			st.Registrations = kept
+		}
+		return true
+	})
+	if became {
+		m.notify(aor)
+	}
+	m.reportDetections(found)
+	return err
+}
+
+// ObserveDeviceSent records the outcome of a send to one device of aor (the copy
+// addressed to device key): the same rules as ObserveSent, applied to that device's
+// registrations only. Another device's answer never judges this one, and this
+// one's never judges another.
+func (m *Map) ObserveDeviceSent(ctx context.Context, aor, key string, o Outcome, sentAt time.Time) error {
+	if o < Delivered2xx || o > NotRegistered {
+		return fmt.Errorf("presence: unknown outcome %d", int(o))
+	}
+	judged := func(r *Registration) bool {
+		return keyOf(r) == key && (sentAt.IsZero() || !r.RegisteredAt.After(sentAt))
+	}
+	var found []detection
+	became, err := m.update(ctx, aor, func(st *State, known bool, now time.Time) bool {
+		if !known {
+			return false
+		}
+		st.Evidence, st.EvidenceAt = o.String()+" ("+key+")", now
+		for i := len(st.Registrations) - 1; i >= 0; i-- {
+			r := &st.Registrations[i]
+			switch {
+			case o == Delivered2xx && keyOf(r) == key:
+				r.Reach, r.Updated, r.LastAlive = Reachable, now, now
+			case o == NoAnswer && judged(r):
+				if d, ok := detect(r, DetectDelivery, now); ok {
+					found = append(found, d)
+				}
+				r.Reach, r.Updated = Unreachable, now
+			case o == NotRegistered && judged(r):
+				st.end(i, now)
+			}
 		}
 		return true
 	})

@@ -45,9 +45,7 @@ func TestObserveOutcomes(t *testing.T) {
 	if st := h.want(aor1001, false, Reachable, false); len(st.Registrations) != 0 {
 		t.Fatalf("%+v", st)
 	}
-	if _, ok := h.stored()[aor1001]; ok {
-		t.Fatal("record kept after NotRegistered")
-	}
+	h.wantRemembered(aor1001)
 	// A REGISTER after NoAnswer revives it.
 	h.replay(find(t, events(t, "esl_01_register_json.txt"), "sofia::register", 395))
 	if err := h.m.Observe(ctx, aor1000, NoAnswer); err != nil {
@@ -79,7 +77,8 @@ func TestObserveSentSparesNewerRegistrations(t *testing.T) {
 	sentAt := h.clk.Now()
 	h.clk.Add(5 * time.Second)
 	h.replay(rewrite(find(t, events(t, "esl_11_unreachable_then_back_json.txt"), "sofia::register", 523),
-		"call-id", "second@pyua", "Event-Date-Timestamp", ""))
+		"call-id", "second@pyua", "Event-Date-Timestamp", "",
+		"contact", `"" <sip:1001@127.0.0.1:25072>`, "network-port", "25072"))
 	h.clk.Add(15 * time.Second)
 	if err := h.m.ObserveSent(ctx, aor1001, NoAnswer, sentAt); err != nil {
 		t.Fatal(err)

@@ -33,15 +33,23 @@ func decodeState(aor string, b []byte) (State, error) {
 	if r.Reach == "" {
 		r.Reach = Unknown
 	}
+	// Records written before device keys: compute them as a REGISTER would have.
+	for i := range r.Registrations {
+		r.Registrations[i].Device = keyOf(&r.Registrations[i])
+	}
+	for i := range r.Ended {
+		r.Ended[i].Device = keyOf(&r.Ended[i])
+	}
 	return r.State, nil
 }
 
-// persist writes st, or deletes the AOR's record once it has no registration left:
+// persist writes st, or deletes the AOR's record once it has no registration and no
+// remembered device left:
 // such an AOR holds nothing a restart needs (the events that could still race with it
 // belong to the connection that is gone by then), and keeping it would grow the file
 // with every AOR ever seen. Its ordering mark stays in memory. Called with wmu held.
 func (m *Map) persist(ctx context.Context, st *State) error {
-	if len(st.Registrations) == 0 {
+	if len(st.Registrations) == 0 && len(st.Ended) == 0 {
 		if !m.stored[st.AOR] {
 			return nil
 		}

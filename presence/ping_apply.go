@@ -13,7 +13,10 @@ import (
 // the registration reachable (docs/decisions.md §6); a first miss makes it
 // suspect, and PingMisses misses in a row unreachable; reaching that count calls
 // OnUnreachable.
-// Results for a registration presence no longer holds are ignored.
+// Results for a registration presence no longer holds are ignored. A REGISTER
+// restarts the count (docs/decisions.md §28): misses are counted since the
+// registration's latest REGISTER, and a miss of a ping sent before it is ignored
+// (the phone that just registered is not the one that missed it).
 func (m *Map) PingObserved(ctx context.Context, res PingResult) error {
 	t := res.Target
 	var gone *Registration
@@ -24,7 +27,14 @@ func (m *Map) PingObserved(ctx context.Context, res PingResult) error {
 			return false
 		}
 		r := &st.Registrations[i]
-		r.LastPing, r.PingMisses = res.At, res.Misses
+		misses := res.Misses
+		if !res.Alive {
+			if !res.Started.IsZero() && res.Started.Before(r.RegisteredAt) {
+				return false
+			}
+			misses = min(misses, r.PingMisses+1)
+		}
+		r.LastPing, r.PingMisses = res.At, misses
 		switch {
 		case res.Alive:
 			r.PingRTT, r.LastAlive = res.RTT, res.At
@@ -32,17 +42,17 @@ func (m *Map) PingObserved(ctx context.Context, res PingResult) error {
 				r.Reach, r.Updated = Reachable, now
 				st.Evidence, st.EvidenceAt = "options "+strconv.Itoa(res.Status), res.At
 			}
-		case res.Misses >= m.pingMisses:
+		case misses >= m.pingMisses:
 			if r.Reach != Unreachable {
 				if d, ok := detect(r, DetectPinger, res.At); ok {
 					found = append(found, d)
 				}
 				r.Reach, r.Updated = Unreachable, now
-				st.Evidence, st.EvidenceAt = fmt.Sprintf("options unanswered %d times", res.Misses), res.At
+				st.Evidence, st.EvidenceAt = fmt.Sprintf("options unanswered %d times", misses), res.At
 			}
 			// Flush once per run of misses, when the count reaches the limit, even
 			// if a failed delivery already made the registration unreachable.
-			if res.Misses == m.pingMisses {
+			if misses == m.pingMisses {
 				c := *r
 				gone = &c
 			}
@@ -84,9 +94,9 @@ func (m *Map) LastAlive(aor string) time.Time {
 	return last
 }
 
-// Targets lists what sipsilo's pinger should ping in mode (all AORs), in AOR
-// order. See TargetsFor.
-func (m *Map) Targets(mode PingMode) []Target {
+// PingTargets lists what sipsilo's pinger should ping in mode (all AORs). See
+// TargetsFor.
+func (m *Map) PingTargets(mode PingMode) []Target {
 	if mode == PingOff {
 		return nil
 	}
@@ -138,7 +148,7 @@ func appendTargets(out []Target, st *State, mode PingMode, now time.Time) []Targ
 			}
 			dest = net.JoinHostPort(r.NetworkIP, strconv.Itoa(r.NetworkPort))
 		}
-		out = append(out, Target{AOR: st.AOR, CallID: r.CallID, Profile: r.Profile, URI: uri, Dest: dest})
+		out = append(out, Target{AOR: st.AOR, CallID: r.CallID, Profile: r.Profile, Device: keyOf(&r), URI: uri, Dest: dest})
 	}
 	return out
 }

@@ -43,7 +43,7 @@ func registered(t *testing.T) *harness {
 
 func TestTargetsFollowModeAndNAT(t *testing.T) {
 	h := registered(t)
-	all := h.m.Targets(PingAll)
+	all := h.m.PingTargets(PingAll)
 	if len(all) != 2 {
 		t.Fatalf("targets %+v", all)
 	}
@@ -52,13 +52,13 @@ func TestTargetsFollowModeAndNAT(t *testing.T) {
 			t.Fatalf("target %+v", tg)
 		}
 	}
-	if len(h.m.Targets(PingOff)) != 0 {
+	if len(h.m.PingTargets(PingOff)) != 0 {
 		t.Fatal("targets with the pinger off")
 	}
 	// 1001's REGISTER seen from another address: behind NAT.
 	reg := rewrite(find(t, events(t, "esl_01_register_json.txt"), "sofia::register", 399),
 		"network-ip", "203.0.113.9", "network-port", "40000", "Event-Sequence", "900")
-	if err := h.m.Apply(context.Background(), reg); err != nil {
+	if err := applyESL(h.m, context.Background(), reg); err != nil {
 		t.Fatal(err)
 	}
 	nat := h.m.TargetsFor(aor1001, PingAll)
@@ -74,7 +74,7 @@ func TestTargetsFollowModeAndNAT(t *testing.T) {
 	// Sent from another port of the contact's own IP: no NAT, the contact is
 	// where the phone listens.
 	reg = rewrite(reg, "network-ip", "127.0.0.1", "network-port", "40000", "Event-Sequence", "901")
-	if err := h.m.Apply(context.Background(), reg); err != nil {
+	if err := applyESL(h.m, context.Background(), reg); err != nil {
 		t.Fatal(err)
 	}
 	if d := h.m.TargetsFor(aor1001, PingDirect); len(d) != 1 || d[0].Dest != "127.0.0.1:25071" {

@@ -15,6 +15,8 @@ import (
 // Target is one registered contact to ping.
 type Target struct {
 	AOR, CallID, Profile string
+	// Device is the key of the device the registration is (docs/decisions.md §28).
+	Device string
 	// URI is the Request-URI, the registered contact's URI, e.g.
 	// "sip:1001@127.0.0.1:25071".
 	URI string
@@ -116,7 +118,10 @@ type PingResult struct {
 	// Misses counts consecutive misses including this one (0 when Alive).
 	Misses int
 	At     time.Time // when the result was known
-	Probe  bool      // the result of a Probe call, not of the schedule
+	// Started is when the OPTIONS left; zero when none was sent. A miss of a ping
+	// that started before the registration's REGISTER does not judge it.
+	Started time.Time
+	Probe   bool // the result of a Probe call, not of the schedule
 }
 
 // Probe pings t now, outside the schedule (probe-before-deliver); t need not be one
@@ -178,6 +183,7 @@ func (p *Pinger) ping(ctx context.Context, t Target) (res PingResult, cancelled 
 	p.sent.Add(1)
 	p.inFlight.Add(1)
 	start := time.Now()
+	res.Started = start
 	resp, err := p.cl.Do(pctx, req)
 	p.inFlight.Add(-1)
 	res.At = time.Now()

@@ -53,7 +53,7 @@ func (r *Reachability) SetPinger(p *Pinger) {
 func (r *Reachability) LoopbackOnly() bool { return r.loopbackOnly }
 
 // Targets is every target the pinger should ping.
-func (r *Reachability) Targets() []Target { return r.pingable(r.m.Targets(r.cfg.Mode)) }
+func (r *Reachability) Targets() []Target { return r.pingable(r.m.PingTargets(r.cfg.Mode)) }
 
 // pingable keeps the targets the pinger's socket can reach.
 func (r *Reachability) pingable(ts []Target) []Target {
@@ -79,12 +79,32 @@ func (r *Reachability) Check(ctx context.Context, aor string) bool {
 	if r.p == nil {
 		return true
 	}
-	targets := r.pingable(r.m.TargetsFor(aor, r.cfg.Mode))
+	return r.check(ctx, r.pingable(r.m.TargetsFor(aor, r.cfg.Mode)), r.m.LastAlive(aor),
+		func() bool { return r.fresh(aor, "") })
+}
+
+// CheckDevice is Check for one device of aor (relay's per-device lanes): it probes
+// only that device's contacts and judges by its own last proof of life, so a silent
+// device's probe never holds up another's delivery.
+func (r *Reachability) CheckDevice(ctx context.Context, aor, key string) bool {
+	if r.p == nil {
+		return true
+	}
+	var targets []Target
+	for _, t := range r.pingable(r.m.TargetsFor(aor, r.cfg.Mode)) {
+		if t.Device == key {
+			targets = append(targets, t)
+		}
+	}
+	return r.check(ctx, targets, r.m.deviceLastAlive(aor, key), func() bool { return r.fresh(aor, key) })
+}
+
+func (r *Reachability) check(ctx context.Context, targets []Target, lastAlive time.Time, fresh func() bool) bool {
 	if len(targets) == 0 {
 		return true
 	}
-	stale := r.cfg.Now().Sub(r.m.LastAlive(aor)) >= r.cfg.ProbeAfter
-	if !stale && !(r.cfg.Direct && !r.fresh(aor)) {
+	stale := r.cfg.Now().Sub(lastAlive) >= r.cfg.ProbeAfter
+	if !stale && !(r.cfg.Direct && !fresh()) {
 		return true
 	}
 	alive := make(chan bool, len(targets))
@@ -101,22 +121,33 @@ func (r *Reachability) Check(ctx context.Context, aor string) bool {
 // DirectTarget implements relay.Contacts: a UDP contact reached without NAT that
 // answered sipsilo's last OPTIONS recently.
 func (r *Reachability) DirectTarget(aor string) (uri, dest string, ok bool) {
+	return r.DirectTargetDevice(aor, "")
+}
+
+// DirectTargetDevice is DirectTarget for one device of aor: that device's
+// contact, when it qualifies. key "" means any device of aor.
+func (r *Reachability) DirectTargetDevice(aor, key string) (uri, dest string, ok bool) {
 	if r.p == nil || !r.cfg.Direct {
 		return "", "", false
 	}
-	t, ok := r.freshTarget(aor)
+	t, ok := r.freshTarget(aor, key)
 	return t.URI, t.Dest, ok
 }
 
-func (r *Reachability) fresh(aor string) bool {
-	_, ok := r.freshTarget(aor)
+func (r *Reachability) fresh(aor, key string) bool {
+	_, ok := r.freshTarget(aor, key)
 	return ok
 }
 
-func (r *Reachability) freshTarget(aor string) (Target, bool) {
+// freshTarget finds a contact of aor (of its device key, unless key is "") that
+// answered sipsilo's last OPTIONS within FreshFor.
+func (r *Reachability) freshTarget(aor, key string) (Target, bool) {
 	st := r.m.Get(aor)
 	now := r.cfg.Now()
 	for _, t := range r.pingable(r.m.TargetsFor(aor, PingDirect)) {
+		if key != "" && t.Device != key {
+			continue
+		}
 		for _, reg := range st.Registrations {
 			if reg.CallID == t.CallID && reg.Reach == Reachable && reg.PingMisses == 0 &&
 				!reg.LastPing.IsZero() && now.Sub(reg.LastAlive) <= r.cfg.FreshFor {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,12 +92,12 @@ func resyncAOR(st *State, profile string, listed []Registration, core string, no
 		st.LastCore, st.LastSeq = core, 0
 	}
 	before := make(map[string]Registration, len(st.Registrations))
-	var out []Registration
-	for _, r := range st.Registrations {
-		if ofProfile(&r, profile) {
+	var gone []Registration
+	for i := len(st.Registrations) - 1; i >= 0; i-- {
+		if r := st.Registrations[i]; ofProfile(&r, profile) {
 			before[r.CallID] = r
-		} else {
-			out = append(out, r)
+			st.Registrations = slices.Delete(st.Registrations, i, i+1)
+			gone = append(gone, r)
 		}
 	}
 	changed := len(before) != len(listed)
@@ -114,9 +115,25 @@ func resyncAOR(st *State, profile string, listed []Registration, core string, no
 		default:
 			r.RegisteredAt, r.Reach = prev.RegisteredAt, prev.Reach
 		}
-		out = append(out, r)
+		if ok {
+			r.Device, r.Instance, r.Revived = keyOf(&prev), prev.Instance, prev.Revived
+			r.LastPing, r.PingRTT, r.PingMisses, r.LastAlive = prev.LastPing, prev.PingRTT, prev.PingMisses, prev.LastAlive
+			st.Registrations = append(st.Registrations, r)
+			delete(before, r.CallID)
+		} else {
+			st.register(r, now)
+			// register's proof of life is a REGISTER's; a listed row is not one.
+			last := &st.Registrations[len(st.Registrations)-1]
+			last.RegisteredAt, last.LastAlive, last.Revived = now, time.Time{}, time.Time{}
+		}
 	}
-	st.Registrations = out
+	// What FreeSWITCH no longer lists ended while sipsilo was not looking.
+	for _, r := range gone {
+		if _, still := before[r.CallID]; still {
+			st.Registrations = append(st.Registrations, r)
+			st.end(len(st.Registrations)-1, now)
+		}
+	}
 	if changed {
 		st.Evidence, st.EvidenceAt = "resync", now
 	}
@@ -255,7 +272,7 @@ func (x *xmlRegistration) registration(profile string, now time.Time) (Registrat
 func statusExpiry(status string, now time.Time) (time.Time, error) {
 	if m := expSecsRE.FindAllStringSubmatch(status, -1); m != nil {
 		n, err := strconv.ParseInt(m[len(m)-1][1], 10, 64)
-		if err != nil || n > maxExpires || n < -maxExpires {
+		if err != nil || n > int64(maxExpires/time.Second) || n < -int64(maxExpires/time.Second) {
 			return time.Time{}, fmt.Errorf("expsecs in %q", status)
 		}
 		return now.Add(time.Duration(n) * time.Second), nil

@@ -16,7 +16,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/kv"
 	"github.com/sipsilo/sipsilo/presence"
 )
@@ -77,12 +76,11 @@ func newInspectFile(t *testing.T) inspectFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := &esl.Event{Name: "CUSTOM", Subclass: "sofia::register", CoreUUID: "core-1", Sequence: 10, Headers: []esl.Header{
-		{Name: "from-user", Value: phoneOnline}, {Name: "from-host", Value: domain}, {Name: "call-id", Value: "cid-" + phoneOnline},
-		{Name: "contact", Value: `"Bob" <sip:` + phoneOnline + "@10.0.0.5:5062;ob>"}, {Name: "expires", Value: "3600"},
-		{Name: "network-ip", Value: "10.0.0.5"}, {Name: "network-port", Value: "5062"}, {Name: "profile-name", Value: "internal"},
-	}}
-	if err := pres.Apply(ctx, reg); err != nil {
+	reg := presence.Event{Kind: presence.Registered, AOR: phoneOnline + "@" + domain, CallID: "cid-" + phoneOnline,
+		Contact: `"Bob" <sip:` + phoneOnline + "@10.0.0.5:5062;ob>", ExpiresIn: time.Hour,
+		NetworkIP: "10.0.0.5", NetworkPort: 5062, Profile: "internal", Source: "sofia::register",
+		Stream: "core-1", Seq: 10}
+	if err := pres.ApplyEvent(ctx, reg); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {

@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/sipsilo/sipsilo/esl"
+	"github.com/sipsilo/sipsilo/presence"
 )
 
-// Presence is what the Router feeds: FreeSWITCH's registration events, and a
-// snapshot of a profile's registrations after each (re)connection
-// (presence.Map).
+// Presence is what the Router feeds: FreeSWITCH's registration events translated
+// by PresenceEvent, and a snapshot of a profile's registrations after each
+// (re)connection (presence.Map).
 type Presence interface {
-	Apply(ctx context.Context, e *esl.Event) error
+	ApplyEvent(ctx context.Context, ev presence.Event) error
 	Resync(ctx context.Context, profile, xmlstatus, coreUUID string) error
 }
 
@@ -110,7 +111,11 @@ func (r *Router) route(ctx context.Context, e *esl.Event) {
 		}
 		return
 	}
-	if err := r.pres.Apply(ctx, e); err != nil {
+	ev, ok, err := PresenceEvent(e)
+	if err == nil && ok {
+		err = r.pres.ApplyEvent(ctx, ev)
+	}
+	if err != nil {
 		r.log.Error("presence event not recorded", "event", e.Name, "subclass", e.Subclass, "err", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/internal/fsemu"
+	"github.com/sipsilo/sipsilo/presence"
 )
 
 // recorder stands in for presence, the body tracker and relay, and records in
@@ -32,8 +33,8 @@ func (r *recorder) list() []string {
 	return slices.Clone(r.calls)
 }
 
-func (r *recorder) Apply(_ context.Context, e *esl.Event) error {
-	r.add("apply " + e.Name + " " + e.Subclass)
+func (r *recorder) ApplyEvent(_ context.Context, ev presence.Event) error {
+	r.add("apply " + ev.Source + " " + ev.AOR)
 	return nil
 }
 
@@ -107,12 +108,19 @@ func TestRouterResyncsOnConnectAndHandlesRestart(t *testing.T) {
 		{Name: "sipsilo_id", Value: "01ABC"}, {Name: "final_delivery", Value: "true"}}, Body: "exact body"}
 	notOurs := &fsemu.Event{Headers: []fsemu.Header{{Name: "Event-Name", Value: "MESSAGE"}}, Body: "someone else's"}
 	reg := &fsemu.Event{Headers: []fsemu.Header{{Name: "Event-Name", Value: "CUSTOM"},
-		{Name: "Event-Subclass", Value: "sofia::register"}}}
+		{Name: "Event-Subclass", Value: "sofia::register"}, {Name: "from-user", Value: "1001"},
+		{Name: "from-host", Value: "127.0.0.1"}, {Name: "call-id", Value: "c1"}, {Name: "expires", Value: "60"},
+		{Name: "contact", Value: "<sip:1001@127.0.0.1:5062>"}}}
+	// Not about reachability: dropped by the translation, never shown to presence.
+	other := &fsemu.Event{Headers: []fsemu.Header{{Name: "Event-Name", Value: "CUSTOM"},
+		{Name: "Event-Subclass", Value: "sofia::pre_register"}}}
 	sw.ESL().Fire(ours)
 	sw.ESL().Fire(notOurs)
+	sw.ESL().Fire(other)
 	sw.ESL().Fire(reg)
-	got = waitCalls(t, rec, "events routed", func(c []string) bool { return count(c, "apply CUSTOM sofia::register") == 1 })
-	if got[2] != "body 01ABC exact body" || got[3] != "apply CUSTOM sofia::register" || len(got) != 4 {
+	const applied = "apply sofia::register 1001@127.0.0.1"
+	got = waitCalls(t, rec, "events routed", func(c []string) bool { return count(c, applied) == 1 })
+	if got[2] != "body 01ABC exact body" || got[3] != applied || len(got) != 4 {
 		t.Fatalf("routing: %q, want our body to the tracker, the other MESSAGE dropped, the register to presence", got[2:])
 	}
 

@@ -64,9 +64,14 @@ func (s *Switch) chatAPI(args string, started func()) string {
 // sent.
 func (s *Switch) chatSend(proto, from, to, ctype, body string, started func()) (code int, ok bool) {
 	fromUser, fromHost, _ := strings.Cut(strings.TrimPrefix(from, "sip:"), "@")
-	toUser, toHost, _ := strings.Cut(strings.TrimPrefix(to, "sip:"), "@")
 	var regs []registration
-	if strings.EqualFold(proto, "sip") {
+	if profile, contact, isContact := s.contactTarget(to); isContact {
+		// <profile>/sip:<contact>: that one contact, no registration check.
+		if r, ok := contactRegistration(contact); ok && strings.EqualFold(proto, "sip") && profile == s.opts.Profile {
+			regs = []registration{r}
+		}
+	} else if strings.EqualFold(proto, "sip") {
+		toUser, toHost, _ := strings.Cut(strings.TrimPrefix(to, "sip:"), "@")
 		regs = s.lookup(toUser, toHost)
 	}
 	if len(regs) == 0 {
@@ -76,15 +81,47 @@ func (s *Switch) chatSend(proto, from, to, ctype, body string, started func()) (
 	if ctype == "" {
 		ctype = "text/html" // sofia's default without a 5th argument
 	}
+	// One MESSAGE per row, in row order. The status sofia polls is not reset
+	// between rows: once a row answered, later rows are sent without waiting,
+	// and the first answer is the result (an error when the first device
+	// refused, though another got the message).
 	for _, r := range regs {
 		hdr := &sip.FromHeader{DisplayName: fromUser, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}}
 		hdr.Params = sip.NewParams()
 		hdr.Params.Add("tag", sip.GenerateTagN(13))
 		result := s.sendChat(r, hdr, ctype, []byte(body))
 		started()
-		code = s.await(result)
+		if code == 0 {
+			code = s.await(result)
+		}
 	}
 	return code, true
+}
+
+// contactTarget splits a chat destination "<profile>/sip:<contact>" (what
+// sofia_contact gives, without its "sofia/"); isContact is false for user@host.
+func (s *Switch) contactTarget(to string) (profile, contact string, isContact bool) {
+	profile, contact, ok := strings.Cut(to, "/")
+	if !ok || !strings.HasPrefix(strings.ToLower(contact), "sip:") {
+		return "", "", false
+	}
+	return profile, contact, true
+}
+
+// contactRegistration is the registration-like target of a chat to a contact
+// URI: FreeSWITCH's own fs_nat and fs_path parameters are not part of the URI it
+// sends to.
+func contactRegistration(contact string) (registration, bool) {
+	var u sip.Uri
+	if err := sip.ParseUri(contact, &u); err != nil || u.Host == "" {
+		return registration{}, false
+	}
+	if u.UriParams != nil {
+		for _, k := range []string{"fs_nat", "fs_path"} {
+			u.UriParams.Remove(k)
+		}
+	}
+	return registration{uri: u}, true
 }
 
 // await is the blocking wait of sofia_presence_chat_send: it looks at the

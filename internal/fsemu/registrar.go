@@ -138,7 +138,7 @@ func (s *Switch) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	kept := s.regs[:0]
 	for _, o := range s.regs {
-		if o.CallID != r.CallID || o.User != r.User {
+		if !s.replaces(r, o) {
 			kept = append(kept, o)
 		}
 	}
@@ -168,6 +168,18 @@ func (s *Switch) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		{"realm", s.opts.Domain},
 		{"user-agent", r.UserAgent},
 	}, s.directoryVars(r.User)...)...))
+}
+
+// replaces reports whether the REGISTER of r deletes the row o: by Call-ID, or
+// with multiple-registrations=contact by contact (the user's row with the same
+// contact, then any row with that contact: sofia_reg.c's two deletes). The
+// delete-and-insert moves a refreshed row to the end of the table, so it is
+// sent to last by a fan-out chat.
+func (s *Switch) replaces(r, o *registration) bool {
+	if s.opts.MultipleRegistrations == "contact" {
+		return o.Contact == r.Contact
+	}
+	return o.CallID == r.CallID && o.User == r.User
 }
 
 // directoryVars are the user's directory variables sofia appends to
@@ -215,7 +227,7 @@ func (s *Switch) unregister(req *sip.Request, tx sip.ServerTransaction, r *regis
 	s.mu.Lock()
 	kept := s.regs[:0]
 	for _, o := range s.regs {
-		if o.User == r.User && (o.CallID == r.CallID || req.Contact() == nil) {
+		if o.User == r.User && (s.replaces(r, o) || req.Contact() == nil) {
 			continue
 		}
 		kept = append(kept, o)

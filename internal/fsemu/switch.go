@@ -68,6 +68,13 @@ type SwitchOptions struct {
 	// XMLCurl without mod_xml_curl is never asked, and without mod_sms no chatplan
 	// runs at all.
 	Modules []string
+	// MultipleRegistrations is profile internal's multiple-registrations param
+	// (sofia_reg.c, sofia_reg_handle_register_token). "contact": one row per
+	// contact, a REGISTER replacing the row of the user with the same contact (and
+	// any other row with that contact); "" (the emulator's default, FreeSWITCH's
+	// "true"): one row per Call-ID. Either way `chat` to user@host sends to every
+	// row in turn and the first answer decides.
+	MultipleRegistrations string
 
 	// Set by Conf.Options: the static XML the chatplan and xml_locate fall back to,
 	// and the conf directory reloadxml and `sofia profile <p> rescan` read again.
