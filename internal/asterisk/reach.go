@@ -50,10 +50,17 @@ type Reach struct {
 	seq    uint64
 	stream string
 	// known are the contacts presence holds, by AOR and contact URI, with
-	// their Call-IDs: ContactStatus names a contact by URI only.
-	known map[string]map[string]string
+	// their Call-IDs (ContactStatus names a contact by URI only) and the
+	// expiry last listed.
+	known map[string]map[string]listed
 
 	Resyncs, Applied, Dropped atomic.Int64
+}
+
+// listed is what the contact list said of one contact.
+type listed struct {
+	callID string
+	exp    string
 }
 
 type item struct {
@@ -75,7 +82,7 @@ func NewReach(cfg ReachConfig) *Reach {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Reach{cfg: cfg, log: log.With("component", "ami-reach"), in: make(chan item, cfg.Queue),
-		known: map[string]map[string]string{}}
+		known: map[string]map[string]listed{}}
 }
 
 // OnEvent is the Client's Config.OnEvent: it queues contact events and never
@@ -137,7 +144,8 @@ func (r *Reach) apply(ctx context.Context, session string, ev Message) {
 	if aor == "" || uri == "" {
 		return
 	}
-	callID, ok := r.known[aor][uri]
+	prev, ok := r.known[aor][uri]
+	callID := prev.callID
 	status := ev.Get("ContactStatus")
 	switch status {
 	case "Removed":
@@ -175,7 +183,7 @@ func (r *Reach) resync(ctx context.Context, session string) {
 	}
 	r.Resyncs.Add(1)
 	now := time.Now()
-	seen := map[string]map[string]string{}
+	seen := map[string]map[string]listed{}
 	var events []presence.Event
 	if res != nil {
 		for _, c := range res.Events {
@@ -191,9 +199,14 @@ func (r *Reach) resync(ctx context.Context, session string) {
 				aor = c.Get("ObjectName")[:i] // the AOR's name; the endpoint's is the same in the usual setup
 			}
 			if seen[aor] == nil {
-				seen[aor] = map[string]string{}
+				seen[aor] = map[string]listed{}
 			}
-			seen[aor][ev.Contact] = ev.CallID
+			now := listed{callID: ev.CallID, exp: c.Get("ExpirationTime")}
+			seen[aor][ev.Contact] = now
+			if r.known[aor][ev.Contact] == now {
+				continue // unchanged since the last list: no news, and no proof of life
+			}
+			// New or refreshed: a REGISTER, which is proof of life.
 			ev.AOR = r.aor(aor)
 			events = append(events, ev)
 			if st := c.Get("Status"); st == "Unreachable" {
@@ -203,9 +216,9 @@ func (r *Reach) resync(ctx context.Context, session string) {
 		}
 	}
 	for aor, contacts := range r.known {
-		for uri, callID := range contacts {
+		for uri, l := range contacts {
 			if _, ok := seen[aor][uri]; !ok {
-				events = append(events, presence.Event{Kind: presence.Removed, AOR: r.aor(aor), CallID: callID, Contact: uri})
+				events = append(events, presence.Event{Kind: presence.Removed, AOR: r.aor(aor), CallID: l.callID, Contact: uri})
 			}
 		}
 	}

@@ -29,6 +29,18 @@ func (r *recorder) ApplyEvent(_ context.Context, ev presence.Event) error {
 	return nil
 }
 
+// next returns the next event, failing after 10 s.
+func (r *recorder) next(t *testing.T) presence.Event {
+	t.Helper()
+	select {
+	case ev := <-r.ch:
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no presence event within 10 s")
+	}
+	return presence.Event{}
+}
+
 // wait returns the first event that matches, failing after within.
 func (r *recorder) wait(t *testing.T, within time.Duration, what string, match func(presence.Event) bool) presence.Event {
 	t.Helper()
