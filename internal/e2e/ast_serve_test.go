@@ -116,4 +116,3 @@ func TestAstSipsiloDownStockDelivery(t *testing.T) {
 		t.Fatalf("received %v", c)
 	}
 }
-
