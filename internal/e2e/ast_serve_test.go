@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,5 +115,54 @@ func TestAstSipsiloDownStockDelivery(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if c := counts(in.all()); len(c) != 5 || len(in.all()) != 5 {
 		t.Fatalf("received %v", c)
+	}
+}
+
+// TestAstKill9MidDrain: sipsilo killed with direct sends in flight loses
+// nothing; duplicates stay within what was in flight at the kill, and each
+// such resend is counted.
+func TestAstKill9MidDrain(t *testing.T) {
+	r := newAstRig(t, "--log-level", "info")
+	alice, bob := r.ua("1000"), r.ua("1001")
+	in := collect(t, bob)
+	n := sized(400, 200)
+	for i := range n {
+		send(t, alice, "1001", bodyN(i))
+	}
+	r.waitStored(n, time.Minute)
+	register(t, bob)
+	in.waitCount(t, n/10, time.Minute)
+	_ = r.proc.cmd.Process.Signal(syscall.SIGKILL)
+	r.proc.wait(t, 5*time.Second)
+	inFlight := 0
+	for _, m := range r.messages() {
+		if m.State == kv.StateQueued && m.InFlight != "" {
+			inFlight++
+		}
+	}
+	if inFlight == 0 {
+		t.Fatal("no send was in flight at the kill; the test proves nothing")
+	}
+	r.start()
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(counts(in.all())) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delivered after the restart", len(counts(in.all())), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	r.stop()
+	got := in.all()
+	dups, uncertain := len(got)-n, 0
+	for _, m := range r.messages() {
+		if m.State != kv.StateDelivered {
+			t.Fatalf("message %q left %s", m.Body, m.State)
+		}
+		uncertain += m.UncertainResends
+	}
+	t.Logf("in flight at the kill %d, duplicates %d, counted uncertain resends %d", inFlight, dups, uncertain)
+	if dups > inFlight || uncertain != inFlight {
+		t.Fatalf("%d duplicates and %d counted uncertain resends, with %d sends in flight at the kill", dups, uncertain, inFlight)
 	}
 }
