@@ -40,7 +40,7 @@ const (
 	// HTTPTimeoutSeconds is CURLOPT(httptimeout): how long Asterisk waits for
 	// sipsilo's answer before it delivers the message as stock. sipsilo's own
 	// answer deadline stays well below it (docs/decisions.md §31).
-	HTTPTimeoutSeconds = 1
+	HTTPTimeoutSeconds = 2
 	// AMIUser is the manager section of manager_sipsilo.conf; AMISecret its
 	// shipped secret, which operators are told to change.
 	AMIUser   = "sipsilo"

@@ -40,7 +40,7 @@ func TestRenderSettings(t *testing.T) {
 		t.Errorf("extensions:\n%s", ext)
 	}
 	if !strings.Contains(ext, "["+Context+"]") || !strings.Contains(ext, `"${SIPSILO}" = "`+Owned+`"`) ||
-		!strings.Contains(ext, "CURLOPT(httptimeout)=1)") {
+		!strings.Contains(ext, "CURLOPT(httptimeout)=2)") {
 		t.Errorf("extensions lacks the context, the owned branch or the timeout:\n%s", ext)
 	}
 	if m := byPath["manager_sipsilo.conf"]; !strings.Contains(m, "\nsecret = s3cr#t!\n") || !strings.Contains(m, "["+AMIUser+"]") {

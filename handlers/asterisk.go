@@ -38,10 +38,10 @@ const (
 	WhyLate     = "late"      // stored too late for Asterisk to still be waiting
 )
 
-// DefaultAsteriskAnswerTimeout is the intake's own deadline: well under the
-// shipped CURLOPT(httptimeout) of 1 s, so that an "owned" answer reaches an
-// Asterisk that still waits for it (docs/decisions.md §31).
-const DefaultAsteriskAnswerTimeout = 400 * time.Millisecond
+// DefaultAsteriskAnswerTimeout is the intake's own deadline: half the shipped
+// CURLOPT(httptimeout) of 2 s, so that an "owned" answer reaches an Asterisk
+// that still waits for it (docs/decisions.md §31).
+const DefaultAsteriskAnswerTimeout = time.Second
 
 // AsteriskConfig configures the Asterisk intake. Policy carries the rules
 // shared with the FreeSWITCH chatplan (Domains, SkipTypes, MaxBody,

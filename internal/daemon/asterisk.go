@@ -69,8 +69,9 @@ func (d *Daemon) assembleAsterisk(p *parts) *asteriskParts {
 // exact at intake, no event will bring another).
 func (a *asteriskParts) intake(e *echo.Echo, policy handlers.ChatplanConfig, store *kv.Store) error {
 	policy.Queued = a.queued
-	// Asterisk gives up after the context's httptimeout: answer well before.
-	policy.AnswerTimeout = min(policy.AnswerTimeout, handlers.DefaultAsteriskAnswerTimeout)
+	// Asterisk gives up after the context's httptimeout: the intake's own
+	// deadline is well before it, whatever --answer-timeout says for FreeSWITCH.
+	policy.AnswerTimeout = handlers.DefaultAsteriskAnswerTimeout
 	return handlers.RegisterAsterisk(e, handlers.AsteriskConfig{Policy: policy, Domain: a.cfg.Domain}, store, a.log)
 }
 
