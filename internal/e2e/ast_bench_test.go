@@ -101,3 +101,49 @@ func BenchmarkAstDrain1000(b *testing.B) {
 		r.stop()
 	}
 }
+
+// detections is how many registrations sipsilo has found unreachable.
+func (r *astRig) detections() uint64 {
+	var n uint64
+	if mf := scrape(r.t, r.rig)["sipsilo_detection_seconds"]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			n += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return n
+}
+
+// BenchmarkAstSilentDetection: a registered phone that answers goes silent,
+// k times; reported: the time until sipsilo counts it unreachable (its own
+// pinger or Asterisk's qualify through AMI, whichever is first), median and
+// the slowest of k.
+func BenchmarkAstSilentDetection(b *testing.B) {
+	const k = 10
+	for range b.N {
+		r := newAstRig(b, "--log-level", "info")
+		alice, bob := r.ua("1000"), r.ua("1001")
+		register(b, bob)
+		in := collect(b, bob)
+		var took []time.Duration
+		for i := range k {
+			send(b, alice, "1001", bodyN(i)) // delivered: sipsilo has it reachable
+			in.waitCount(b, i+1, time.Minute)
+			before := r.detections()
+			bob.SetSilent(true)
+			start := time.Now()
+			for r.detections() == before {
+				if time.Since(start) > time.Minute {
+					b.Fatal("silent phone not found unreachable within a minute")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			took = append(took, time.Since(start))
+			bob.SetSilent(false)
+			register(b, bob)
+		}
+		slices.Sort(took)
+		b.ReportMetric(took[k/2].Seconds(), "median-s")
+		b.ReportMetric(took[k-1].Seconds(), "max-s")
+		r.stop()
+	}
+}
