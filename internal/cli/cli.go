@@ -1,6 +1,6 @@
 // Package cli is sipsilo's command line: the subcommands serve, inspect,
-// fs-config, check-fs and version, their flags, the SIPSILO_* environment and the
-// TOML file. Each command lives in its own file with its own test; serve hands
+// fs-config, check-fs, ast-config, check-ast and version, their flags, the
+// SIPSILO_* environment and the TOML file. Each command lives in its own file with its own test; serve hands
 // its configuration to internal/daemon.
 package cli
 
@@ -18,13 +18,15 @@ var ErrUsage = errUsage
 
 var errUsage = errors.New("usage")
 
-const usage = `sipsilo: store-and-forward for SIP MESSAGE beside FreeSWITCH
+const usage = `sipsilo: store-and-forward for SIP MESSAGE beside FreeSWITCH or Asterisk
 
 Usage:
   sipsilo serve [flags]        run the daemon (sipsilo serve -h lists flags)
   sipsilo inspect <view> ...   read a stopped daemon's database (sipsilo inspect -h)
   sipsilo fs-config --out DIR  write the FreeSWITCH configuration sipsilo needs
   sipsilo check-fs [flags]     check a running FreeSWITCH over ESL and say what to fix
+  sipsilo ast-config --out DIR write the Asterisk configuration sipsilo needs
+  sipsilo check-ast [flags]    check a running Asterisk over AMI and say what to fix
   sipsilo version              print the version and build information
 `
 
@@ -43,6 +45,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runFSConfig(args[1:], os.LookupEnv, stdout, stderr)
 	case "check-fs":
 		return runCheckFS(ctx, args[1:], os.LookupEnv, stdout, stderr)
+	case "ast-config":
+		return runASTConfig(args[1:], os.LookupEnv, stdout, stderr)
+	case "check-ast":
+		return runCheckAST(ctx, args[1:], os.LookupEnv, stdout, stderr)
 	case "version":
 		printVersion(stdout)
 		return nil

@@ -71,6 +71,12 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /api/v1 (prefer SIPSILO_ADMIN_TOKEN); empty: the API is off")
 	fs.BoolVar(&cfg.ChatplanOpen, "chatplan-open", false, "serve /fs/chatplan on a non-loopback --http without --chatplan-password, for a private network where only FreeSWITCH reaches the port; anyone who reaches it can store messages from any sender")
 
+	fs.StringVar(&cfg.PBX, "pbx", daemon.PBXFreeSWITCH, "the switch sipsilo serves beside: freeswitch or asterisk")
+	fs.StringVar(&cfg.Asterisk.AMIAddr, "ami", "127.0.0.1:5038", "Asterisk manager (AMI) address (--pbx asterisk)")
+	fs.StringVar(&cfg.Asterisk.AMIUser, "ami-user", "sipsilo", "AMI user (--pbx asterisk)")
+	fs.StringVar(&cfg.Asterisk.AMISecret, "ami-secret", "", "AMI secret (--pbx asterisk; prefer SIPSILO_AMI_SECRET)")
+	fs.StringVar(&cfg.Asterisk.Domain, "ast-domain", "127.0.0.1", "host part of Asterisk users' addresses, user@host (--pbx asterisk)")
+
 	fs.String(configFlag, "", "TOML file with settings named like these flags (also SIPSILO_CONFIG); flags and SIPSILO_* environment override it")
 
 	if path := configPath(args, lookupEnv); path != "" {
@@ -130,6 +136,9 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return cfg, errors.New("serve: --notice-stored and --notice-expired need --notice-from")
 	}
 	cfg.Chatplan.ServiceAddress = cfg.Relay.Notices.From
+	if cfg.PBX != daemon.PBXFreeSWITCH && cfg.PBX != daemon.PBXAsterisk {
+		return cfg, errors.New("serve: --pbx must be freeswitch or asterisk")
+	}
 	p := cfg.Ping
 	if p.Mode != "all" && p.Mode != "direct" && p.Mode != "off" {
 		return cfg, errors.New("serve: --ping must be all, direct or off")

@@ -30,6 +30,22 @@ type Config struct {
 	TTL             time.Duration // a queued message expires after this (0: never)
 	Quota           int           // queued messages per recipient (0: no cap)
 	Version         string        // logged at start
+	PBX             string        // PBXFreeSWITCH (default) or PBXAsterisk
+	Asterisk        AsteriskConfig
+}
+
+// The switches sipsilo serves beside.
+const (
+	PBXFreeSWITCH = "freeswitch"
+	PBXAsterisk   = "asterisk"
+)
+
+// AsteriskConfig is how sipsilo reaches Asterisk (--pbx asterisk).
+type AsteriskConfig struct {
+	AMIAddr, AMIUser, AMISecret string
+	// Domain is the host of every recipient AOR (Asterisk names endpoints
+	// without one).
+	Domain string
 }
 
 // PingConfig is sipsilo's own OPTIONS pinger and what relay does with it

@@ -44,19 +44,33 @@ func New(cfg Config, logOut io.Writer) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.PBX == PBXAsterisk {
+		return newAsterisk(cfg, logOut, mode)
+	}
+	if cfg.PBX != "" && cfg.PBX != PBXFreeSWITCH {
+		return nil, fmt.Errorf("--pbx %q: want %s or %s", cfg.PBX, PBXFreeSWITCH, PBXAsterisk)
+	}
 	// FreeSWITCH reads the password from a one-line command: with CR or LF in it
 	// no login can ever succeed.
 	if err := (esl.Config{Addr: cfg.ESLAddr, Password: cfg.ESLPassword}).Check(); err != nil {
 		return nil, fmt.Errorf("--esl/--esl-password (SIPSILO_ESL_PASSWORD) cannot work with FreeSWITCH: %w", err)
 	}
 	d := &Daemon{cfg: cfg, log: newLogger(cfg, logOut), mode: mode}
-	if cfg.MySQLDSN != "" {
-		// mirror.Open sets what it relies on (parseTime, UTC, deadlines) on its copy.
-		if d.mysql, err = mysql.ParseDSN(cfg.MySQLDSN); err != nil {
-			return nil, fmt.Errorf("--mysql-dsn: %w", err)
-		}
+	if err := d.checkMySQL(); err != nil {
+		return nil, err
 	}
 	return d, nil
+}
+
+func (d *Daemon) checkMySQL() error {
+	if d.cfg.MySQLDSN != "" {
+		// mirror.Open sets what it relies on (parseTime, UTC, deadlines) on its copy.
+		var err error
+		if d.mysql, err = mysql.ParseDSN(d.cfg.MySQLDSN); err != nil {
+			return fmt.Errorf("--mysql-dsn: %w", err)
+		}
+	}
+	return nil
 }
 
 // parts are the components of one Run and their connections.
@@ -71,6 +85,7 @@ type parts struct {
 	pinger *presence.Pinger    // nil with --ping off
 	flush  *freeswitch.Flusher // nil without --flush-unreachable
 	mirror *mirrorLoop         // nil without --mysql-dsn
+	ami    *asteriskParts      // set with --pbx asterisk; client, router and flush are nil then
 	obs    *metrics.Metrics
 	log    *slog.Logger
 }
@@ -80,13 +95,16 @@ type parts struct {
 func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, error) {
 	cfg, log := d.cfg, d.log
 	p := &parts{store: store, log: log}
-	p.client = esl.New(esl.Config{Addr: cfg.ESLAddr, Password: cfg.ESLPassword, Logger: log})
+	asterisk := cfg.PBX == PBXAsterisk
+	if !asterisk {
+		p.client = esl.New(esl.Config{Addr: cfg.ESLAddr, Password: cfg.ESLPassword, Logger: log})
+	}
 	pinging := d.mode != presence.PingOff
 	var err error
 	if p.obs, err = metrics.New(reg, p.metricSources(pinging, d.mysql != nil)); err != nil {
 		return nil, err
 	}
-	if cfg.Ping.FlushUnreachable && pinging {
+	if cfg.Ping.FlushUnreachable && pinging && !asterisk {
 		p.flush = freeswitch.NewFlusher(p.client, cfg.Profiles[0], log)
 	}
 	p.pres, err = presence.New(presence.Config{
@@ -136,10 +154,18 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 			rcfg.Direct = &relay.SIPDirect{Client: p.pinger.Client(), Contacts: reach, Timeout: cfg.Ping.DirectTimeout}
 		}
 	}
-	p.relay = relay.New(rcfg, store, freeswitch.Sender{Client: p.client}, p.pres)
+	var sender relay.Sender = freeswitch.Sender{Client: p.client}
+	if asterisk {
+		sender = astSender()
+	}
+	p.relay = relay.New(rcfg, store, sender, p.pres)
 	p.bodies = relay.NewBodies(store, p.relay.Wake, cfg.BodyGrace, log, nil)
-	p.router = freeswitch.NewRouter(freeswitch.RouterConfig{Client: p.client, Presence: p.pres, Bodies: p.bodies,
-		Delivery: p.relay, Profiles: p.pres.Profiles(), Logger: log})
+	if asterisk {
+		p.ami = d.assembleAsterisk(p)
+	} else {
+		p.router = freeswitch.NewRouter(freeswitch.RouterConfig{Client: p.client, Presence: p.pres, Bodies: p.bodies,
+			Delivery: p.relay, Profiles: p.pres.Profiles(), Logger: log})
+	}
 
 	if d.mysql != nil {
 		p.mirror = &mirrorLoop{cfg: mirror.Config{DSN: d.mysql, Logger: log.With("component", "mirror")},
@@ -149,7 +175,9 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 
 	hcfg := handlers.Config{Chatplan: cfg.Chatplan, Metrics: metrics.Handler(reg, log.With("component", "metrics"))}
 	hcfg.Chatplan.Observe = p.obs.Intake
-	hcfg.Chatplan.BodyEvents = p.client.EventsUp
+	if !asterisk {
+		hcfg.Chatplan.BodyEvents = p.client.EventsUp
+	}
 	hcfg.Admin.Token = cfg.AdminToken
 	hcfg.Admin.Views = handlers.AdminViews{Store: store, Presence: p.pres}
 	if p.mirror != nil {
@@ -165,11 +193,16 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 		p.bodies.Expect(m.ID, m.To, m.Received)
 		p.relay.Stored(m)
 	}
-	hcfg.Ready = map[string]func(context.Context) error{
-		"store": store.Ping,
-		"esl":   func(context.Context) error { return eslReady(p.client.Err()) },
+	hcfg.Ready = map[string]func(context.Context) error{"store": store.Ping}
+	if asterisk {
+		hcfg.Ready["ami"] = p.ami.ready
+	} else {
+		hcfg.Ready["esl"] = func(context.Context) error { return eslReady(p.client.Err()) }
 	}
 	p.http, err = handlers.New(hcfg, store, log)
+	if err == nil && asterisk {
+		err = p.ami.intake(p.http, hcfg.Chatplan, store)
+	}
 	if err != nil {
 		p.closePinger()
 		return nil, err

@@ -14,7 +14,6 @@ func (d *parts) metricSources(pinger, withMirror bool) metrics.Sources {
 	src := metrics.Sources{
 		Relay:  func() relay.Stats { return d.relay.Stats() },
 		Bodies: func() relay.BodyStats { return d.bodies.Stats() },
-		ESL:    func() esl.Stats { return d.client.Stats() },
 		Store:  d.store,
 		// The delivery policy's counters (docs/decisions.md §21); the messages that expired are also in
 		// sipsilo_messages_finished_total{state="expired"}.
@@ -32,6 +31,9 @@ func (d *parts) metricSources(pinger, withMirror bool) metrics.Sources {
 				Help:  "Notices to senders dropped because too many were waiting.",
 				Value: func() float64 { return float64(d.relay.Stats().NoticesDropped) }},
 		},
+	}
+	if d.client != nil { // nil beside Asterisk
+		src.ESL = func() esl.Stats { return d.client.Stats() }
 	}
 	if pinger {
 		src.Pinger = func() presence.PingerStats { return d.pinger.Stats() }

@@ -87,8 +87,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (p *parts) start(failed chan<- error) (stop func()) {
 	delivery := newGroup(failed, p.log)
 	support := newGroup(failed, p.log)
-	support.run("esl", p.client.Run)
-	support.run("esl events", p.router.Run)
+	if p.ami != nil {
+		p.ami.start(support)
+	} else {
+		support.run("esl", p.client.Run)
+		support.run("esl events", p.router.Run)
+	}
 	support.run("body tracker", p.bodies.Run)
 	if p.pinger != nil {
 		support.run("pinger", p.pinger.Run)
