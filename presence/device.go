@@ -122,6 +122,10 @@ func keyOf(r *Registration) string {
 // merge (docs/decisions.md §28).
 func (st *State) register(r Registration, now time.Time) {
 	key := DeviceKey(r.Instance, r.Contact, r.CallID)
+	preset := r.Device != "" // soleOf's: the device this REGISTER replaced
+	if preset {
+		key = r.Device
+	}
 	if i := st.find(r.CallID); i >= 0 {
 		old := st.Registrations[i]
 		key = keyOf(&old)
@@ -138,13 +142,107 @@ func (st *State) register(r Registration, now time.Time) {
 	}
 	known := slices.ContainsFunc(st.Registrations, func(x Registration) bool { return keyOf(&x) == key }) ||
 		slices.ContainsFunc(st.Ended, func(e Registration) bool { return e.Device == key })
-	if !known {
+	if !known && !preset {
 		key = st.successor(&r, key)
 	}
 	st.Registrations = slices.DeleteFunc(st.Registrations, func(x Registration) bool { return keyOf(&x) == key })
 	st.Ended = slices.DeleteFunc(st.Ended, func(e Registration) bool { return e.Device == key })
 	r.Device = key
 	st.Registrations = append(st.Registrations, r)
+}
+
+// soleOf applies a REGISTER in a profile that keeps one registration per user:
+// the AOR's other registrations and remembered devices of r's profile are the
+// same device, replaced by r. r takes over the key of the most recent of them,
+// and they are dropped without being remembered as devices of their own, so a
+// single-device user stays one device when the phone changes its contact.
+func (st *State) soleOf(r *Registration) {
+	ofProfile := func(x *Registration) bool { return x.Profile == r.Profile && x.CallID != r.CallID }
+	var key string
+	var at time.Time
+	for i := range st.Registrations {
+		if x := &st.Registrations[i]; ofProfile(x) && (key == "" || x.RegisteredAt.After(at)) {
+			key, at = keyOf(x), x.RegisteredAt
+		}
+	}
+	if key == "" {
+		for i := range st.Ended {
+			if e := &st.Ended[i]; ofProfile(e) && (key == "" || e.EndedAt.After(at)) {
+				key, at = keyOf(e), e.EndedAt
+			}
+		}
+	}
+	if key == "" {
+		return
+	}
+	st.Registrations = slices.DeleteFunc(st.Registrations, func(x Registration) bool { return ofProfile(&x) })
+	st.Ended = slices.DeleteFunc(st.Ended, func(e Registration) bool { return ofProfile(&e) })
+	if st.find(r.CallID) < 0 {
+		r.Device = key
+	}
+}
+
+// collapse makes st's registrations and remembered devices of profile, a profile
+// that keeps one registration per user, one device (after a resync, which may
+// have found the phone under a new contact). The key is that of a live
+// registration registered before now (what messages target), else of the most
+// recently ended device, else of the latest registration. With a live
+// registration nothing of the profile stays remembered; without, the most
+// recently ended device does.
+func (st *State) collapse(profile string, now time.Time) {
+	of := func(x *Registration) bool { return x.Profile == profile }
+	var live []int
+	for i := range st.Registrations {
+		if of(&st.Registrations[i]) {
+			live = append(live, i)
+		}
+	}
+	var ended []int
+	for i := range st.Ended {
+		if of(&st.Ended[i]) {
+			ended = append(ended, i)
+		}
+	}
+	if len(live)+len(ended) <= 1 {
+		return
+	}
+	key := ""
+	var at time.Time
+	pick := func(k string, t time.Time) {
+		if key == "" || t.After(at) {
+			key, at = k, t
+		}
+	}
+	for _, i := range live {
+		if r := &st.Registrations[i]; r.RegisteredAt.Before(now) {
+			pick(keyOf(r), r.RegisteredAt)
+		}
+	}
+	if key == "" {
+		for _, i := range ended {
+			pick(keyOf(&st.Ended[i]), st.Ended[i].EndedAt)
+		}
+	}
+	if key == "" {
+		for _, i := range live {
+			pick(keyOf(&st.Registrations[i]), st.Registrations[i].RegisteredAt)
+		}
+	}
+	for _, i := range live {
+		st.Registrations[i].Device = key
+	}
+	if len(live) > 0 {
+		st.Ended = slices.DeleteFunc(st.Ended, func(e Registration) bool { return of(&e) })
+		return
+	}
+	keep := st.Ended[ended[0]]
+	for _, i := range ended {
+		if st.Ended[i].EndedAt.After(keep.EndedAt) {
+			keep = st.Ended[i]
+		}
+	}
+	keep.Device = key
+	st.Ended = append(slices.DeleteFunc(st.Ended, func(e Registration) bool { return of(&e) }), keep)
 }
 
 // successor is the key r inherits as a successor (see register), else key.

@@ -147,6 +147,7 @@ type Map struct {
 	// them in the order they were made. Readers never wait for it, nor for an fsync.
 	wmu     sync.Mutex
 	stored  map[string]bool // AORs with a record in the store; guarded by wmu
+	sole    map[string]bool // profiles with one registration per user; guarded by wmu
 	unsaved map[string]bool // AORs whose last write failed; guarded by wmu
 
 	mu   sync.RWMutex
