@@ -29,7 +29,25 @@ type View struct {
 	EvidenceAge   float64            `json:"evidence_age_s,omitempty"`
 	LastAlive     time.Time          `json:"last_alive,omitzero"`
 	Registrations []RegistrationView `json:"registrations"`
-	At            time.Time          `json:"at"`
+	// Devices are the AOR's devices (docs/decisions.md §28): registered, and
+	// remembered after their registration ended.
+	Devices []DeviceView `json:"devices"`
+	At      time.Time    `json:"at"`
+}
+
+// DeviceView is one device in a View.
+type DeviceView struct {
+	Key          string    `json:"key"`
+	Contact      string    `json:"contact,omitempty"`
+	Profile      string    `json:"profile,omitempty"`
+	UserAgent    string    `json:"user_agent,omitempty"`
+	Registered   bool      `json:"registered"`
+	Deliverable  bool      `json:"deliverable"`
+	Reach        Reach     `json:"reach"`
+	RegisteredAt time.Time `json:"registered_at,omitzero"`
+	LastAlive    time.Time `json:"last_alive,omitzero"`
+	EndedAt      time.Time `json:"ended_at,omitzero"`
+	EndedAgo     float64   `json:"ended_ago_s,omitempty"`
 }
 
 // RegistrationView is one registration in a View, with what sipsilo's pinger saw.
@@ -56,7 +74,18 @@ type RegistrationView struct {
 func ViewOf(st State, now time.Time) View {
 	v := View{AOR: st.AOR, Registered: st.registered(now), Deliverable: st.deliverable(now), Reach: st.Reach,
 		Evidence: st.Evidence, EvidenceAt: st.EvidenceAt, At: now.UTC(),
-		Registrations: make([]RegistrationView, 0, len(st.Registrations))}
+		Registrations: make([]RegistrationView, 0, len(st.Registrations)), Devices: []DeviceView{}}
+	// The devices st holds, less those past the map's device memory when the map
+	// handed st out (Lookup, Page).
+	for _, d := range st.devices(now, st.forgetBefore) {
+		dv := DeviceView{Key: d.Key, Contact: d.Contact, Profile: d.Profile, UserAgent: d.UserAgent,
+			Registered: d.Registered, Deliverable: d.Deliverable, Reach: d.Reach, RegisteredAt: d.RegisteredAt,
+			LastAlive: d.LastAlive, EndedAt: d.EndedAt}
+		if !d.EndedAt.IsZero() {
+			dv.EndedAgo = seconds(now.Sub(d.EndedAt))
+		}
+		v.Devices = append(v.Devices, dv)
+	}
 	if !st.EvidenceAt.IsZero() {
 		v.EvidenceAge = seconds(now.Sub(st.EvidenceAt))
 	}
@@ -99,6 +128,8 @@ func (m *Map) Page(after string, limit int) ([]State, string) {
 	for _, aor := range keys {
 		c := m.aors[aor].clone()
 		c.Registered = c.registered(now)
+		c.forgetBefore = now.Add(-m.memory)
+		c.forget(c.forgetBefore)
 		out = append(out, c)
 	}
 	m.mu.RUnlock()
@@ -119,7 +150,10 @@ func (m *Map) Lookup(aor string) (State, bool) {
 	}
 	m.mu.RUnlock()
 	if ok {
-		out.Registered = out.registered(m.now())
+		now := m.now()
+		out.Registered = out.registered(now)
+		out.forgetBefore = now.Add(-m.memory)
+		out.forget(out.forgetBefore)
 	}
 	return out, ok
 }

@@ -80,3 +80,26 @@ func TestMapPage(t *testing.T) {
 		t.Fatalf("unlimited page: %d next %q", len(page), next)
 	}
 }
+
+// The view lists each device, registered and remembered; the live map's view
+// leaves out devices past the device memory.
+func TestViewShowsDevices(t *testing.T) {
+	h := newHarness(t)
+	d := &devEvents{h: h}
+	d.register("a1", "<sip:alice@10.0.0.1:5060>", "Desk/1.0")
+	d.register("b1", "<sip:alice@10.0.0.2:5060>", "App/2.0")
+	d.remove("b1")
+	h.clk.Add(time.Hour - time.Second)
+	st, _ := h.m.Lookup(aorAlice)
+	v := ViewOf(st, h.clk.Now())
+	if len(v.Devices) != 2 || !v.Devices[0].Deliverable || v.Devices[0].UserAgent != "Desk/1.0" ||
+		v.Devices[1].Registered || v.Devices[1].EndedAgo != 3599 || v.Devices[1].Key != "contact:sip:alice@10.0.0.2:5060" {
+		t.Fatalf("devices %+v", v.Devices)
+	}
+	h.clk.Add(DefaultDeviceMemory + 2*time.Second)
+	st, _ = h.m.Lookup(aorAlice)
+	// a1 expired an hour after it registered, b1 ended then too: both forgotten.
+	if v := ViewOf(st, h.clk.Now()); len(v.Devices) != 0 {
+		t.Fatalf("forgotten devices shown: %+v", v.Devices)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/sipsilo/sipsilo/handlers"
 	"github.com/sipsilo/sipsilo/internal/daemon"
 	"github.com/sipsilo/sipsilo/internal/netaddr"
+	"github.com/sipsilo/sipsilo/presence"
 )
 
 // parseServe reads serve's flags; each flag can also come from SIPSILO_<NAME> in the
@@ -39,6 +40,7 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown")
 	fs.StringVar(&profiles, "profiles", "internal", "comma-separated sofia profiles whose registrations are resynced over ESL")
+	fs.DurationVar(&cfg.DeviceMemory, "device-memory", presence.DefaultDeviceMemory, "a device whose registration ended still gets the messages received within this long after (a phone unseen longer is forgotten)")
 	fs.DurationVar(&cfg.BodyGrace, "body-grace", 2*time.Second, "how long to wait for the exact body from ESL before the query copy is used")
 	fs.IntVar(&cfg.Relay.Window, "window", 16, "sends in flight per recipient through FreeSWITCH (1: strict FIFO)")
 	fs.IntVar(&cfg.Relay.DirectWindow, "direct-window", 0, "sends in flight per recipient on the direct path (0: 4, or --window if smaller)")
@@ -121,6 +123,9 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if cfg.Chatplan.Password == "" && !cfg.ChatplanOpen && !netaddr.IsLoopback(cfg.HTTPAddr) {
 		return cfg, fmt.Errorf("serve: --http %s is not a loopback address; set --chatplan-user and --chatplan-password "+
 			"(SIPSILO_CHATPLAN_PASSWORD, the credentials of FreeSWITCH's chatplan binding), or --chatplan-open on a private network", cfg.HTTPAddr)
+	}
+	if cfg.DeviceMemory <= 0 {
+		return cfg, errors.New("serve: --device-memory must be positive")
 	}
 	if cfg.TTL < 0 || cfg.Quota < 0 || r.SweepEvery <= 0 {
 		return cfg, errors.New("serve: --ttl and --quota must not be negative, --expire-every must be positive")

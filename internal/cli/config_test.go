@@ -30,7 +30,7 @@ func TestParseServeDefaults(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Profiles, []string{"internal"}) || cfg.BodyGrace != 2*time.Second ||
 		r.Window != 16 || r.DirectWindow != 0 || r.MaxInFlight != 256 || r.Settle != 20*time.Millisecond || r.DeadAfter != 5 ||
 		r.RetryMin != time.Second || r.RetryMax != 5*time.Minute || r.NoAnswerAfter != 15*time.Second ||
-		r.TimerF != 32*time.Second {
+		r.TimerF != 32*time.Second || cfg.DeviceMemory != 7*24*time.Hour {
 		t.Fatalf("delivery defaults: %+v %v %v", r, cfg.Profiles, cfg.BodyGrace)
 	}
 }
@@ -72,6 +72,7 @@ func TestParseServeRejectsBadValues(t *testing.T) {
 		{[]string{"stray"}, nil},
 		{[]string{"--window", "0"}, nil},
 		{[]string{"--direct-window", "-1"}, nil},
+		{[]string{"--device-memory", "0s"}, nil},
 		{[]string{"--retry-min", "10s", "--retry-max", "1s"}, nil},
 		{nil, map[string]string{"SIPSILO_BODY_GRACE": "0s"}},
 		{nil, map[string]string{"SIPSILO_ANSWER_TIMEOUT": "soon"}},

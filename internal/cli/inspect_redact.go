@@ -101,6 +101,11 @@ func (r *redactor) presence(v *presence.View) {
 		g.Contact = r.nameAddr(g.Contact, known)
 		g.PingStatus = r.text(g.PingStatus, known)
 	}
+	for i := range v.Devices {
+		d := &v.Devices[i]
+		d.Key = r.token(d.Key)
+		d.Contact = r.nameAddr(d.Contact, known)
+	}
 }
 
 func (r *redactor) summary(s *kv.Summary) {

@@ -216,6 +216,19 @@ func presenceOneTable(w io.Writer, it presenceItem) error {
 	if err := table(w, []string{"CALL-ID", "CONTACT", "REACH", "EXPIRES IN", "FS PING", "RTT", "MISSES", "LAST PING", "LAST ALIVE"}, regs); err != nil {
 		return err
 	}
+	fmt.Fprintln(w)
+	devs := make([][]string, 0, len(it.Devices))
+	for _, d := range it.Devices {
+		ended := "-"
+		if !d.EndedAt.IsZero() {
+			ended = ts(d.EndedAt)
+		}
+		devs = append(devs, []string{cell(d.Key, 50), yesNo(d.Registered), yesNo(d.Deliverable), cell(string(d.Reach), 0),
+			cell(d.UserAgent, 24), ts(d.LastAlive), ended})
+	}
+	if err := table(w, []string{"DEVICE", "REGISTERED", "DELIVERABLE", "REACH", "USER-AGENT", "LAST ALIVE", "ENDED"}, devs); err != nil {
+		return err
+	}
 	// The pinger's figures are persisted only with a change of reachability.
 	fmt.Fprintln(w, "\nping figures are as of the last persisted change; the admin API shows them live")
 	return nil

@@ -218,6 +218,9 @@ func TestInspectJSON(t *testing.T) {
 		len(p.Registrations) != 1 || p.Registrations[0].NetworkPort != 5062 || p.Evidence != "sofia::register" {
 		t.Fatalf("presence: %v\n%s", err, out)
 	}
+	if len(p.Devices) != 1 || p.Devices[0].Key != "contact:sip:"+phoneOnline+"@10.0.0.5:5062" || !p.Devices[0].Deliverable {
+		t.Fatalf("presence devices: %+v", p.Devices)
+	}
 
 	out, _, err = inspect("--db", f.path, "--json", "--limit", "3", "outbox")
 	var ob kv.Page[outboxView]

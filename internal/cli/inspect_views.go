@@ -144,7 +144,7 @@ func (o *inspectOut) presenceItem(aor string, rec []byte) presenceItem {
 	st, err := presence.DecodeRecord(aor, rec, o.now)
 	it := presenceItem{View: presence.ViewOf(st, o.now)}
 	if err != nil {
-		it = presenceItem{View: presence.View{AOR: aor, At: o.now.UTC(), Registrations: []presence.RegistrationView{}},
+		it = presenceItem{View: presence.View{AOR: aor, At: o.now.UTC(), Registrations: []presence.RegistrationView{}, Devices: []presence.DeviceView{}},
 			Error: "unreadable record: " + err.Error()}
 	}
 	if o.red != nil {

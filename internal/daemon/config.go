@@ -19,7 +19,8 @@ type Config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	Chatplan        handlers.ChatplanConfig
-	Profiles        []string // sofia profiles whose registrations are resynced
+	Profiles        []string      // sofia profiles whose registrations are resynced
+	DeviceMemory    time.Duration // an ended device stays a target this long (docs/decisions.md §28)
 	BodyGrace       time.Duration
 	Relay           relay.Config
 	Ping            PingConfig

@@ -108,10 +108,11 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 		p.flush = freeswitch.NewFlusher(p.client, cfg.Profiles[0], log)
 	}
 	p.pres, err = presence.New(presence.Config{
-		Store:      store,
-		Logger:     log.With("component", "presence"),
-		Profiles:   cfg.Profiles,
-		PingMisses: cfg.Ping.Misses,
+		Store:        store,
+		Logger:       log.With("component", "presence"),
+		Profiles:     cfg.Profiles,
+		PingMisses:   cfg.Ping.Misses,
+		DeviceMemory: cfg.DeviceMemory,
 		// A recipient coming back wakes its queue; p.relay is set below, before
 		// any event can be applied.
 		OnReachable: func(aor string) { p.relay.Wake(aor) },
