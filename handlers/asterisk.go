@@ -32,11 +32,10 @@ const (
 	AsteriskStock = "stock"
 )
 
-// Why an Asterisk intake answer was given, besides the chatplan's reasons.
-const (
-	WhyNotExact = "not_exact" // the body Asterisk passed is not the sender's (Content-Length differs)
-	WhyLate     = "late"      // stored too late for Asterisk to still be waiting
-)
+// WhyNotExact: the body Asterisk passed is not the sender's (its length is not
+// the sender's Content-Length); an Asterisk intake reason besides the
+// chatplan's.
+const WhyNotExact = "not_exact"
 
 // DefaultAsteriskAnswerTimeout is the intake's own deadline: half the shipped
 // CURLOPT(httptimeout) of 2 s, so that an "owned" answer reaches an Asterisk
@@ -186,17 +185,18 @@ func parseAstMessage(rawQuery string, post []byte) (*astMessage, error) {
 		return v, nil
 	}
 	m := &astMessage{}
+	var clen string
 	for _, f := range []struct {
 		name     string
 		dst      *string
 		required bool
 	}{{"exten", &m.exten, true}, {"from", &m.from, true}, {"to", &m.to, false}, {"cid", &m.callID, false},
-		{"ct", &m.ctype, false}, {"clen", new(string), true}} {
+		{"ct", &m.ctype, false}, {"clen", &clen, true}} {
 		if *f.dst, err = get(f.name, f.required); err != nil {
 			return nil, err
 		}
 	}
-	if m.clen, err = strconv.Atoi(q.Get("clen")); err != nil || m.clen < 0 {
+	if m.clen, err = strconv.Atoi(clen); err != nil || m.clen < 0 {
 		return nil, errors.Join(errAstField, errors.New("clen"))
 	}
 	if !validUser(m.exten) {

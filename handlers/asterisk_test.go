@@ -53,6 +53,12 @@ func (s *astStore) Release(ctx context.Context, id, reason string) error {
 	return s.Store.Release(ctx, id, reason)
 }
 
+func (s *astStore) releasedIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.released...)
+}
+
 func (s *astStore) set(fail error, hold bool, after time.Duration) {
 	s.mu.Lock()
 	s.fail, s.hold, s.after = fail, hold, after
@@ -196,7 +202,7 @@ func TestAsteriskIntakeHostileBodies(t *testing.T) {
 			t.Errorf("inexact body %.20q: stored %v, stock %v", b, stored != nil, stock != nil)
 		}
 	}
-	if n := len(r.store.released); n != 0 {
+	if n := len(r.store.releasedIDs()); n != 0 {
 		t.Errorf("%d released", n)
 	}
 }
@@ -234,8 +240,8 @@ func TestAsteriskIntakeFallback(t *testing.T) {
 	stock("store holds")
 	r.store.set(nil, false, DefaultAsteriskAnswerTimeout+100*time.Millisecond)
 	stored, got := r.outcome(t, []byte("stored late"))
-	if got == nil || stored != nil || len(r.store.released) != 1 {
-		t.Errorf("stored late: stock %v, owned %v, released %v", got != nil, stored != nil, r.store.released)
+	if got == nil || stored != nil || len(r.store.releasedIDs()) != 1 {
+		t.Errorf("stored late: stock %v, owned %v, released %v", got != nil, stored != nil, r.store.releasedIDs())
 	}
 	r.store.set(nil, false, 0)
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	astconf "github.com/sipsilo/sipsilo/asterisk-conf"
 	"github.com/sipsilo/sipsilo/handlers"
 	"github.com/sipsilo/sipsilo/internal/daemon"
 	"github.com/sipsilo/sipsilo/internal/netaddr"
@@ -73,8 +74,8 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 
 	fs.StringVar(&cfg.PBX, "pbx", daemon.PBXFreeSWITCH, "the switch sipsilo serves beside: freeswitch or asterisk")
 	fs.StringVar(&cfg.Asterisk.AMIAddr, "ami", "127.0.0.1:5038", "Asterisk manager (AMI) address (--pbx asterisk)")
-	fs.StringVar(&cfg.Asterisk.AMIUser, "ami-user", "sipsilo", "AMI user (--pbx asterisk)")
-	fs.StringVar(&cfg.Asterisk.AMISecret, "ami-secret", "", "AMI secret (--pbx asterisk; prefer SIPSILO_AMI_SECRET)")
+	fs.StringVar(&cfg.Asterisk.AMIUser, "ami-user", astconf.AMIUser, "AMI user (--pbx asterisk)")
+	fs.StringVar(&cfg.Asterisk.AMISecret, "ami-secret", astconf.AMISecret, "AMI secret, the shipped manager_sipsilo.conf's by default (--pbx asterisk; prefer SIPSILO_AMI_SECRET)")
 	fs.StringVar(&cfg.Asterisk.Domain, "ast-domain", "127.0.0.1", "host part of Asterisk users' addresses, user@host (--pbx asterisk)")
 
 	fs.String(configFlag, "", "TOML file with settings named like these flags (also SIPSILO_CONFIG); flags and SIPSILO_* environment override it")

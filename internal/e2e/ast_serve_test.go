@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -164,5 +165,33 @@ func TestAstKill9MidDrain(t *testing.T) {
 	t.Logf("in flight at the kill %d, duplicates %d, counted uncertain resends %d", inFlight, dups, uncertain)
 	if dups > inFlight || uncertain != inFlight {
 		t.Fatalf("%d duplicates and %d counted uncertain resends, with %d sends in flight at the kill", dups, uncertain, inFlight)
+	}
+}
+
+// TestAstAsteriskRestart: Asterisk restarts under a running sipsilo; sipsilo
+// logs in to AMI again, reads the contact list, and messages keep arriving
+// once each through the restarted Asterisk.
+func TestAstAsteriskRestart(t *testing.T) {
+	r := newAstRig(t)
+	alice, bob := r.ua("1000"), r.ua("1001")
+	register(t, bob)
+	in := collect(t, bob)
+	send(t, alice, "1001", "before the restart")
+	in.waitCount(t, 1, 20*time.Second)
+	r.ast.Restart(t)
+	r.waitReady(30 * time.Second) // /readyz: AMI connected again
+	register(t, bob)
+	send(t, alice, "1001", "after the restart")
+	in.waitCount(t, 2, 30*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if c := counts(in.all()); len(in.all()) != 2 || c["after the restart"] != 1 {
+		t.Fatalf("received %v", c)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(r.proc.log(), `msg="AMI logged in"`) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sipsilo did not log in to the restarted Asterisk:\n%s", r.proc.log())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
