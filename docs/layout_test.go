@@ -256,3 +256,33 @@ func headings(t *testing.T, name string) map[string]bool {
 	}
 	return hs
 }
+
+// TestCorePackagesImportNoSwitch checks the boundary docs/architecture.md,
+// "Layout" draws: delivery, reachability, storage and the mirror know no
+// switch's client, so FreeSWITCH and Asterisk are two adapters of one product.
+func TestCorePackagesImportNoSwitch(t *testing.T) {
+	banned := []string{"/esl", "/internal/freeswitch", "/internal/asterisk", "/internal/fsemu"}
+	for _, dir := range []string{"relay", "presence", "kv", "mirror"} {
+		files, err := filepath.Glob(filepath.Join(root, dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("%s: no Go files (%v)", dir, err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				line = strings.TrimSpace(line)
+				for _, p := range banned {
+					if strings.Contains(line, `"github.com/sipsilo/sipsilo`+p+`"`) {
+						t.Errorf("%s imports %s", f, strings.Trim(line, `"`))
+					}
+				}
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -40,6 +41,13 @@ type Sender interface {
 type Job interface {
 	Wait(ctx context.Context) (string, error)
 }
+
+// ErrOutcomeUnknown is what a Job's Wait wraps when the job may have run but its
+// result cannot be known (the switch's connection failed after the command was
+// written): the message may still reach the device, so it is not sent again at
+// once (docs/decisions.md §19). The switch's adapter maps its own error to it,
+// so relay imports no switch's client.
+var ErrOutcomeUnknown = errors.New("relay: job outcome unknown")
 
 // Presence is the reachability map as relay sees it.
 type Presence interface {
@@ -128,6 +136,10 @@ type Config struct {
 	// without a probe).
 	Prober Prober
 	Direct Direct
+	// DirectOnly says the switch cannot carry a confirmed delivery (Asterisk,
+	// docs/decisions.md §33): a recipient's messages wait, with no attempt
+	// recorded, until Direct is ready for its device, checked every RetryMin.
+	DirectOnly bool
 	// Devices, if set, runs a lane per device for the per-device copies of
 	// messages (docs/decisions.md §29); nil: every message is sent on its
 	// recipient's lane, copies or not. A Prober or Direct that also implements

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/kv"
 	"github.com/sipsilo/sipsilo/presence"
 )
@@ -347,7 +346,7 @@ type silentJob struct{}
 
 func (silentJob) Wait(ctx context.Context) (string, error) {
 	<-ctx.Done()
-	return "", fmt.Errorf("%w: %w", esl.ErrOutcomeUnknown, ctx.Err())
+	return "", fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 }
 
 // A device lane sends one copy at a time until its device confirmed one: a

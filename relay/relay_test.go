@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/kv"
 	"github.com/sipsilo/sipsilo/presence"
 )
@@ -56,7 +55,7 @@ func (j fakeJob) Wait(ctx context.Context) (string, error) {
 	if j.f.block != nil {
 		j.f.block <- ctx
 		<-ctx.Done() // a real client returns when its ctx ends, outcome unknown
-		return "", fmt.Errorf("%w: %w", esl.ErrOutcomeUnknown, ctx.Err())
+		return "", fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}
 	return j.f.chat(j.n, j.to, j.body)
 }
@@ -282,7 +281,7 @@ func TestLostResultHoldsMessageForTimerFThenCountsTheResend(t *testing.T) {
 		times = append(times, time.Now())
 		mu.Unlock()
 		if n == 0 {
-			return "", fmt.Errorf("%w: connection dropped", esl.ErrOutcomeUnknown)
+			return "", fmt.Errorf("%w: connection dropped", ErrOutcomeUnknown)
 		}
 		return "Sent", nil
 	}}

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/kv"
 	"github.com/sipsilo/sipsilo/presence"
 )
@@ -183,6 +182,12 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		if len(w.ahead) == 0 && len(w.inflight) == 0 {
 			return time.Time{}, true
 		}
+	}
+	if r.cfg.DirectOnly && !w.directReady() {
+		// Nothing but the direct path can confirm a delivery: wait for it in
+		// memory rather than record an attempt that cannot be made.
+		w.noteHolding()
+		return now.Add(r.cfg.RetryMin), false
 	}
 	// Probe before a batch, not before each send of a window: the sends in flight
 	// are evidence enough while they last.
@@ -397,7 +402,7 @@ func (w *worker) handle(ctx context.Context, res result) {
 	case res.recorded:
 		w.delivered(sctx, res, log)
 
-	case res.err != nil && errors.Is(res.err, esl.ErrOutcomeUnknown):
+	case res.err != nil && errors.Is(res.err, ErrOutcomeUnknown):
 		// The chat may be running in FreeSWITCH still: the message stays marked
 		// in flight, and is sent again only after Timer F.
 		r.c.unknown.Add(1)
