@@ -175,3 +175,43 @@ func TestWindowFollowsThePath(t *testing.T) {
 		})
 	}
 }
+
+// Beside a switch that cannot confirm a delivery (DirectOnly), a deliverable
+// recipient whose device does not answer sipsilo directly yet keeps its
+// messages without an attempt being recorded, and gets them once it does.
+func TestDirectOnlyWaitsForTheDirectPathWithoutAttempts(t *testing.T) {
+	s := openStore(t)
+	enqueue(t, s, 3)
+	d := &fakeDirect{status: func(int) (int, error) { return 200, nil }}
+	fs := &fakeFS{registered: true, chat: func(int, string, string) (string, error) {
+		return "", errors.New("no switch path")
+	}}
+	r := startRelay(t, Config{Window: 4, RetryMin: 20 * time.Millisecond, Direct: d, DirectOnly: true}, s, fs, &fakePresence{ok: true})
+	// Several RetryMin periods pass with the recipient deliverable.
+	time.Sleep(200 * time.Millisecond)
+	msgs, err := s.Queue("1001@127.0.0.1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 3 {
+		t.Fatalf("%d queued, want 3", len(msgs))
+	}
+	for _, m := range msgs {
+		if m.Attempts != 0 {
+			t.Fatalf("message %s has %d attempts with no path to send it", m.ID, m.Attempts)
+		}
+	}
+	if n := len(fs.sent()); n != 0 {
+		t.Fatalf("%d sends through the switch", n)
+	}
+	d.mu.Lock()
+	d.ok = true
+	d.mu.Unlock()
+	waitUntil(t, "delivered once the direct path is ready", 5*time.Second, func() bool { return queued(t, s) == 0 })
+	if got := d.sent(); len(got) != 3 || got[0] != "m0" || got[2] != "m2" {
+		t.Fatalf("direct sends %q", got)
+	}
+	if st := r.Stats(); st.Delivered != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -82,10 +82,11 @@ type parts struct {
 	bodies *relay.Bodies
 	router *freeswitch.Router
 	http   *echo.Echo
-	pinger *presence.Pinger    // nil with --ping off
-	flush  *freeswitch.Flusher // nil without --flush-unreachable
-	mirror *mirrorLoop         // nil without --mysql-dsn
-	ami    *asteriskParts      // set with --pbx asterisk; client, router and flush are nil then
+	pinger *presence.Pinger       // nil with --ping off
+	reach  *presence.Reachability // nil with --ping off
+	flush  *freeswitch.Flusher    // nil without --flush-unreachable
+	mirror *mirrorLoop            // nil without --mysql-dsn
+	ami    *asteriskParts         // set with --pbx asterisk; client, router and flush are nil then
 	obs    *metrics.Metrics
 	log    *slog.Logger
 }
@@ -146,6 +147,7 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 			return nil, err
 		}
 		reach.SetPinger(p.pinger)
+		p.reach = reach
 		if reach.LoopbackOnly() {
 			log.Warn("the pinger is bound to loopback: only phones on this host are pinged; set --ping-addr to an address the phones can reach")
 		}
@@ -157,6 +159,7 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 	var sender relay.Sender = freeswitch.Sender{Client: p.client}
 	if asterisk {
 		sender = astSender()
+		rcfg.DirectOnly = true
 	}
 	p.relay = relay.New(rcfg, store, sender, p.pres)
 	p.bodies = relay.NewBodies(store, p.relay.Wake, cfg.BodyGrace, log, nil)
