@@ -37,6 +37,10 @@ const (
 // chatplan's.
 const WhyNotExact = "not_exact"
 
+// WhyOutOfReach: the recipient has a registered device only Asterisk can reach
+// (docs/decisions.md §33); Asterisk delivers the message as stock.
+const WhyOutOfReach = "out_of_reach"
+
 // DefaultAsteriskAnswerTimeout is the intake's own deadline: half the shipped
 // CURLOPT(httptimeout) of 2 s, so that an "owned" answer reaches an Asterisk
 // that still waits for it (docs/decisions.md §31).
@@ -51,12 +55,17 @@ type AsteriskConfig struct {
 	// Domain is the host of every recipient AOR: Asterisk names endpoints
 	// without one, and the AMI adapter uses the same Domain for reachability.
 	Domain string
+	// OutOfReach, if set, reports whether the recipient has a registered
+	// device sipsilo cannot reach over its direct path (NAT, TCP): its
+	// messages are left to Asterisk, which reaches it (docs/decisions.md §33).
+	OutOfReach func(aor string) bool
 }
 
 type astIntake struct {
-	cp     *chatplan
-	domain string
-	limit  int64
+	cp         *chatplan
+	domain     string
+	limit      int64
+	outOfReach func(aor string) bool
 }
 
 // RegisterAsterisk adds the Asterisk intake (POST AsteriskPath) to e.
@@ -71,7 +80,7 @@ func RegisterAsterisk(e *echo.Echo, cfg AsteriskConfig, store Store, log *slog.L
 	if err != nil {
 		return err
 	}
-	h := &astIntake{cp: cp, domain: cfg.Domain,
+	h := &astIntake{cp: cp, domain: cfg.Domain, outOfReach: cfg.OutOfReach,
 		limit: int64(base64.StdEncoding.EncodedLen(cp.cfg.MaxBody)) + 1024}
 	e.POST(AsteriskPath, h.serve)
 	return nil
@@ -128,6 +137,9 @@ func (h *astIntake) answer(c echo.Context, start time.Time) (answer, why string,
 		Type: m.ctype, Body: m.body}
 	if why := h.cp.pass(l); why != "" {
 		return leave(http.StatusOK, why)
+	}
+	if h.outOfReach != nil && h.outOfReach(l.Recipient()) {
+		return leave(http.StatusOK, WhyOutOfReach)
 	}
 	msg := &kv.Message{From: l.Sender(), To: l.Recipient(), FromFull: m.from, ContentType: m.ctype,
 		Body: m.body, BodySource: kv.BodyAPI, BodyFinal: true, Profile: "asterisk", Received: start}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ type astStore struct {
 	after    time.Duration // Enqueue stores, then takes this long to return
 	queued   chan *kv.Message
 	released []string
+	// outOfReach is what the intake's OutOfReach answers for every recipient.
+	outOfReach atomic.Bool
 }
 
 func (s *astStore) Enqueue(ctx context.Context, m *kv.Message) (string, error) {
@@ -85,7 +88,8 @@ func newAstRig(t *testing.T) *astRig {
 	st := &astStore{Store: s, queued: make(chan *kv.Message, 256)}
 	log := slog.New(slog.NewTextHandler(&logBuffer{}, nil))
 	e := echo.New()
-	cfg := AsteriskConfig{Domain: "127.0.0.1", Policy: ChatplanConfig{Queued: func(m *kv.Message) { st.queued <- m }}}
+	cfg := AsteriskConfig{Domain: "127.0.0.1", Policy: ChatplanConfig{Queued: func(m *kv.Message) { st.queued <- m }},
+		OutOfReach: func(string) bool { return st.outOfReach.Load() }}
 	if err := RegisterAsterisk(e, cfg, st, log); err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +248,11 @@ func TestAsteriskIntakeFallback(t *testing.T) {
 		t.Errorf("stored late: stock %v, owned %v, released %v", got != nil, stored != nil, r.store.releasedIDs())
 	}
 	r.store.set(nil, false, 0)
+	// A recipient with a device only Asterisk reaches (NAT): Asterisk's own
+	// delivery reaches it, sipsilo's would not.
+	r.store.outOfReach.Store(true)
+	stock("out of reach")
+	r.store.outOfReach.Store(false)
 
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

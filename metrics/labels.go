@@ -17,6 +17,7 @@ var intakeAnswers = func() []intakeKey {
 		handlers.WhyOtherSection, handlers.WhyBadRequest, handlers.WhyBadField, handlers.WhyFormTooLarge,
 		handlers.WhyNotLocal, handlers.WhyNotSIP, handlers.WhySkippedType, handlers.WhyTooLarge,
 		handlers.WhyOverQuota, handlers.WhyFromService, handlers.WhyNotMessage, handlers.WhyNoBodySource, handlers.WhyStoreError, handlers.WhyDeadline, handlers.WhyGone,
+		handlers.WhyNotExact, handlers.WhyOutOfReach,
 	} {
 		ks = append(ks, intakeKey{handlers.AnswerNotFound, why})
 	}

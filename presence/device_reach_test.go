@@ -88,3 +88,37 @@ func TestCheckDeviceProbesOnlyItsDevice(t *testing.T) {
 		t.Fatal("the silent device's miss judged the live one")
 	}
 }
+
+// OutOfReach names a recipient with a registered device sipsilo's own socket
+// cannot reach (behind NAT with --ping direct): beside Asterisk its messages
+// are left to the switch (docs/decisions.md §33).
+func TestOutOfReachNamesADeviceBehindNAT(t *testing.T) {
+	phone := newPingResponder(t, 200)
+	h := newHarness(t)
+	d := &devEvents{h: h}
+	p, err := NewPinger(fastPingConfig(), nil, func(res PingResult) { _ = h.m.PingObserved(context.Background(), res) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	r := NewReachability(h.m, ReachabilityConfig{Mode: PingDirect, Direct: true, FreshFor: time.Hour, Now: h.clk.Now})
+	r.SetPinger(p)
+	if r.OutOfReach(aorAlice) {
+		t.Fatal("a recipient with no registration is out of reach")
+	}
+	d.register("a1", "<sip:alice@"+phone.Addr()+">", "Desk/1.0")
+	if r.OutOfReach(aorAlice) {
+		t.Fatal("a phone sipsilo pings directly is out of reach")
+	}
+	// A second phone whose contact names a private address FreeSWITCH saw
+	// from elsewhere: NAT.
+	d.apply(Event{Kind: Registered, CallID: "b1", Contact: "<sip:alice@10.9.8.7:5060>", UserAgent: "App/2.0",
+		Profile: "internal", ExpiresIn: time.Hour, NetworkIP: "127.0.0.9", NetworkPort: 40000})
+	if !r.OutOfReach(aorAlice) {
+		t.Fatal("a phone behind NAT is not out of reach with --ping direct")
+	}
+	d.remove("b1")
+	if r.OutOfReach(aorAlice) {
+		t.Fatal("a phone behind NAT still counts after it unregistered")
+	}
+}

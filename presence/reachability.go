@@ -118,6 +118,27 @@ func (r *Reachability) check(ctx context.Context, targets []Target, lastAlive ti
 	return ok
 }
 
+// OutOfReach reports whether aor has a registered device that sipsilo's own
+// socket cannot reach: behind NAT with --ping direct, over TCP or TLS, or off
+// this host while the pinger is bound to loopback. Beside a switch that cannot
+// confirm a delivery (Asterisk, docs/decisions.md §33) such a device would get
+// nothing from sipsilo, so the intake leaves its messages to the switch.
+func (r *Reachability) OutOfReach(aor string) bool {
+	if r.p == nil || !r.cfg.Direct {
+		return false
+	}
+	reached := make(map[string]bool)
+	for _, t := range r.pingable(r.m.TargetsFor(aor, r.cfg.Mode)) {
+		reached[t.Device] = true
+	}
+	for _, d := range r.m.Devices(aor) {
+		if d.Registered && !reached[d.Key] {
+			return true
+		}
+	}
+	return false
+}
+
 // DirectTarget implements relay.Contacts: a UDP contact reached without NAT that
 // answered sipsilo's last OPTIONS recently.
 func (r *Reachability) DirectTarget(aor string) (uri, dest string, ok bool) {

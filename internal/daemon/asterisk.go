@@ -51,6 +51,9 @@ type asteriskParts struct {
 	reach  *asterisk.Reach
 	log    *slog.Logger
 	queued func(*kv.Message)
+	// outOfReach: a recipient's device sipsilo's direct path cannot reach
+	// (docs/decisions.md §33); its messages stay with Asterisk.
+	outOfReach func(aor string) bool
 }
 
 func (d *Daemon) assembleAsterisk(p *parts) *asteriskParts {
@@ -61,6 +64,9 @@ func (d *Daemon) assembleAsterisk(p *parts) *asteriskParts {
 		OnConnect: func(ctx context.Context, s string) { a.reach.OnConnect(ctx, s); p.relay.WakeAll() }})
 	a.reach = asterisk.NewReach(asterisk.ReachConfig{AMI: a.client, Presence: p.pres, Domain: a.cfg.Domain, Logger: d.log})
 	a.queued = p.relay.Stored
+	if p.reach != nil { // always, since --pbx asterisk requires the pinger
+		a.outOfReach = p.reach.OutOfReach
+	}
 	return a
 }
 
@@ -72,7 +78,8 @@ func (a *asteriskParts) intake(e *echo.Echo, policy handlers.ChatplanConfig, sto
 	// Asterisk gives up after the context's httptimeout: the intake's own
 	// deadline is well before it, whatever --answer-timeout says for FreeSWITCH.
 	policy.AnswerTimeout = handlers.DefaultAsteriskAnswerTimeout
-	return handlers.RegisterAsterisk(e, handlers.AsteriskConfig{Policy: policy, Domain: a.cfg.Domain}, store, a.log)
+	return handlers.RegisterAsterisk(e, handlers.AsteriskConfig{Policy: policy, Domain: a.cfg.Domain,
+		OutOfReach: a.outOfReach}, store, a.log)
 }
 
 func (a *asteriskParts) start(g *group) {
