@@ -65,7 +65,9 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	apply := func(tx *bolt.Tx) error {
 		// Decided here, in the single writer's transaction, so that concurrent
 		// intakes cannot both take the last slot. Refusing is not an error: an
-		// error would fail the whole group commit.
+		// error would fail the whole group commit. Decided afresh each time: a
+		// failed group commit runs apply again, alone, in a new transaction.
+		overQuota = false
 		if s.quota > 0 && s.depth.get(tx, m.To) >= s.quota {
 			overQuota = true
 			return nil
