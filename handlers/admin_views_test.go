@@ -327,6 +327,9 @@ func TestAdminPresence(t *testing.T) {
 	if r := one.Registrations[0]; r.PingRTTms != 1.5 || r.LastPing.IsZero() || r.Contact == "" {
 		t.Fatalf("registration %+v", r)
 	}
+	if d := one.Devices; len(d) != 1 || d[0].Key != "contact:sip:1001@127.0.0.1:5062" || !d[0].Deliverable {
+		t.Fatalf("devices %+v", d)
+	}
 	viewJSON(t, f.url, "/api/v1/presence/"+url.PathEscape(hostileAOR), &one)
 	if one.AOR != hostileAOR || one.Reach != presence.Unreachable {
 		t.Fatalf("hostile AOR %+v", one)

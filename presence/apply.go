@@ -107,6 +107,9 @@ func (m *Map) applyEvent(ev *Event, st *State, now time.Time) {
 			Expires: at.Add(ev.ExpiresIn), Updated: at, Reach: Reachable,
 			RegisteredAt: now, LastAlive: now,
 		}
+		if ev.Sole {
+			st.soleOf(&r)
+		}
 		st.register(r, now)
 	case Removed:
 		// An expiry is honoured even right after a REGISTER: the PBX dropped the

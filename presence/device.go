@@ -3,6 +3,7 @@ package presence
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -113,11 +114,18 @@ func keyOf(r *Registration) string {
 // the key of the registration with the same Call-ID, else its own; a live
 // registration of the same device under another Call-ID is replaced (the PBX
 // replaced it: a new Call-ID from the same contact); a remembered device with the
-// key comes back; and a key new for the AOR inherits the key of the most recently
-// ended device with the same non-empty User-Agent (succession: the phone restarted
-// on a new port, the app was reinstalled). Two live devices never merge.
+// key comes back. A key new for the AOR inherits the key of the most recently
+// ended device with the same non-empty User-Agent on the same contact host
+// (succession: the phone restarted on a new port, the app was reinstalled). The
+// host keeps two phones of one user with the same app apart: a wrong succession
+// would hand one device's messages to the other for good. Live devices never
+// merge (docs/decisions.md §28).
 func (st *State) register(r Registration, now time.Time) {
 	key := DeviceKey(r.Instance, r.Contact, r.CallID)
+	preset := r.Device != "" // soleOf's: the device this REGISTER replaced
+	if preset {
+		key = r.Device
+	}
 	if i := st.find(r.CallID); i >= 0 {
 		old := st.Registrations[i]
 		key = keyOf(&old)
@@ -134,21 +142,141 @@ func (st *State) register(r Registration, now time.Time) {
 	}
 	known := slices.ContainsFunc(st.Registrations, func(x Registration) bool { return keyOf(&x) == key }) ||
 		slices.ContainsFunc(st.Ended, func(e Registration) bool { return e.Device == key })
-	st.Registrations = slices.DeleteFunc(st.Registrations, func(x Registration) bool { return keyOf(&x) == key })
-	if !known && r.UserAgent != "" {
-		best := -1
-		for j, e := range st.Ended {
-			if e.UserAgent == r.UserAgent && (best < 0 || e.EndedAt.After(st.Ended[best].EndedAt)) {
-				best = j
-			}
-		}
-		if best >= 0 {
-			key = st.Ended[best].Device
-		}
+	if !known && !preset {
+		key = st.successor(&r, key)
 	}
+	st.Registrations = slices.DeleteFunc(st.Registrations, func(x Registration) bool { return keyOf(&x) == key })
 	st.Ended = slices.DeleteFunc(st.Ended, func(e Registration) bool { return e.Device == key })
 	r.Device = key
 	st.Registrations = append(st.Registrations, r)
+}
+
+// soleOf applies a REGISTER in a profile that keeps one registration per user:
+// the AOR's other registrations and remembered devices of r's profile are the
+// same device, replaced by r. r takes over the key of the most recent of them,
+// and they are dropped without being remembered as devices of their own, so a
+// single-device user stays one device when the phone changes its contact.
+func (st *State) soleOf(r *Registration) {
+	ofProfile := func(x *Registration) bool { return x.Profile == r.Profile && x.CallID != r.CallID }
+	var key string
+	var at time.Time
+	for i := range st.Registrations {
+		if x := &st.Registrations[i]; ofProfile(x) && (key == "" || x.RegisteredAt.After(at)) {
+			key, at = keyOf(x), x.RegisteredAt
+		}
+	}
+	if key == "" {
+		for i := range st.Ended {
+			if e := &st.Ended[i]; ofProfile(e) && (key == "" || e.EndedAt.After(at)) {
+				key, at = keyOf(e), e.EndedAt
+			}
+		}
+	}
+	if key == "" {
+		return
+	}
+	st.Registrations = slices.DeleteFunc(st.Registrations, func(x Registration) bool { return ofProfile(&x) })
+	st.Ended = slices.DeleteFunc(st.Ended, func(e Registration) bool { return ofProfile(&e) })
+	if st.find(r.CallID) < 0 {
+		r.Device = key
+	}
+}
+
+// collapse makes st's registrations and remembered devices of profile, a profile
+// that keeps one registration per user, one device (after a resync, which may
+// have found the phone under a new contact). The key is that of a live
+// registration registered before now (what messages target), else of the most
+// recently ended device, else of the latest registration. With a live
+// registration nothing of the profile stays remembered; without, the most
+// recently ended device does.
+func (st *State) collapse(profile string, now time.Time) {
+	of := func(x *Registration) bool { return x.Profile == profile }
+	var live []int
+	for i := range st.Registrations {
+		if of(&st.Registrations[i]) {
+			live = append(live, i)
+		}
+	}
+	var ended []int
+	for i := range st.Ended {
+		if of(&st.Ended[i]) {
+			ended = append(ended, i)
+		}
+	}
+	if len(live)+len(ended) <= 1 {
+		return
+	}
+	key := ""
+	var at time.Time
+	pick := func(k string, t time.Time) {
+		if key == "" || t.After(at) {
+			key, at = k, t
+		}
+	}
+	for _, i := range live {
+		if r := &st.Registrations[i]; r.RegisteredAt.Before(now) {
+			pick(keyOf(r), r.RegisteredAt)
+		}
+	}
+	if key == "" {
+		for _, i := range ended {
+			pick(keyOf(&st.Ended[i]), st.Ended[i].EndedAt)
+		}
+	}
+	if key == "" {
+		for _, i := range live {
+			pick(keyOf(&st.Registrations[i]), st.Registrations[i].RegisteredAt)
+		}
+	}
+	for _, i := range live {
+		st.Registrations[i].Device = key
+	}
+	if len(live) > 0 {
+		st.Ended = slices.DeleteFunc(st.Ended, func(e Registration) bool { return of(&e) })
+		return
+	}
+	keep := st.Ended[ended[0]]
+	for _, i := range ended {
+		if st.Ended[i].EndedAt.After(keep.EndedAt) {
+			keep = st.Ended[i]
+		}
+	}
+	keep.Device = key
+	st.Ended = append(slices.DeleteFunc(st.Ended, func(e Registration) bool { return of(&e) }), keep)
+}
+
+// successor is the key r inherits as a successor (see register), else key.
+func (st *State) successor(r *Registration, key string) string {
+	host := contactHost(r.Contact)
+	if r.UserAgent == "" || host == "" {
+		return key
+	}
+	same := func(x *Registration) bool { return x.UserAgent == r.UserAgent && contactHost(x.Contact) == host }
+	best := -1
+	for j := range st.Ended {
+		if e := &st.Ended[j]; same(e) && (best < 0 || e.EndedAt.After(st.Ended[best].EndedAt)) {
+			best = j
+		}
+	}
+	if best >= 0 {
+		return st.Ended[best].Device
+	}
+	return key
+}
+
+// contactHost is the lower-cased host of a contact URI, without its port; "" when
+// there is none.
+func contactHost(contact string) string {
+	u := reduceContact(contact)
+	_, rest, _ := strings.Cut(u, ":")
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	rest, _, _ = strings.Cut(rest, ";")
+	if h, _, err := net.SplitHostPort(rest); err == nil {
+		return h
+	}
+	return strings.Trim(rest, "[]")
 }
 
 // end removes registration i and remembers its device as ended: at now, or at its
@@ -199,17 +327,31 @@ func (st *State) liveDevices(now time.Time) []string {
 	return out
 }
 
-// deliverableDevices lists the keys of the devices with a live registration that is
-// not unreachable.
-func (st *State) deliverableDevices(now time.Time) []string {
-	var out []string
+// newlyDeliverable reports whether st has a deliverable device that was not
+// deliverable in before (nil: the AOR was unknown). It allocates nothing: it runs
+// on every change, every answered ping among them.
+func (st *State) newlyDeliverable(before *State, now time.Time) bool {
 	for i := range st.Registrations {
 		r := &st.Registrations[i]
-		if k := keyOf(r); r.Expires.After(now) && r.Reach != Unreachable && !slices.Contains(out, k) {
-			out = append(out, k)
+		if !r.Expires.After(now) || r.Reach == Unreachable {
+			continue
+		}
+		if before == nil || !before.deviceDeliverable(keyOf(r), now) {
+			return true
 		}
 	}
-	return out
+	return false
+}
+
+// deviceDeliverable: the device key has a live registration that is not unreachable.
+func (st *State) deviceDeliverable(key string, now time.Time) bool {
+	for i := range st.Registrations {
+		r := &st.Registrations[i]
+		if r.Expires.After(now) && r.Reach != Unreachable && keyOf(r) == key {
+			return true
+		}
+	}
+	return false
 }
 
 // devices lists st's devices at now: live registrations, then registrations past
@@ -266,11 +408,32 @@ func (m *Map) Devices(aor string) []Device {
 // those registered now and those whose registration ended within
 // Config.DeviceMemory; sorted. A device first seen later is not among them.
 func (m *Map) Targets(aor string) []string {
-	ds := m.Devices(aor)
-	out := make([]string, len(ds))
-	for i, d := range ds {
-		out[i] = d.Key
+	now := m.now()
+	cutoff := now.Add(-m.memory)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st, ok := m.aors[aor]
+	if !ok {
+		return nil
 	}
+	// Devices' rule without building them: it runs for every message received.
+	out := make([]string, 0, len(st.Registrations)+len(st.Ended))
+	add := func(k string) {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	for i := range st.Registrations {
+		if r := &st.Registrations[i]; r.Expires.After(now) || !r.Expires.Before(cutoff) {
+			add(keyOf(r))
+		}
+	}
+	for i := range st.Ended {
+		if e := &st.Ended[i]; !e.EndedAt.Before(cutoff) {
+			add(keyOf(e))
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
@@ -281,16 +444,7 @@ func (m *Map) DeviceDeliverable(aor, key string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	st, ok := m.aors[aor]
-	if !ok {
-		return false
-	}
-	for i := range st.Registrations {
-		r := &st.Registrations[i]
-		if keyOf(r) == key && r.Expires.After(now) && r.Reach != Unreachable {
-			return true
-		}
-	}
-	return false
+	return ok && st.deviceDeliverable(key, now)
 }
 
 // maxChatTo bounds a chat destination: it travels in one bgapi line.
@@ -328,11 +482,12 @@ func (m *Map) ChatTo(aor, key string) (to string, ok bool) {
 	return to, true
 }
 
-// chatSafe refuses the '|' that separates chat's arguments, and anything that could
-// end the command line or split an argument.
+// chatSafe refuses the '|' that separates chat's arguments, the quote and
+// backslash its argument splitter interprets, and anything that could end the
+// command line.
 func chatSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == '|' || c == '<' || c == '>' || c == '"' {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '|' || c == '<' || c == '>' || c == '"' || c == '\'' || c == '\\' {
 			return false
 		}
 	}

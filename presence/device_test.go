@@ -28,6 +28,10 @@ func (d *devEvents) apply(ev Event) {
 	if err := d.h.m.ApplyEvent(context.Background(), ev); err != nil {
 		d.h.t.Fatal(err)
 	}
+	// Targets is Devices' rule, computed without building them.
+	if got, want := d.h.m.Targets(aorAlice), keys(d.h.m.Devices(aorAlice)); !slices.Equal(got, want) {
+		d.h.t.Fatalf("Targets %q, Devices' keys %q", got, want)
+	}
 }
 
 func (d *devEvents) register(callID, contact, ua string) {
@@ -302,6 +306,13 @@ func TestChatTo(t *testing.T) {
 	if to, ok := h.m.ChatTo(aorAlice, "contact:sip:alice@10.0.0.2:5060"); ok {
 		t.Fatalf("contact with '|' gave %q", to)
 	}
+	d.register("c1", `<sip:alice@10.0.0.3:5060;x='y>`, "")
+	d.register("e1", `<sip:alice@10.0.0.4:5060;x=\y>`, "")
+	for _, k := range []string{"contact:sip:alice@10.0.0.3:5060", "contact:sip:alice@10.0.0.4:5060"} {
+		if to, ok := h.m.ChatTo(aorAlice, k); ok {
+			t.Fatalf("contact with a quote or backslash gave %q", to)
+		}
+	}
 	d.remove("a1")
 	if _, ok := h.m.ChatTo(aorAlice, "contact:sip:alice@10.0.0.1:5060;transport=tcp"); ok {
 		t.Fatal("ChatTo to an ended device")
@@ -365,5 +376,96 @@ func TestDeviceBackWakesWhileAnotherStayedLive(t *testing.T) {
 	d.register("b1", "<sip:alice@10.0.0.2:5060>", "App/2.0")
 	if got := h.woken.count(aorAlice) - woken; got != 1 {
 		t.Fatalf("refresh: OnReachable called %d times in all, want 1", got)
+	}
+}
+
+// Succession needs the same contact host: the same app on another host is another
+// device and never takes over an ended device's key, and so never its messages.
+// Live devices never merge, even on one host (two softphones of a test rig).
+func TestSuccessionNeedsTheSameHost(t *testing.T) {
+	h := newHarness(t)
+	d := &devEvents{h: h}
+	d.register("p1", "<sip:alice@10.0.0.2:40000>", "App/2.0")
+	d.register("p2", "<sip:alice@10.0.0.2:40002>", "App/2.0")
+	if ds := h.m.Devices(aorAlice); len(ds) != 2 {
+		t.Fatalf("two live softphones on one host merged: %+v", ds)
+	}
+	d.remove("p2")
+	// The tablet (same app, another host) was registered and is off now.
+	d.register("t1", "<sip:alice@10.0.0.7:40000>", "App/2.0")
+	d.remove("t1")
+	// A new phone with the same app: not the tablet's successor.
+	d.register("n1", "<sip:alice@10.0.0.9:40000>", "App/2.0")
+	if h.m.DeviceDeliverable(aorAlice, "contact:sip:alice@10.0.0.7:40000") || len(h.m.Targets(aorAlice)) != 4 {
+		t.Fatalf("a phone on another host took over the tablet's key: %+v", h.m.Devices(aorAlice))
+	}
+	// p2's app restarts on a new port of its host: p2's successor.
+	d.register("p3", "<sip:alice@10.0.0.2:40004>", "App/2.0")
+	if !h.m.DeviceDeliverable(aorAlice, "contact:sip:alice@10.0.0.2:40002") || len(h.m.Targets(aorAlice)) != 4 {
+		t.Fatalf("restart on the same host is not a successor: %+v", h.m.Devices(aorAlice))
+	}
+}
+
+// In a profile that keeps one registration per user (Event.Sole, SetSoleProfiles)
+// a phone that comes back under a new contact and Call-ID is the same device: the
+// PBX replaced its row without an event, so the user stays one target.
+func TestSoleProfileIsOneDevice(t *testing.T) {
+	h := newHarness(t)
+	d := &devEvents{h: h}
+	soleRegister := func(callID, contact string) {
+		t.Helper()
+		d.apply(Event{Kind: Registered, CallID: callID, Contact: contact, UserAgent: "Soft/1", Profile: "internal",
+			ExpiresIn: time.Hour, Sole: true})
+	}
+	first := "contact:sip:alice@10.0.0.1:40000"
+	soleRegister("a1", "<sip:alice@10.0.0.1:40000>")
+	soleRegister("a2", "<sip:alice@10.0.0.5:41000>")
+	ds := h.m.Devices(aorAlice)
+	if len(ds) != 1 || ds[0].Key != first || ds[0].Contact != "<sip:alice@10.0.0.5:41000>" || !ds[0].Deliverable {
+		t.Fatalf("after a new contact: %+v", ds)
+	}
+	if to, ok := h.m.ChatTo(aorAlice, first); !ok || to != "internal/sip:alice@10.0.0.5:41000" {
+		t.Fatalf("ChatTo %q %v", to, ok)
+	}
+	d.remove("a2")
+	soleRegister("a3", "<sip:alice@10.0.0.6:42000>")
+	if got := h.m.Targets(aorAlice); !slices.Equal(got, []string{first}) || !h.m.DeviceDeliverable(aorAlice, first) {
+		t.Fatalf("back after ending: %q %+v", got, h.m.Devices(aorAlice))
+	}
+	// Without Sole (multiple registrations) the same REGISTERs are two devices.
+	h2 := newHarness(t)
+	d2 := &devEvents{h: h2}
+	d2.register("a1", "<sip:alice@10.0.0.1:40000>", "Soft/1")
+	d2.register("a2", "<sip:alice@10.0.0.5:41000>", "Soft/1")
+	if got := h2.m.Targets(aorAlice); len(got) != 2 {
+		t.Fatalf("multiple registrations: %q", got)
+	}
+}
+
+// A resync of a sole profile that finds the phone under a new contact keeps the
+// device's key; without registrations it leaves one remembered device.
+func TestSoleResyncCollapses(t *testing.T) {
+	h := newHarness(t)
+	h.m.SetSoleProfiles(map[string]bool{"internal": true})
+	d := &devEvents{h: h}
+	d.register("a1", "<sip:alice@10.0.0.1:40000>", "Soft/1")
+	h.clk.Add(time.Second)
+	doc := `<profile><registrations><registration><call-id>a2</call-id><user>alice@example.com</user>` +
+		`<contact>&lt;sip:alice@10.0.0.5:41000&gt;</contact><agent>Soft/1</agent>` +
+		`<status>Registered(UDP)(unknown) exp(2030-01-01 00:00:00) expsecs(3600)</status><ping-status>Reachable</ping-status>` +
+		`<network-ip>10.0.0.5</network-ip><network-port>41000</network-port></registration></registrations></profile>`
+	if err := h.m.Resync(context.Background(), "internal", doc, "core-1"); err != nil {
+		t.Fatal(err)
+	}
+	first := "contact:sip:alice@10.0.0.1:40000"
+	ds := h.m.Devices(aorAlice)
+	if len(ds) != 1 || ds[0].Key != first || !ds[0].Registered || ds[0].Contact != "<sip:alice@10.0.0.5:41000>" {
+		t.Fatalf("after the resync: %+v", ds)
+	}
+	if err := h.m.Resync(context.Background(), "internal", "<profile><registrations></registrations></profile>", "core-1"); err != nil {
+		t.Fatal(err)
+	}
+	if ds := h.m.Devices(aorAlice); len(ds) != 1 || ds[0].Key != first || ds[0].Registered {
+		t.Fatalf("after the phone went: %+v", ds)
 	}
 }

@@ -2,8 +2,9 @@
 // now: their registrations as FreeSWITCH reports them, and how reachable each one is
 // (docs/architecture.md, "Reachability"). It reads evidence from three places: PBX events
 // (ApplyEvent), FreeSWITCH's registration list after a (re)connect (Resync), and relay's
-// delivery outcomes (Observe, ObserveDeviceSent). The map is persisted in bbolt's reach bucket so that a
-// restart starts from the last known state; a resync then corrects it.
+// delivery outcomes (Observe, ObserveDeviceSent). The map is persisted in bbolt's
+// reach bucket so that a restart starts from the last known state; a resync then
+// corrects it.
 //
 // # Events
 //
@@ -28,7 +29,8 @@
 // event from another Core-UUID (FreeSWITCH restarted, its counter starts over) is
 // applied and its Core-UUID becomes the AOR's. So the event with the highest sequence
 // decides, whatever the arrival order. An AOR whose last registration went away keeps
-// this mark in memory (not on disk), so a late, older REGISTER cannot revive it.
+// this mark (on disk while it remembers a device, else in memory), so a late, older
+// REGISTER cannot revive it.
 //
 // The mark is per AOR, not per registration: with several registrations under one
 // AOR, an older event of one registration that arrives after a newer event of another

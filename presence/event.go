@@ -39,6 +39,11 @@ type Event struct {
 	NetworkIP   string
 	NetworkPort int
 	ExpiresIn   time.Duration // Registered: how long the registration lasts from At
+	// Sole (Registered): the profile keeps one registration per user (FreeSWITCH
+	// without multiple-registrations), so this REGISTER replaced the AOR's other
+	// registrations of the profile without an event of their own, and they were the
+	// same device: it takes over their key (docs/decisions.md §28).
+	Sole bool
 	// ReachChanged: the verdict and the PBX's own word for it (its first word is
 	// kept as the registration's ping status).
 	Reach  Reach

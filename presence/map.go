@@ -147,6 +147,7 @@ type Map struct {
 	// them in the order they were made. Readers never wait for it, nor for an fsync.
 	wmu     sync.Mutex
 	stored  map[string]bool // AORs with a record in the store; guarded by wmu
+	sole    map[string]bool // profiles with one registration per user; guarded by wmu
 	unsaved map[string]bool // AORs whose last write failed; guarded by wmu
 
 	mu   sync.RWMutex
@@ -321,10 +322,6 @@ func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 	if known {
 		st = cur.clone()
 	}
-	var was []string
-	if known {
-		was = cur.deliverableDevices(now)
-	}
 	if !fn(&st, known, now) {
 		return false, nil
 	}
@@ -337,12 +334,11 @@ func (m *Map) update(ctx context.Context, aor string, fn change) (bool, error) {
 	// Waking follows devices, not the AOR: a device that registers again while
 	// another of the AOR's stays deliverable has copies waiting for it
 	// (docs/decisions.md §28). With one device the two are the same.
-	became := false
-	for _, k := range st.deliverableDevices(now) {
-		if !slices.Contains(was, k) {
-			became = true
-		}
+	var before *State
+	if known {
+		before = cur
 	}
+	became := st.newlyDeliverable(before, now)
 	if known && sameDurable(cur, &st) && !m.unsaved[aor] {
 		// Only evidence and ping metrics moved: an fsync per ping or per delivery
 		// would buy a restart nothing it cannot learn again in seconds.

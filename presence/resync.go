@@ -58,10 +58,16 @@ func (m *Map) Resync(ctx context.Context, profile, xmlstatus, core string) error
 	sort.Strings(aors)
 
 	var errs []error
+	m.wmu.Lock()
+	sole := m.sole[profile]
+	m.wmu.Unlock()
 	for _, aor := range aors {
 		regs := listed[aor]
 		_, err := m.update(ctx, aor, func(st *State, _ bool, now time.Time) bool {
 			resyncAOR(st, profile, regs, core, now)
+			if sole {
+				st.collapse(profile, now)
+			}
 			return true
 		})
 		if err != nil {
@@ -74,6 +80,18 @@ func (m *Map) Resync(ctx context.Context, profile, xmlstatus, core string) error
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SetSoleProfiles tells Resync which profiles keep one registration per user
+// (Event.Sole is the same for events): there, an AOR's registrations and
+// remembered devices of the profile are one device.
+func (m *Map) SetSoleProfiles(sole map[string]bool) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.sole = make(map[string]bool, len(sole))
+	for p, s := range sole {
+		m.sole[p] = s
+	}
 }
 
 // ofProfile: a registration without a profile (none seen in practice) counts as

@@ -22,6 +22,7 @@ import (
 type Presence interface {
 	ApplyEvent(ctx context.Context, ev presence.Event) error
 	Resync(ctx context.Context, profile, xmlstatus, coreUUID string) error
+	SetSoleProfiles(sole map[string]bool)
 }
 
 // Bodies takes the exact body of a message sipsilo took over (relay.Bodies).
@@ -56,6 +57,9 @@ type Router struct {
 	relay    Delivery
 	profiles []string
 	log      *slog.Logger
+	// sole: the profiles that keep one registration per user, read at every
+	// (re)connection; used only on Run's goroutine.
+	sole map[string]bool
 }
 
 // NewRouter returns a Router; nothing happens until Run.
@@ -87,6 +91,7 @@ func (r *Router) connected(ctx context.Context, c esl.Connected) {
 	if c.Restarted {
 		r.relay.FreeSWITCHRestarted()
 	}
+	r.readProfiles(ctx)
 	for _, p := range r.profiles {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		out, err := r.client.API(actx, "sofia xmlstatus profile "+p+" reg")
@@ -101,6 +106,31 @@ func (r *Router) connected(ctx context.Context, c esl.Connected) {
 	r.relay.WakeAll()
 }
 
+// readProfiles learns which profiles keep one registration per user
+// (docs/decisions.md §28) and tells presence. When FreeSWITCH's XML does not show
+// them, registrations are taken as devices of their own.
+func (r *Router) readProfiles(ctx context.Context) {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	out, err := r.client.API(actx, "xml_locate configuration configuration name sofia.conf")
+	cancel()
+	r.sole = nil
+	if err == nil {
+		r.sole = soleProfiles(out, r.profiles)
+	}
+	r.pres.SetSoleProfiles(r.sole)
+	for _, p := range r.profiles {
+		sole, known := r.sole[p]
+		switch {
+		case !known:
+			r.log.Info("profile's multiple-registrations not readable (xml_locate); each registration is a device", "profile", p)
+		case sole:
+			r.log.Info("profile keeps one registration per user: a user's registrations are one device", "profile", p)
+		default:
+			r.log.Info("profile keeps several registrations per user: each is a device", "profile", p)
+		}
+	}
+}
+
 func (r *Router) route(ctx context.Context, e *esl.Event) {
 	if e.Name == "MESSAGE" {
 		// The MESSAGE event after our chatplan carries sipsilo_id and the exact
@@ -113,6 +143,7 @@ func (r *Router) route(ctx context.Context, e *esl.Event) {
 	}
 	ev, ok, err := PresenceEvent(e)
 	if err == nil && ok {
+		ev.Sole = ev.Kind == presence.Registered && r.sole[ev.Profile]
 		err = r.pres.ApplyEvent(ctx, ev)
 	}
 	if err != nil {

@@ -44,6 +44,8 @@ func (r *recorder) Resync(_ context.Context, profile, xmlstatus, core string) er
 	return nil
 }
 
+func (r *recorder) SetSoleProfiles(map[string]bool) {}
+
 func (r *recorder) Confirm(_ context.Context, id, core string, seq uint64, body []byte) {
 	r.add("body " + id + " " + string(body))
 }

@@ -225,25 +225,25 @@ func (s *Switch) unregister(req *sip.Request, tx sip.ServerTransaction, r *regis
 	from, to := req.From(), req.To()
 	s.esl.Fire(s.preRegister(r, from.Address.User, from.Address.Host, to.Address.User, to.Address.Host, true))
 	s.mu.Lock()
+	userRows := 0
 	kept := s.regs[:0]
 	for _, o := range s.regs {
-		if o.User == r.User && (s.replaces(r, o) || req.Contact() == nil) {
-			continue
+		if o.User == r.User {
+			userRows++
+			if s.replaces(r, o) || req.Contact() == nil {
+				continue
+			}
 		}
 		kept = append(kept, o)
 	}
 	s.regs = kept
 	s.mu.Unlock()
 	s.respond(req, tx, 200, "OK", sip.NewHeader("Date", time.Now().UTC().Format(time.RFC1123)))
-	s.esl.Fire(s.newEvent("PRESENCE_IN", "", callingInfo["PRESENCE_IN"],
-		Header{"proto", "sip"},
-		Header{"rpid", "unknown"},
-		Header{"login", s.login()},
-		Header{"user-agent", r.UserAgent},
-		Header{"from", r.User + "@" + r.Host},
-		Header{"status", "Unregistered"},
-		Header{"presence-source", "register"},
-		Header{"event_type", "presence"}))
+	// With multiple registrations sofia counts the user's rows before deleting
+	// and stays silent when there were any.
+	if s.opts.MultipleRegistrations != "contact" || userRows == 0 {
+		s.unregisteredPresence(r)
+	}
 	s.esl.Fire(s.custom("sofia::unregister", append([]Header{
 		{"profile-name", s.opts.Profile},
 		{"username", r.authUser},
@@ -258,6 +258,22 @@ func (s *Switch) unregister(req *sip.Request, tx sip.ServerTransaction, r *regis
 		{"user-agent", r.UserAgent},
 		{"expires", "0"},
 	}, s.directoryVars(r.User)...)...))
+}
+
+// unregisteredPresence is the PRESENCE_IN Unregistered of an un-REGISTER
+// (sofia_reg.c line 2103).
+// unregisteredPresence is an un-REGISTER's PRESENCE_IN Unregistered
+// (sofia_reg.c line 2103).
+func (s *Switch) unregisteredPresence(r *registration) {
+	s.esl.Fire(s.newEvent("PRESENCE_IN", "", callingInfo["PRESENCE_IN"],
+		Header{"proto", "sip"},
+		Header{"rpid", "unknown"},
+		Header{"login", s.login()},
+		Header{"user-agent", r.UserAgent},
+		Header{"from", r.User + "@" + r.Host},
+		Header{"status", "Unregistered"},
+		Header{"presence-source", "register"},
+		Header{"event_type", "presence"}))
 }
 
 // login is the profile URL sofia puts in presence and MESSAGE events.

@@ -71,9 +71,11 @@ type SwitchOptions struct {
 	// MultipleRegistrations is profile internal's multiple-registrations param
 	// (sofia_reg.c, sofia_reg_handle_register_token). "contact": one row per
 	// contact, a REGISTER replacing the row of the user with the same contact (and
-	// any other row with that contact); "" (the emulator's default, FreeSWITCH's
-	// "true"): one row per Call-ID. Either way `chat` to user@host sends to every
-	// row in turn and the first answer decides.
+	// any other row with that contact), and an un-REGISTER firing no PRESENCE_IN
+	// (the user still had rows when it was counted); "" (the emulator's default):
+	// rows kept per Call-ID, with the events of the captured default profile.
+	// Either way `chat` to user@host sends to every row in turn and the first
+	// answer decides.
 	MultipleRegistrations string
 
 	// Set by Conf.Options: the static XML the chatplan and xml_locate fall back to,
