@@ -164,8 +164,9 @@ func (s *Store) changeCopy(ctx context.Context, what, id, key string, ev func(m 
 }
 
 // BeginCopyAttempt is BeginAttempt for one device's copy: recorded durably
-// before anything is sent; a copy still in flight from before a restart counts
-// an uncertain resend. A message past its expiry is expired instead, with every
+// before anything is sent; a copy still in flight from before a restart, or the
+// first send of each copy of a message marked uncertain at intake, counts an
+// uncertain resend. A message past its expiry is expired instead, with every
 // copy still queued, and ErrExpired is returned.
 func (s *Store) BeginCopyAttempt(ctx context.Context, id, key, attempt string, at time.Time) (*Message, error) {
 	m, err := s.changeCopy(ctx, "begin copy attempt", id, key, copyEvent("", key, nil), func(m *Message, c *DeviceCopy) (bool, error) {
@@ -177,7 +178,9 @@ func (s *Store) BeginCopyAttempt(ctx context.Context, id, key, attempt string, a
 			m.endCopies(StateExpired)
 			return true, nil
 		}
-		if c.InFlight != "" {
+		if c.InFlight != "" || c.Attempts == 0 && m.InFlight == intakeInFlight {
+			// In flight before a restart, or the message may have been delivered
+			// by FreeSWITCH itself to every device (MarkIntakeUncertain).
 			c.UncertainResends++
 			m.UncertainResends++
 		}

@@ -243,7 +243,7 @@ func TestQueueScanPicksAndStops(t *testing.T) {
 		ids = append(ids, id)
 	}
 	// A device lane: its copies up to and including the first message without.
-	got, err := s.QueueScan("1001@127.0.0.1", 0, func(m *Message) (bool, bool) {
+	got, err := s.QueueScan("1001@127.0.0.1", 0, nil, func(m *Message) (bool, bool) {
 		if len(m.Devices) == 0 {
 			return true, true
 		}
@@ -252,8 +252,34 @@ func TestQueueScanPicksAndStops(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[1] {
 		t.Fatalf("device scan %v %v", got, err)
 	}
-	got, err = s.QueueScan("1001@127.0.0.1", 1, func(m *Message) (bool, bool) { return true, false })
-	if err != nil || len(got) != 1 {
-		t.Fatalf("limited scan %d %v", len(got), err)
+	got, err = s.QueueScan("1001@127.0.0.1", 1, func(id []byte) bool { return string(id) == ids[0] }, func(m *Message) (bool, bool) { return true, false })
+	if err != nil || len(got) != 1 || got[0].ID != ids[1] {
+		t.Fatalf("limited scan past a skipped id: %v %v", got, err)
+	}
+}
+
+func TestIntakeUncertainCountsOnTheFirstSendOfEachCopy(t *testing.T) {
+	ctx := context.Background()
+	s := openCopies(t, Options{})
+	m := withCopies(msg("1001@127.0.0.1", "core-a", 1, "one"), "a", "b")
+	id, _ := s.Enqueue(ctx, m)
+	if _, err := s.MarkIntakeUncertain(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinalizeBody(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range []string{"a", "b", "a"} {
+		attempt := id + "-" + k + string(rune('1'+i))
+		if _, err := s.BeginCopyAttempt(ctx, id, k, attempt, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.EndCopyAttempt(ctx, id, k, attempt, AttemptResult{Text: "SIP 486", Refused: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := s.Get(id)
+	if got.Copy("a").UncertainResends != 1 || got.Copy("b").UncertainResends != 1 || got.UncertainResends != 2 {
+		t.Fatalf("uncertain resends: message %d, copies %+v", got.UncertainResends, got.Devices)
 	}
 }

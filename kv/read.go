@@ -51,17 +51,21 @@ func (s *Store) Queue(aor string, limit int) ([]*Message, error) {
 
 // QueueScan reads aor's queue in delivery order and returns the messages pick
 // takes, at most limit (<= 0: no limit); pick's stop ends the scan after the
-// message it was given. relay's lanes read their share of a queue with it: the
+// message it was given. A message whose id skip (if set) reports is passed over
+// without being decoded. relay's lanes read their share of a queue with it: the
 // recipient's lane the messages without copies, a device's lane its copies up
 // to the next message without (docs/decisions.md §29). The scan is bounded by
 // the queue, which the quota bounds.
-func (s *Store) QueueScan(aor string, limit int, pick func(m *Message) (take, stop bool)) ([]*Message, error) {
+func (s *Store) QueueScan(aor string, limit int, skip func(id []byte) bool, pick func(m *Message) (take, stop bool)) ([]*Message, error) {
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
 		prefix := queuePrefix(aor)
 		c := tx.Bucket(bucketQueue).Cursor()
 		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+			if skip != nil && skip(id) {
+				continue
+			}
 			v := msgs.Get(id)
 			if v == nil {
 				return fmt.Errorf("queue entry %q: %w: message %q missing", k, ErrCorrupt, id)

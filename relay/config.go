@@ -12,7 +12,7 @@ import (
 // Store is what relay needs of kv.Store.
 type Store interface {
 	Queue(aor string, limit int) ([]*kv.Message, error)
-	QueueScan(aor string, limit int, pick func(m *kv.Message) (take, stop bool)) ([]*kv.Message, error)
+	QueueScan(aor string, limit int, skip func(id []byte) bool, pick func(m *kv.Message) (take, stop bool)) ([]*kv.Message, error)
 	QueuedAORs() ([]string, error)
 	BeginAttempt(ctx context.Context, id, attempt string, at time.Time) (*kv.Message, error)
 	EndAttempt(ctx context.Context, id, attempt string, r kv.AttemptResult) (*kv.Message, error)

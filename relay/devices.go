@@ -131,9 +131,12 @@ func (w *worker) pick(seen map[string]bool) func(m *kv.Message) (bool, bool) {
 		return func(m *kv.Message) (bool, bool) {
 			if len(m.Devices) > 0 && w.r.cfg.Devices != nil {
 				for _, c := range m.Devices {
-					if c.State == kv.StateQueued && len(seen) < 64 {
+					if c.State == kv.StateQueued && len(seen) < maxCopies {
 						seen[c.Key] = true
 					}
+				}
+				if len(w.withCopies) < maxWithCopies {
+					w.withCopies[m.ID] = true
 				}
 				return false, false
 			}
@@ -149,6 +152,24 @@ func (w *worker) pick(seen map[string]bool) func(m *kv.Message) (bool, bool) {
 	}
 }
 
+// maxWithCopies bounds worker.withCopies; past it the recipient's lane decodes
+// the rest again on each read, which costs time, not correctness.
+const maxWithCopies = 100_000
+
+// maxCopies bounds worker.devKeys: kv stores at most 32 copies a message.
+const maxCopies = 64
+
+// skip passes over, without decoding, the messages with copies the recipient's
+// lane has already seen: a message never loses its copies, so they are never
+// its. Without it, every read of a queue holding many copies would decode all
+// of them to find the few messages without.
+func (w *worker) skip() func(id []byte) bool {
+	if w.device != "" || len(w.withCopies) == 0 {
+		return nil
+	}
+	return func(id []byte) bool { return w.withCopies[string(id)] }
+}
+
 // attemptID names an attempt; it is also the bgapi Job-UUID, so a copy's names
 // the device by its index among the copies, not by its key.
 func (w *worker) attemptID(m *kv.Message) (attempt string, uncertain bool) {
@@ -157,7 +178,7 @@ func (w *worker) attemptID(m *kv.Message) (attempt string, uncertain bool) {
 	}
 	for i, c := range m.Devices {
 		if c.Key == w.device {
-			return fmt.Sprintf("%s-d%d-%d", m.ID, i, c.Attempts+1), c.InFlight != ""
+			return fmt.Sprintf("%s-d%d-%d", m.ID, i, c.Attempts+1), c.InFlight != "" || c.Attempts == 0 && m.InFlight != ""
 		}
 	}
 	return fmt.Sprintf("%s-%d", m.ID, m.Attempts+1), false
@@ -242,7 +263,7 @@ func (w *worker) noteHolding() {
 	if w.device == "" {
 		return
 	}
-	msgs, err := w.r.store.QueueScan(w.aor, 1, w.pick(nil))
+	msgs, err := w.r.store.QueueScan(w.aor, 1, nil, w.pick(nil))
 	if err == nil {
 		w.setHolding(len(msgs) > 0)
 	}

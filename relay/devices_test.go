@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sipsilo/sipsilo/esl"
 	"github.com/sipsilo/sipsilo/kv"
 	"github.com/sipsilo/sipsilo/presence"
 )
@@ -327,5 +328,39 @@ func TestCopyInFlightAtStartIsAnUncertainResendOfThatCopy(t *testing.T) {
 		if got := strings.Join(fs.to("internal/sip:1001@"+dev), ","); got != "c0,c1" {
 			t.Errorf("%s got %s", dev, got)
 		}
+	}
+}
+
+// silentFS answers chats to "c:3" never: FreeSWITCH still retransmitting to a
+// phone that went silent unnoticed.
+type silentFS struct{ *routeFS }
+
+func (f silentFS) StartJob(ctx context.Context, cmd, args, job string) (Job, error) {
+	j, err := f.routeFS.StartJob(ctx, cmd, args, job)
+	if err == nil && strings.Contains(args, "c:3") {
+		return silentJob{}, nil
+	}
+	return j, err
+}
+
+type silentJob struct{}
+
+func (silentJob) Wait(ctx context.Context) (string, error) {
+	<-ctx.Done()
+	return "", fmt.Errorf("%w: %w", esl.ErrOutcomeUnknown, ctx.Err())
+}
+
+// A device lane sends one copy at a time until its device confirmed one: a
+// silent device has one chat outstanding, not a window of them.
+func TestSilentDeviceHasOneChatOutstanding(t *testing.T) {
+	s := openStore(t)
+	enqueueCopies(t, s, 10, "a:1", "c:3")
+	fs := silentFS{newRouteFS(func(string, string) string { return "Sent" })}
+	startRelayWith(t, Config{Window: 8, DrainTimeout: 100 * time.Millisecond, Devices: newFakeDevices("a:1", "c:3")},
+		s, fs, &fakePresence{ok: true})
+	waitUntil(t, "the live device served", 10*time.Second, func() bool { return len(fs.to("internal/sip:1001@a:1")) == 10 })
+	time.Sleep(100 * time.Millisecond)
+	if got := fs.to("internal/sip:1001@c:3"); len(got) != 1 || got[0] != "c0" {
+		t.Fatalf("chats outstanding to the silent device: %v, want c0 alone", got)
 	}
 }

@@ -44,6 +44,13 @@ type worker struct {
 	// stale says it must be read again before use.
 	ahead []*kv.Message
 	stale bool
+	// proven: the device lane's last result was its device's 2xx (window).
+	proven bool
+	// withCopies are the ids of messages with copies the recipient's lane
+	// passed over (relay/devices.go, skip), and devKeys the devices of their
+	// copies: the lanes it wakes whenever one of its own messages ends.
+	withCopies map[string]bool
+	devKeys    map[string]bool
 }
 
 type result struct {
@@ -77,14 +84,16 @@ func (res *result) confirmed() (string, bool) {
 
 func newWorker(r *Relay, aor, device string) *worker {
 	return &worker{
-		r:        r,
-		aor:      aor,
-		device:   device,
-		key:      laneKey(aor, device),
-		wake:     make(chan struct{}, 1),
-		results:  make(chan result, max(r.cfg.Window, r.cfg.DirectWindow)),
-		inflight: make(map[string]bool),
-		chain:    closedChan(),
+		r:          r,
+		aor:        aor,
+		device:     device,
+		key:        laneKey(aor, device),
+		wake:       make(chan struct{}, 1),
+		results:    make(chan result, max(r.cfg.Window, r.cfg.DirectWindow)),
+		inflight:   make(map[string]bool),
+		chain:      closedChan(),
+		withCopies: make(map[string]bool),
+		devKeys:    make(map[string]bool),
 	}
 }
 
@@ -215,7 +224,13 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 
 // window is how many sends may be in flight to the recipient now: through
 // FreeSWITCH each is held ≥ 100 ms, so many overlap; the direct path needs few.
+// A device lane sends one at a time until its device confirmed a copy: a device
+// that went silent unnoticed then has one chat retransmitted by FreeSWITCH, not
+// a window of them landing in any order when it comes back (docs/decisions.md §29).
 func (w *worker) window() int {
+	if w.device != "" && !w.proven {
+		return 1
+	}
 	if w.directReady() {
 		return w.r.cfg.DirectWindow
 	}
@@ -230,9 +245,9 @@ func (w *worker) window() int {
 func (w *worker) readAhead() error {
 	var seen map[string]bool
 	if w.device == "" && w.r.cfg.Devices != nil {
-		seen = make(map[string]bool)
+		seen = w.devKeys
 	}
-	msgs, err := w.r.store.QueueScan(w.aor, 2*w.r.cfg.Window, w.pick(seen))
+	msgs, err := w.r.store.QueueScan(w.aor, 2*w.r.cfg.Window, w.skip(), w.pick(seen))
 	if err != nil {
 		return err
 	}
@@ -350,7 +365,9 @@ func (w *worker) handle(ctx context.Context, res result) {
 	delete(w.inflight, res.m.ID)
 	if w.device == "" {
 		// The device lanes of the recipient may wait at this message.
-		defer r.wakeDevices(w.aor, nil)
+		defer r.wakeDevices(w.aor, w.devKeys)
+	} else {
+		w.proven = res.recorded && res.recordErr == nil
 	}
 	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)

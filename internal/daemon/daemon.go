@@ -114,7 +114,7 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 	rcfg.Observer = p.obs
 	// A lane per device for the copies of messages to users with several
 	// devices (docs/decisions.md §29); the Reachability below serves their probes
-	// and direct sends once it knows devices (relay.DeviceProber, DeviceContacts).
+	// and direct sends too (relay.DeviceProber, relay.DeviceContacts).
 	rcfg.Devices = p.pres
 	if pinging {
 		reach := presence.NewReachability(p.pres, presence.ReachabilityConfig{Mode: d.mode,
@@ -217,3 +217,9 @@ func (p *parts) closePinger() {
 		_ = p.pinger.Close()
 	}
 }
+
+// The device lanes' probes and direct sends come from presence's Reachability.
+var (
+	_ relay.DeviceProber   = (*presence.Reachability)(nil)
+	_ relay.DeviceContacts = (*presence.Reachability)(nil)
+)
