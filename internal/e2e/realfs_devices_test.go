@@ -370,6 +370,49 @@ func scenarioTwoOnline(t *testing.T, sw testSwitch) {
 	}
 	r.stop()
 	checkCopies(t, r, &s, devs...)
+	checkCopiesShown(t, r, r.messages()[s.accepted[0]].ID, devs...)
+}
+
+// copiesView is the part of a message's view (admin API, inspect --json)
+// that names its copies.
+type copiesView struct {
+	State   kv.State `json:"state"`
+	Devices []struct {
+		Key   string   `json:"key"`
+		State kv.State `json:"state"`
+	} `json:"devices"`
+}
+
+// checkCopiesShown checks that the stopped sipsilo's `inspect message` and,
+// after a restart, GET /api/v1/messages/{id} show message id delivered with a
+// delivered copy for each of devs.
+func checkCopiesShown(t *testing.T, r *srig, id string, devs ...*device) {
+	t.Helper()
+	check := func(from string, v copiesView) {
+		t.Helper()
+		got := map[string]kv.State{}
+		for _, c := range v.Devices {
+			got[c.Key] = c.State
+		}
+		if v.State != kv.StateDelivered || len(got) != len(devs) {
+			t.Errorf("%s: message %s %s with copies %v", from, id, v.State, got)
+		}
+		for _, d := range devs {
+			if got[deviceKeyOf(d)] != kv.StateDelivered {
+				t.Errorf("%s: copy for %s: %q", from, deviceKeyOf(d), got[deviceKeyOf(d)])
+			}
+		}
+	}
+	var inspected copiesView
+	inspectJSON(t, r.rig, &inspected, "message", id)
+	check("inspect message", inspected)
+	r.start()
+	var api copiesView
+	if code := r.api("GET", "/messages/"+id, nil, &api); code != http.StatusOK {
+		t.Fatalf("GET /api/v1/messages/%s: %d", id, code)
+	}
+	check("GET /api/v1/messages", api)
+	r.stop()
 }
 
 // scenarioTwoOnlineThroughFreeSWITCH: the same through FreeSWITCH's chat (no
