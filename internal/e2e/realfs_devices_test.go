@@ -40,6 +40,7 @@ func devicesScenarios() []devicesScenario {
 		{name: "three_one_silent", run: scenarioThreeOneSilent},
 		{name: "sent_after_a_sibling_was_flushed", run: scenarioSentAfterSiblingFlushed},
 		{name: "off_at_receipt", run: scenarioOffAtReceipt},
+		{name: "expired_at_receipt", run: scenarioExpiredAtReceipt},
 		{name: "back_on_a_new_port", run: scenarioBackOnANewPort},
 		{name: "forgotten_after_device_memory", run: scenarioForgottenDevice},
 		{name: "first_seen_after_receipt", run: scenarioFirstSeenAfterReceipt},
@@ -545,6 +546,35 @@ func scenarioOffAtReceipt(t *testing.T, sw testSwitch) {
 	}
 	registerAll(t, r, "1001", off)
 	off.allOnceInOrder(t, &s, 30*time.Second)
+	r.stop()
+	checkCopies(t, r, &s, devs...)
+}
+
+// scenarioExpiredAtReceipt: a phone whose registration expired (it stopped
+// refreshing it, as an app the OS put to sleep does) is off when messages
+// arrive; it gets them when it registers again.
+func scenarioExpiredAtReceipt(t *testing.T, sw testSwitch) {
+	r := newDevicesRig(t, sw, "--log-level", "info")
+	alice := r.ua("1000")
+	registerOn(t, alice)
+	devs := r.devices("1001", 2)
+	on, sleepy := devs[0], devs[1]
+	registerAll(t, r, "1001", on)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	err := sleepy.ph.Register(ctx, 2*time.Second)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitKnown(t, r, "1001", func(live []string) bool { return len(live) == 2 })
+	// Its registration's expiry is a time to outlast; sipsilo counts it ended
+	// from then, whether or not the switch has removed the row yet.
+	waitKnown(t, r, "1001", func(live []string) bool { return len(live) == 1 })
+	var s sent
+	sendBurst(t, alice, "1001", &s, 0, 5)
+	on.allOnceInOrder(t, &s, 30*time.Second)
+	registerAll(t, r, "1001", sleepy)
+	sleepy.allOnceInOrder(t, &s, 30*time.Second)
 	r.stop()
 	checkCopies(t, r, &s, devs...)
 }
