@@ -107,14 +107,17 @@ func lastResultOf(m *Message) string { return m.LastResult }
 // The event keeps the chatplan request's Core-UUID and Event-Sequence (docs/decisions.md
 // §4); an event whose pair differs from the stored one is not this
 // message's and is refused with ErrMismatch.
-func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (m *Message, check BodyCheck, err error) {
+func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*Message, BodyCheck, error) {
+	// check belongs to the writer's goroutine until the commit is reported: a
+	// caller that gave up (ctx) must not write it, not even as a result.
+	var check BodyCheck
 	detail := func(*Message) string {
 		if check == BodyDiffered {
 			return "exact body from ESL differs from the query copy checked at intake; the ESL copy is kept"
 		}
 		return "exact body from ESL"
 	}
-	m, err = s.change(ctx, "confirm body", id, record(EventBody, detail, true), func(m *Message) (bool, error) {
+	m, err := s.change(ctx, "confirm body", id, record(EventBody, detail, true), func(m *Message) (bool, error) {
 		if m.CoreUUID != core || m.EventSeq != seq {
 			return false, fmt.Errorf("%w: event %s/%d, message %s/%d", ErrMismatch, core, seq, m.CoreUUID, m.EventSeq)
 		}
@@ -136,8 +139,7 @@ func (s *Store) ConfirmBody(ctx context.Context, id, core string, seq uint64, bo
 		return true, nil
 	})
 	if err != nil {
-		// The writer may still run the change after a caller gave up (ctx):
-		// check is its variable until the commit is reported.
+		// The writer may still run the change after a caller gave up (ctx).
 		return nil, BodyUnchecked, err
 	}
 	return m, check, nil
