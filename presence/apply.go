@@ -136,7 +136,11 @@ func (m *Map) applyEvent(ev *Event, st *State, now time.Time) {
 		// The PBX says the user is unregistered without naming the registration. It
 		// fires for each ended registration even while others remain, and names
 		// each in its own event: it ends the AOR's only device, never several.
-		if len(st.liveDevices(now)) > 1 {
+		// FreeSWITCH fires it right after the sofia::expire or unregister that names
+		// the row (sofia_reg_del_callback), so one that follows a named end is that
+		// end's echo, not news about the device left (TestRealFSDevices
+		// sent_after_a_sibling_was_flushed: it ended the live phone of two).
+		if len(st.liveDevices(now)) > 1 || st.endedSince(now.Add(-unregisteredEcho)) {
 			return
 		}
 		st.endAll(now)

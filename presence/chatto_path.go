@@ -3,6 +3,7 @@ package presence
 import (
 	"net/url"
 	"strings"
+	"time"
 )
 
 // withTransportPath gives a contact URI that names a transport other than UDP
@@ -27,4 +28,19 @@ func withTransportPath(uri string) string {
 		return uri
 	}
 	return uri + ";fs_path=" + url.QueryEscape(uri)
+}
+
+// unregisteredEcho is how long after a named end of a registration a PRESENCE_IN
+// Unregistered of the same AOR counts as its echo: FreeSWITCH fires both from one
+// callback, so they come back to back.
+const unregisteredEcho = 2 * time.Second
+
+// endedSince reports whether a registration of st ended after t.
+func (st *State) endedSince(t time.Time) bool {
+	for i := range st.Ended {
+		if st.Ended[i].EndedAt.After(t) {
+			return true
+		}
+	}
+	return false
 }

@@ -40,6 +40,7 @@ func devicesScenarios() []devicesScenario {
 		{name: "three_one_silent", run: scenarioThreeOneSilent},
 		{name: "sent_after_a_sibling_was_flushed", run: scenarioSentAfterSiblingFlushed},
 		{name: "off_at_receipt", run: scenarioOffAtReceipt},
+		{name: "expired_at_receipt", run: scenarioExpiredAtReceipt},
 		{name: "back_on_a_new_port", run: scenarioBackOnANewPort},
 		{name: "forgotten_after_device_memory", run: scenarioForgottenDevice},
 		{name: "first_seen_after_receipt", run: scenarioFirstSeenAfterReceipt},
@@ -201,6 +202,19 @@ type deviceView struct {
 	Deliverable bool   `json:"deliverable"`
 }
 
+// waitRegistrations waits until the switch lists n registrations of user
+// (sipsilo's pinger had the others flushed).
+func waitRegistrations(t testing.TB, sw testSwitch, user string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for sw.registrations(t, user) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has %d registrations on the switch after 30 s, want %d", user, sw.registrations(t, user), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitUndeliverable waits until sipsilo no longer counts d as deliverable
 // (its pinger found it silent, or its registration ended).
 func waitUndeliverable(t testing.TB, r *srig, user string, d *device) {
@@ -357,6 +371,49 @@ func scenarioTwoOnline(t *testing.T, sw testSwitch) {
 	}
 	r.stop()
 	checkCopies(t, r, &s, devs...)
+	checkCopiesShown(t, r, r.messages()[s.accepted[0]].ID, devs...)
+}
+
+// copiesView is the part of a message's view (admin API, inspect --json)
+// that names its copies.
+type copiesView struct {
+	State   kv.State `json:"state"`
+	Devices []struct {
+		Key   string   `json:"key"`
+		State kv.State `json:"state"`
+	} `json:"devices"`
+}
+
+// checkCopiesShown checks that the stopped sipsilo's `inspect message` and,
+// after a restart, GET /api/v1/messages/{id} show message id delivered with a
+// delivered copy for each of devs.
+func checkCopiesShown(t *testing.T, r *srig, id string, devs ...*device) {
+	t.Helper()
+	check := func(from string, v copiesView) {
+		t.Helper()
+		got := map[string]kv.State{}
+		for _, c := range v.Devices {
+			got[c.Key] = c.State
+		}
+		if v.State != kv.StateDelivered || len(got) != len(devs) {
+			t.Errorf("%s: message %s %s with copies %v", from, id, v.State, got)
+		}
+		for _, d := range devs {
+			if got[deviceKeyOf(d)] != kv.StateDelivered {
+				t.Errorf("%s: copy for %s: %q", from, deviceKeyOf(d), got[deviceKeyOf(d)])
+			}
+		}
+	}
+	var inspected copiesView
+	inspectJSON(t, r.rig, &inspected, "message", id)
+	check("inspect message", inspected)
+	r.start()
+	var api copiesView
+	if code := r.api("GET", "/messages/"+id, nil, &api); code != http.StatusOK {
+		t.Fatalf("GET /api/v1/messages/%s: %d", id, code)
+	}
+	check("GET /api/v1/messages", api)
+	r.stop()
 }
 
 // scenarioTwoOnlineThroughFreeSWITCH: the same through FreeSWITCH's chat (no
@@ -423,8 +480,11 @@ func scenarioThreeOneSilent(t *testing.T, sw testSwitch) {
 	for _, d := range live {
 		d.allOnceInOrder(t, &s, 30*time.Second)
 	}
-	// Silent long enough for sipsilo to judge it: its copies wait.
+	// Silent long enough for sipsilo to judge it and have the switch drop its
+	// registration: its copies wait. (Coming back while that flush is still on
+	// its way is another case: the flush then drops the fresh registration.)
 	waitUndeliverable(t, r, "1001", silent)
+	waitRegistrations(t, sw, "1001", 2)
 	if got := silent.in.all(); len(got) != 0 {
 		t.Fatalf("a silent phone received %d messages", len(got))
 	}
@@ -452,13 +512,7 @@ func scenarioSentAfterSiblingFlushed(t *testing.T, sw testSwitch) {
 	live, silent := devs[0], devs[1]
 	silent.ua.SetSilent(true)
 	waitUndeliverable(t, r, "1001", silent)
-	deadline := time.Now().Add(30 * time.Second)
-	for sw.registrations(t, "1001") != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the silent phone's registration not flushed after 30 s (%d registrations)", sw.registrations(t, "1001"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRegistrations(t, sw, "1001", 1)
 	var s sent
 	sendBurst(t, alice, "1001", &s, 0, 3)
 	live.allOnceInOrder(t, &s, 30*time.Second)
@@ -492,6 +546,35 @@ func scenarioOffAtReceipt(t *testing.T, sw testSwitch) {
 	}
 	registerAll(t, r, "1001", off)
 	off.allOnceInOrder(t, &s, 30*time.Second)
+	r.stop()
+	checkCopies(t, r, &s, devs...)
+}
+
+// scenarioExpiredAtReceipt: a phone whose registration expired (it stopped
+// refreshing it, as an app the OS put to sleep does) is off when messages
+// arrive; it gets them when it registers again.
+func scenarioExpiredAtReceipt(t *testing.T, sw testSwitch) {
+	r := newDevicesRig(t, sw, "--log-level", "info")
+	alice := r.ua("1000")
+	registerOn(t, alice)
+	devs := r.devices("1001", 2)
+	on, sleepy := devs[0], devs[1]
+	registerAll(t, r, "1001", on)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	err := sleepy.ph.Register(ctx, 2*time.Second)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitKnown(t, r, "1001", func(live []string) bool { return len(live) == 2 })
+	// Its registration's expiry is a time to outlast; sipsilo counts it ended
+	// from then, whether or not the switch has removed the row yet.
+	waitKnown(t, r, "1001", func(live []string) bool { return len(live) == 1 })
+	var s sent
+	sendBurst(t, alice, "1001", &s, 0, 5)
+	on.allOnceInOrder(t, &s, 30*time.Second)
+	registerAll(t, r, "1001", sleepy)
+	sleepy.allOnceInOrder(t, &s, 30*time.Second)
 	r.stop()
 	checkCopies(t, r, &s, devs...)
 }
