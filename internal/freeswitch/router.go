@@ -44,8 +44,18 @@ type RouterConfig struct {
 	Bodies   Bodies
 	Delivery Delivery
 	Profiles []string // sofia profiles resynced on every (re)connection
-	Logger   *slog.Logger
+	// ResyncEvery is how often the registrations are resynced while connected
+	// (default 5 min; negative: only at (re)connection). FreeSWITCH's own
+	// registration reads can fail ("SQLite is BUSY": chat says nobody to send
+	// to, sofia_contact not registered), after which presence drops a
+	// registration that still exists and no event brings it back before the
+	// phone's next REGISTER (docs/decisions.md §22).
+	ResyncEvery time.Duration
+	Logger      *slog.Logger
 }
+
+// DefaultResyncEvery is RouterConfig.ResyncEvery's default.
+const DefaultResyncEvery = 5 * time.Minute
 
 // Router is the one consumer of the ESL event stream: it keeps FreeSWITCH's
 // order, hands the post-chatplan MESSAGE bodies to the body tracker and the rest
@@ -60,16 +70,30 @@ type Router struct {
 	// sole: the profiles that keep one registration per user, read at every
 	// (re)connection; used only on Run's goroutine.
 	sole map[string]bool
+	// every is the periodic resync's period; core the Core-UUID of the current
+	// connection ("" before the first), used only on Run's goroutine.
+	every time.Duration
+	core  string
 }
 
 // NewRouter returns a Router; nothing happens until Run.
 func NewRouter(cfg RouterConfig) *Router {
+	every := cfg.ResyncEvery
+	if every == 0 {
+		every = DefaultResyncEvery
+	}
 	return &Router{client: cfg.Client, pres: cfg.Presence, bodies: cfg.Bodies, relay: cfg.Delivery,
-		profiles: cfg.Profiles, log: cfg.Logger.With("component", "esl-events")}
+		profiles: cfg.Profiles, every: every, log: cfg.Logger.With("component", "esl-events")}
 }
 
 // Run routes events until ctx ends, then returns nil.
 func (r *Router) Run(ctx context.Context) error {
+	var tick <-chan time.Time
+	if r.every > 0 {
+		t := time.NewTicker(r.every)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -78,6 +102,12 @@ func (r *Router) Run(ctx context.Context) error {
 			r.connected(ctx, c)
 		case e := <-r.client.Events():
 			r.route(ctx, e)
+		case <-tick:
+			// On this goroutine, between events, like the resync at connect:
+			// events queued behind the snapshot are applied after it.
+			if r.core != "" && r.client.Up() {
+				r.resync(ctx, r.core)
+			}
 		}
 	}
 }
@@ -91,19 +121,26 @@ func (r *Router) connected(ctx context.Context, c esl.Connected) {
 	if c.Restarted {
 		r.relay.FreeSWITCHRestarted()
 	}
+	r.core = c.CoreUUID
 	r.readProfiles(ctx)
+	r.resync(ctx, c.CoreUUID)
+	r.relay.WakeAll()
+}
+
+// resync replaces presence's view of each profile's registrations with
+// FreeSWITCH's list; presence wakes relay for every deliverable AOR it covered.
+func (r *Router) resync(ctx context.Context, core string) {
 	for _, p := range r.profiles {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		out, err := r.client.API(actx, "sofia xmlstatus profile "+p+" reg")
 		cancel()
 		if err == nil {
-			err = r.pres.Resync(ctx, p, out, c.CoreUUID)
+			err = r.pres.Resync(ctx, p, out, core)
 		}
 		if err != nil {
 			r.log.Error("registration resync failed; relying on events", "profile", p, "err", err)
 		}
 	}
-	r.relay.WakeAll()
 }
 
 // readProfiles learns which profiles keep one registration per user

@@ -134,3 +134,37 @@ func TestRouterResyncsOnConnectAndHandlesRestart(t *testing.T) {
 		t.Fatalf("after a restart: %q, want restarted, a resync under the new Core-UUID (old %s), wake all", after, firstCore)
 	}
 }
+
+// The registrations are resynced while connected, not only at connect:
+// FreeSWITCH's registration reads can fail for a moment, and presence may then
+// drop a registration that no event brings back before the phone's next
+// REGISTER.
+func TestRouterResyncsPeriodically(t *testing.T) {
+	sw, err := fsemu.NewSwitch(fsemu.SwitchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sw.Close() })
+	client := esl.New(esl.Config{Addr: sw.ESL().Addr(), Password: "ClueCon",
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+	rec := &recorder{}
+	r := NewRouter(RouterConfig{Client: client, Presence: rec, Bodies: rec, Delivery: rec,
+		Profiles: []string{"internal"}, ResyncEvery: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = client.Run(ctx) })
+	wg.Go(func() { _ = r.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	got := waitCalls(t, rec, "resyncs after the first", func(c []string) bool {
+		n := 0
+		for _, s := range c {
+			if strings.HasPrefix(s, "resync internal ") && strings.HasSuffix(s, " xml=yes") {
+				n++
+			}
+		}
+		return n >= 3
+	})
+	if n := count(got, "wake all"); n != 1 {
+		t.Fatalf("%d wake-alls: only a (re)connection wakes every queue, a periodic resync wakes what it covers (%q)", n, got)
+	}
+}
