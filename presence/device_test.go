@@ -474,3 +474,29 @@ func TestSoleResyncCollapses(t *testing.T) {
 		t.Fatalf("after the phone went: %+v", ds)
 	}
 }
+
+// StillUnreachable is true for a registration as the pinger judged it, and
+// false once a REGISTER with the same Call-ID came after the verdict.
+func TestStillUnreachableUntilTheNextRegister(t *testing.T) {
+	h := newHarness(t)
+	d := &devEvents{h: h}
+	d.register("c1", "<sip:alice@127.0.0.1:5090>", "Desk/1.0")
+	h.clk.Add(time.Second)
+	d.apply(Event{Kind: ReachChanged, CallID: "c1", Reach: Unreachable, Status: "UNREACHABLE"})
+	st := h.m.Get(aorAlice)
+	if len(st.Registrations) != 1 || st.Registrations[0].Reach != Unreachable {
+		t.Fatalf("not judged unreachable: %+v", st.Registrations)
+	}
+	judged := st.Registrations[0]
+	if !h.m.StillUnreachable(aorAlice, judged) {
+		t.Fatal("the judged registration is not still unreachable")
+	}
+	h.clk.Add(time.Second)
+	d.register("c1", "<sip:alice@127.0.0.1:5090>", "Desk/1.0")
+	if h.m.StillUnreachable(aorAlice, judged) {
+		t.Fatal("a registration that registered again would be flushed")
+	}
+	if h.m.StillUnreachable("nobody@127.0.0.1", judged) {
+		t.Fatal("an unknown AOR is still unreachable")
+	}
+}

@@ -376,3 +376,23 @@ func (m *Map) notify(aor string) {
 		m.onReachable(aor)
 	}
 }
+
+// StillUnreachable reports whether aor still holds registration r as it was
+// when judged unreachable: same Call-ID, no REGISTER since, still unreachable.
+// The flusher asks it just before dropping r in the PBX, so a phone that
+// registered again meanwhile is not dropped with the dead registration it
+// replaced (the same Call-ID).
+func (m *Map) StillUnreachable(aor string, r Registration) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st, ok := m.aors[aor]
+	if !ok {
+		return false
+	}
+	i := st.find(r.CallID)
+	if i < 0 {
+		return false
+	}
+	cur := &st.Registrations[i]
+	return cur.Reach == Unreachable && !cur.RegisteredAt.After(r.RegisteredAt)
+}

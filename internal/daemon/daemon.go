@@ -127,6 +127,9 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 	if err != nil {
 		return nil, err
 	}
+	if p.flush != nil {
+		p.flush.Still = p.pres.StillUnreachable
+	}
 	rcfg := cfg.Relay
 	rcfg.Logger = log
 	rcfg.DrainTimeout = cfg.ShutdownTimeout / 2

@@ -20,14 +20,23 @@ type API interface {
 type Flusher struct {
 	api     API
 	profile string // when the registration does not name one
-	reqs    chan presence.Registration
+	reqs    chan flushReq
 	log     *slog.Logger
+	// Still, if set, is asked just before a flush whether the registration is
+	// still the dead one (presence.Map.StillUnreachable): a phone that sent a
+	// REGISTER since, with the same Call-ID, must not be dropped with it.
+	Still func(aor string, r presence.Registration) bool
+}
+
+type flushReq struct {
+	aor string
+	r   presence.Registration
 }
 
 // NewFlusher returns a Flusher that uses profile for registrations that name
 // none; nothing is sent until Run.
 func NewFlusher(api API, profile string, log *slog.Logger) *Flusher {
-	return &Flusher{api: api, profile: profile, reqs: make(chan presence.Registration, 256),
+	return &Flusher{api: api, profile: profile, reqs: make(chan flushReq, 256),
 		log: log.With("component", "flush")}
 }
 
@@ -35,7 +44,7 @@ func NewFlusher(api API, profile string, log *slog.Logger) *Flusher {
 // the registration is left to FreeSWITCH's own expiry and the miss is logged.
 func (f *Flusher) Request(aor string, r presence.Registration) {
 	select {
-	case f.reqs <- r:
+	case f.reqs <- flushReq{aor, r}:
 	default:
 		f.log.Warn("flush queue full; leaving the registration to FreeSWITCH's expiry", "call_id", r.CallID)
 	}
@@ -47,7 +56,12 @@ func (f *Flusher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case r := <-f.reqs:
+		case q := <-f.reqs:
+			r := q.r
+			if f.Still != nil && !f.Still(q.aor, r) {
+				f.log.Debug("registration came back before its flush; kept", "call_id", r.CallID)
+				continue
+			}
 			p := r.Profile
 			if p == "" {
 				p = f.profile

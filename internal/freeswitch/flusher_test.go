@@ -39,3 +39,28 @@ func TestFlusherAsksFreeSWITCHToDropEachRegistration(t *testing.T) {
 		}
 	}
 }
+
+// A registration that came back (a REGISTER with the same Call-ID) between
+// the pinger's verdict and its flush is not dropped: Still is asked first.
+func TestFlusherKeepsARegistrationThatCameBack(t *testing.T) {
+	cmds := make(chan string, 2)
+	f := NewFlusher(apiFunc(func(_ context.Context, cmd string) (string, error) {
+		cmds <- cmd
+		return "+OK", nil
+	}), "internal", slog.New(slog.DiscardHandler))
+	f.Still = func(aor string, r presence.Registration) bool { return r.CallID != "back" }
+	f.Request("1001@example.com", presence.Registration{CallID: "back"})
+	f.Request("1002@example.com", presence.Registration{CallID: "dead"})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = f.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	select {
+	case got := <-cmds:
+		if got != "sofia profile internal flush_inbound_reg dead" {
+			t.Fatalf("sent %q: the registration that came back was flushed", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dead registration was not flushed")
+	}
+}
