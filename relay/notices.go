@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -123,6 +125,10 @@ func (r *Relay) sendNotice(ctx context.Context, n notice) {
 	body := []byte(strings.Replace(text, "%s", n.m.To, 1))
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
 	defer cancel()
+	if r.cfg.DirectOnly {
+		r.sendNoticeDirect(sctx, n, body, log)
+		return
+	}
 	job, err := r.send.StartJob(sctx, "chat", ChatArgs(r.cfg.Notices.From, n.m.From, body, "text/plain"),
 		"notice-"+n.kind+"-"+n.m.ID)
 	reply := ""
@@ -132,6 +138,30 @@ func (r *Relay) sendNotice(ctx context.Context, n notice) {
 	if err != nil || strings.TrimSpace(reply) != chatSent {
 		r.c.noticesFailed.Add(1)
 		log.Info("notice not delivered", "reply", strings.TrimSpace(reply), "err", err)
+		return
+	}
+	r.c.notices.Add(1)
+	log.Debug("notice delivered", "to", n.m.From)
+}
+
+// sendNoticeDirect sends a notice over the direct path, the only one that can
+// confirm a delivery beside Asterisk (docs/decisions.md §33): to the sender's
+// device when it answers sipsilo's OPTIONS; otherwise it is not sent (notices
+// go at most once, never retried).
+func (r *Relay) sendNoticeDirect(ctx context.Context, n notice, body []byte, log *slog.Logger) {
+	nm := &kv.Message{ID: "notice-" + n.kind + "-" + n.m.ID, From: r.cfg.Notices.From, To: n.m.From,
+		ContentType: "text/plain", Body: body}
+	status, err := 0, errors.New("the sender's device does not answer sipsilo directly")
+	if r.cfg.Direct != nil {
+		if wait, ok, serr := r.cfg.Direct.Send(ctx, nm); ok && serr == nil {
+			status, err = wait(ctx)
+		} else if serr != nil {
+			err = serr
+		}
+	}
+	if err != nil || status < 200 || status >= 300 {
+		r.c.noticesFailed.Add(1)
+		log.Info("notice not delivered", "status", status, "err", err)
 		return
 	}
 	r.c.notices.Add(1)

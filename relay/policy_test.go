@@ -251,3 +251,22 @@ func TestPurgedMessageIsNotSent(t *testing.T) {
 		t.Fatalf("sent %q", got)
 	}
 }
+
+// Beside a switch that cannot confirm a delivery (DirectOnly), notices go over
+// the direct path, confirmed by the sender's device, never through the switch.
+func TestNoticesGoDirectBesideASwitchThatCannotConfirm(t *testing.T) {
+	s := openTTL(t, time.Hour)
+	fs := &chatLog{fakeFS: &fakeFS{chat: func(int, string, string) (string, error) { return "Sent", nil }}}
+	d := &fakeDirect{ok: true, status: func(int) (int, error) { return 200, nil }}
+	r := startRelayWith(t, Config{Notices: NoticeConfig{From: service, Stored: true}, Direct: d, DirectOnly: true,
+		RetryMin: time.Hour}, s, fs, &fakePresence{ok: false})
+	away := put(t, s, "1000@127.0.0.1", "1001@127.0.0.1", "away", time.Now(), time.Time{})
+	r.Stored(away)
+	waitUntil(t, "stored notice", 5*time.Second, func() bool { return r.Stats().Notices == 1 })
+	if got := d.sent(); len(got) != 1 || !strings.Contains(got[0], "stored") {
+		t.Fatalf("direct sends %q, want the one stored notice", got)
+	}
+	if n := len(fs.to("1000@127.0.0.1")); n != 0 {
+		t.Fatalf("%d notices through the switch", n)
+	}
+}
