@@ -19,7 +19,7 @@ func recordSamples() []*Message {
 			Expires: t0.Add(7 * 24 * time.Hour),
 			History: []HistoryEntry{{At: t0, Kind: EventReceived, State: StateQueued}}},
 		{ID: "x", State: StateDelivered, Body: []byte{}, BodySource: BodyAwaiting, Received: t0,
-			Reason: "exact body not received over ESL in time; the query copy is used",
+			Reason:  "exact body not received over ESL in time; the query copy is used",
 			Updated: t0.Add(-time.Second), Notices: []string{NoticeStored, "other"}, BodyFinal: true, BodyFallback: true,
 			Attempts: 3, Refusals: -1, InFlight: "intake", LastAttempt: t0.Add(time.Minute), LastResult: "200 OK",
 			UncertainResends: 2, Delivered: t0.Add(time.Hour), Events: 9,
