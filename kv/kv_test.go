@@ -289,7 +289,7 @@ func TestAwaitingBodyPageVisitsEachOnce(t *testing.T) {
 	awaiting := map[string]bool{}
 	var ids []string
 	for i := range 10 {
-		m := &Message{From: "a@h", To: "r"+strconv.Itoa(i%3)+"@h", Body: []byte("x"), BodySource: BodyQuery}
+		m := &Message{From: "a@h", To: "r" + strconv.Itoa(i%3) + "@h", Body: []byte("x"), BodySource: BodyQuery}
 		id, err := s.Enqueue(ctx, m)
 		if err != nil {
 			t.Fatal(err)
