@@ -340,3 +340,32 @@ func TestAwaitingBodyPageVisitsEachOnce(t *testing.T) {
 		t.Errorf("%d seen, %d awaiting", len(seen), len(awaiting))
 	}
 }
+
+// TestDepthsCountedAtOpen: the per-recipient counts made at open, one range of
+// keys per recipient, match what was queued, recipients of the same length and
+// a recipient whose name is a prefix of another's included.
+func TestDepthsCountedAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sipsilo.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"a@h": 3, "b@h": 1, "a@hh": 2, "ab@h": 4}
+	for aor, n := range want {
+		for range n {
+			if _, err := s.Enqueue(context.Background(), msg(aor, "", 0, "x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.Close(context.Background())
+	s = openTest(t, path)
+	for aor, n := range want {
+		if got := s.Depth(aor); got != n {
+			t.Errorf("%s: depth %d, want %d", aor, got, n)
+		}
+	}
+	if got := s.depth.sum; got != 10 {
+		t.Errorf("total %d, want 10", got)
+	}
+}
