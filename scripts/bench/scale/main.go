@@ -119,6 +119,8 @@ type result struct {
 
 func measure(name, bin, db string) (*result, error) {
 	r := &result{name: name}
+	refused0 := notStored.Load()
+	defer func() { r.failed = notStored.Load() - refused0 }()
 	fmt.Fprintf(os.Stderr, "== %s: %d messages for %d recipients\n", name, *n, *recipients)
 	d, err := start(bin, db)
 	if err != nil {
@@ -283,7 +285,7 @@ func load(addr string, count int, seq *atomic.Uint64, peak *peakMem) latency {
 				}
 				// The kept-alive client sends HTTP/1.1 without Connection: close.
 				req = bytes.Replace(req, []byte("\r\nConnection: close"), nil, 1)
-				for try := 0; ; try++ {
+				for try := 0; ; try++ { // a message left to FreeSWITCH is sent again
 					if conn == nil {
 						conn, err = net.Dial("tcp", addr)
 						if err != nil {
@@ -299,7 +301,7 @@ func load(addr string, count int, seq *atomic.Uint64, peak *peakMem) latency {
 					}
 					conn.Close()
 					conn = nil
-					if try > 3 {
+					if try > 10 {
 						fatal(err)
 					}
 				}
@@ -319,6 +321,10 @@ func load(addr string, count int, seq *atomic.Uint64, peak *peakMem) latency {
 	return latency{rate: float64(len(all)) / took.Seconds(), p50: q(0.5), p99: q(0.99)}
 }
 
+// notStored counts the answers that left a message to FreeSWITCH (answer
+// deadline passed, store error): the client sends that message again.
+var notStored atomic.Int64
+
 func exchange(conn net.Conn, br *bufio.Reader, req []byte) error {
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := conn.Write(req); err != nil {
@@ -332,6 +338,9 @@ func exchange(conn net.Conn, br *bufio.Reader, req []byte) error {
 	res.Body.Close()
 	if err != nil {
 		return err
+	}
+	if res.StatusCode == http.StatusOK && !bytes.Contains(body, []byte("sipsilo_id")) {
+		notStored.Add(1)
 	}
 	if res.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("sipsilo_id")) {
 		return fmt.Errorf("not stored: status %d: %.300s", res.StatusCode, body)
@@ -475,4 +484,5 @@ func report(rs []*result) {
 	row(fmt.Sprintf("RSS anon + file MB, peak of %v after restart", *watch), func(r *result) string { return m(r.recoveryPeak) })
 	row(fmt.Sprintf("RSS anon + file MB, %v after restart", *watch), func(r *result) string { return m(r.recovery) })
 	row("intake after the restart", func(r *result) string { return lat(r.restarted) })
+	row("answers that left the message to FreeSWITCH (sent again)", func(r *result) string { return strconv.FormatInt(r.failed, 10) })
 }
