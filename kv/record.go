@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // The compact message record (docs/decisions.md §35). A queued short message
@@ -349,19 +347,4 @@ func peekRecordState(b []byte) (State, bool) {
 	r.str() // id
 	st := State(r.str())
 	return st, r.err == nil
-}
-
-// messagesFill is the messages bucket's fill percent. Its keys are ULIDs, so
-// new messages land at its end, and bbolt's default of one half leaves every
-// page it splits half empty forever: at a million queued, half of the bucket.
-// A message grows a little as it changes (a history entry, a reason), so a
-// tenth of each page is left for that (docs/decisions.md §35).
-const messagesFill = 0.9
-
-// fillBuckets sets the fill percent of the buckets written in tx; every write
-// transaction calls it before its first Put.
-func fillBuckets(tx *bolt.Tx) {
-	if b := tx.Bucket(bucketMessages); b != nil {
-		b.FillPercent = messagesFill
-	}
 }

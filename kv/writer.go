@@ -155,7 +155,6 @@ func (s *Store) commit(batch []*op) (undo []*op) {
 func (s *Store) update(ops []*op) error {
 	s.commits.Add(1)
 	return s.db.Update(func(tx *bolt.Tx) error {
-		fillBuckets(tx)
 		for _, o := range ops {
 			if err := o.apply(tx); err != nil {
 				return err
