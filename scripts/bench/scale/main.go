@@ -312,6 +312,9 @@ func load(addr string, count int, seq *atomic.Uint64, peak *peakMem) latency {
 	took := time.Since(t0)
 	close(stopPeak)
 	<-peakDone
+	if peak != nil { // a fill shorter than the sampling period still has a sample
+		peak.max = maxMem(peak.max, sample(peak.pid, peak.addr))
+	}
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
