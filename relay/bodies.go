@@ -199,11 +199,20 @@ func (b *Bodies) takeOver(ctx context.Context, t *takeover) {
 		}
 	}
 	parallel(len(last), func(i int) {
+		if ctx.Err() != nil {
+			return // shutting down: the next run takes them over
+		}
 		if _, err := b.store.MarkIntakeUncertain(ctx, last[i].ID); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			b.failures.Add(1)
 			b.log.Error("cannot mark a message of the last run as uncertain", "id", last[i].ID, "err", err)
 		}
 	})
+	if ctx.Err() != nil {
+		return // this page is read again by the next run
+	}
 	now := b.now()
 	for _, a := range last {
 		b.Expect(a.ID, a.To, now)
