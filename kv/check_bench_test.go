@@ -15,7 +15,7 @@ import (
 // file, against bbolt's own open (which rebuilds its free list by walking every
 // tree) on the same file. Results: BENCHMARKS.md ("Open: the file check").
 func BenchmarkCheckFile(b *testing.B) {
-	for _, n := range []int{100_000, 1_000_000} {
+	for _, n := range checkBenchSizes {
 		path := filepath.Join(b.TempDir(), "db")
 		s, err := Open(path, Options{})
 		if err != nil {
@@ -43,3 +43,6 @@ func BenchmarkCheckFile(b *testing.B) {
 		})
 	}
 }
+
+// checkBenchSizes are the queue lengths BenchmarkCheckFile builds.
+var checkBenchSizes = []int{100_000, 1_000_000}

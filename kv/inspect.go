@@ -162,7 +162,8 @@ func ageSeconds(now, t time.Time) float64 {
 	return float64(now.Sub(t).Milliseconds()) / 1000
 }
 
-// recordStart and stateKey are how every record encodeMessage writes begins:
+// recordStart and stateKey are how every JSON record (written before the
+// compact record, kv/record.go) begins:
 // json.Marshal keeps the field order of Message, whose first two fields are the id
 // (a ULID, never escaped) and the state.
 var (
@@ -174,6 +175,9 @@ var (
 // million messages does not parse a million bodies; a record of another shape is
 // decoded in full.
 func peekState(v []byte) (State, error) {
+	if st, ok := peekRecordState(v); ok {
+		return st, nil
+	}
 	if rest, ok := bytes.CutPrefix(v, recordStart); ok {
 		if i := bytes.IndexByte(rest, '"'); i >= 0 {
 			if rest, ok = bytes.CutPrefix(rest[i:], stateKey); ok {

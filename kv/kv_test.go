@@ -279,3 +279,93 @@ func TestOversizedKeysAreRefusedBeforeTheWriter(t *testing.T) {
 		t.Fatalf("%d commits for writes refused up front", n)
 	}
 }
+
+// TestAwaitingBodyPageVisitsEachOnce: paging through the queue returns every
+// message awaiting its body exactly once, skips final ones, and goes on when
+// the key it stopped at was removed in between.
+func TestAwaitingBodyPageVisitsEachOnce(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	awaiting := map[string]bool{}
+	var ids []string
+	for i := range 10 {
+		m := &Message{From: "a@h", To: "r" + strconv.Itoa(i%3) + "@h", Body: []byte("x"), BodySource: BodyQuery}
+		id, err := s.Enqueue(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		if i%3 == 1 {
+			if _, err := s.FinalizeBody(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			awaiting[id] = true
+		}
+	}
+	seen := map[string]int{}
+	var from []byte
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("paging does not end")
+		}
+		page, next, err := s.AwaitingBodyPage(from, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > 2 {
+			t.Fatalf("page of %d, limit 2", len(page))
+		}
+		for _, a := range page {
+			seen[a.ID]++
+			if pages == 1 && len(seen) <= 4 {
+				// Take the message out of its queue between pages: the next page
+				// starts after it all the same.
+				if _, err := s.Purge(ctx, a.ID, "test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if next == nil {
+			break
+		}
+		from = next
+	}
+	for id := range awaiting {
+		if seen[id] != 1 {
+			t.Errorf("%s seen %d times, want 1", id, seen[id])
+		}
+	}
+	if len(seen) != len(awaiting) {
+		t.Errorf("%d seen, %d awaiting", len(seen), len(awaiting))
+	}
+}
+
+// TestDepthsCountedAtOpen: the per-recipient counts made at open, one range of
+// keys per recipient, match what was queued, recipients of the same length and
+// a recipient whose name is a prefix of another's included.
+func TestDepthsCountedAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sipsilo.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"a@h": 3, "b@h": 1, "a@hh": 2, "ab@h": 4}
+	for aor, n := range want {
+		for range n {
+			if _, err := s.Enqueue(context.Background(), msg(aor, "", 0, "x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.Close(context.Background())
+	s = openTest(t, path)
+	for aor, n := range want {
+		if got := s.Depth(aor); got != n {
+			t.Errorf("%s: depth %d, want %d", aor, got, n)
+		}
+	}
+	if got := s.depth.sum; got != 10 {
+		t.Errorf("total %d, want 10", got)
+	}
+}

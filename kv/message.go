@@ -138,9 +138,15 @@ func (m *Message) addDeviceHistory(at time.Time, kind, detail, device string) {
 	m.History = append(m.History, e)
 }
 
-func encodeMessage(m *Message) ([]byte, error) { return json.Marshal(m) }
+// encodeMessage writes the compact record (kv/record.go).
+func encodeMessage(m *Message) ([]byte, error) { return encodeRecord(m), nil }
 
+// decodeMessage reads a compact record or a JSON one written by an earlier
+// version (docs/decisions.md §35).
 func decodeMessage(b []byte) (*Message, error) {
+	if len(b) > 0 && b[0] != '{' {
+		return decodeRecord(b)
+	}
 	m := new(Message)
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, err

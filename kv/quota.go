@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -37,15 +38,32 @@ func loadDepths(tx *bolt.Tx) (*depths, error) {
 	if b == nil {
 		return d, nil // an empty file opened read-only
 	}
+	// A recipient's entries are one contiguous key range: its name is made a
+	// string once per recipient, not once per entry (docs/decisions.md §35).
+	var prefix []byte
+	var aor string
+	count := 0
 	err := b.ForEach(func(k, _ []byte) error {
-		aor, _, _, err := parseQueueKey(k)
+		if prefix != nil && len(k) >= len(prefix)+16 && bytes.HasPrefix(k, prefix) {
+			count++
+			return nil
+		}
+		a, _, _, err := parseQueueKey(k)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
-		d.n[aor]++
-		d.sum++
+		if prefix != nil {
+			d.n[aor] += count
+		}
+		aor, prefix, count = a, queuePrefix(a), 1
 		return nil
 	})
+	if prefix != nil {
+		d.n[aor] += count
+	}
+	for _, c := range d.n {
+		d.sum += c
+	}
 	return d, err
 }
 

@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -138,9 +139,65 @@ func (s *Store) QueuedAORs() ([]string, error) {
 	return out, err
 }
 
-// AwaitingBody returns the queued messages whose post-chatplan ESL event has not
-// arrived and whose grace period was not yet closed; after a restart their grace
-// restarts.
+// Awaiting names a queued message whose exact body has not arrived.
+type Awaiting struct {
+	ID, To   string
+	Received time.Time
+}
+
+// awaitingScan bounds the queue entries one AwaitingBodyPage reads, in one read
+// transaction: a long read transaction would hold the writer off growing the
+// file (bbolt remaps under its lock), and the page stays small in memory.
+const awaitingScan = 4096
+
+// AwaitingBodyPage returns up to limit queued messages whose post-chatplan ESL
+// event has not arrived and whose grace period was not yet closed, in queue key
+// order from the entry after the key from (nil: the first), and the key to
+// continue from (nil once the scan reached the end). One call reads at most
+// max(limit, 4096) queue entries, so a restart on a million queued messages
+// takes them over in bounded batches (docs/decisions.md §35).
+func (s *Store) AwaitingBodyPage(from []byte, limit int) ([]Awaiting, []byte, error) {
+	if limit <= 0 {
+		limit = awaitingScan
+	}
+	var out []Awaiting
+	var next []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		c := tx.Bucket(bucketQueue).Cursor()
+		k, id := c.First()
+		if from != nil {
+			k, id = c.Seek(from)
+			if k != nil && bytes.Equal(k, from) {
+				k, id = c.Next()
+			}
+		}
+		var last []byte
+		for n := 0; k != nil; k, id = c.Next() {
+			if n >= max(limit, awaitingScan) || len(out) >= limit {
+				// Continue after the last key read; if it is gone by then, Seek
+				// lands on the next one, which is not skipped.
+				next = bytes.Clone(last)
+				return nil
+			}
+			n++
+			last = k
+			m, err := decodeMessage(msgs.Get(id))
+			if err != nil {
+				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
+			}
+			if !m.BodyFinal && m.State == StateQueued {
+				out = append(out, Awaiting{ID: m.ID, To: m.To, Received: m.Received})
+			}
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+// AwaitingBody returns every queued message whose post-chatplan ESL event has
+// not arrived and whose grace period was not yet closed, in one read. It is for
+// tests and inspection; the daemon pages with AwaitingBodyPage.
 func (s *Store) AwaitingBody() ([]*Message, error) {
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {

@@ -15,7 +15,7 @@ import (
 type BodyStore interface {
 	ConfirmBody(ctx context.Context, id, core string, seq uint64, body []byte) (*kv.Message, kv.BodyCheck, error)
 	FinalizeBody(ctx context.Context, id string) (*kv.Message, error)
-	AwaitingBody() ([]*kv.Message, error)
+	AwaitingBodyPage(from []byte, limit int) ([]kv.Awaiting, []byte, error)
 	MarkIntakeUncertain(ctx context.Context, id string) (*kv.Message, error)
 }
 
@@ -49,6 +49,11 @@ type Bodies struct {
 	grace time.Duration
 	log   *slog.Logger
 	now   func() time.Time
+	// started is when the tracker was made: a message received before it
+	// belongs to the last run.
+	started time.Time
+	// The batch bounds (maxPending, takeoverBatch, maxDue); tests make them small.
+	maxPending, takeoverBatch, maxDue int
 
 	mu      sync.Mutex
 	pending map[string]pendingBody
@@ -75,7 +80,8 @@ func NewBodies(store BodyStore, wake func(aor string), grace time.Duration, log 
 		now = time.Now
 	}
 	return &Bodies{store: store, wake: wake, grace: grace, log: log.With("component", "bodies"),
-		now: now, pending: make(map[string]pendingBody)}
+		now: now, started: now(), pending: make(map[string]pendingBody),
+		maxPending: maxPending, takeoverBatch: takeoverBatch, maxDue: maxDue}
 }
 
 // Expect starts the grace period of a message just stored.
@@ -121,27 +127,33 @@ func (b *Bodies) Confirm(ctx context.Context, id, core string, seq uint64, body 
 	}
 }
 
-// Run closes expired grace periods until ctx ends. It first takes over the
-// messages still awaiting their body in the store: the last run ended between
-// storing them and reading their post-chatplan event, so their grace starts again
-// and they are marked as possibly delivered by FreeSWITCH already (a crash before
-// FreeSWITCH read the final answer makes it deliver the message itself).
+// Bounds on the work of one tick (docs/decisions.md §35): a queue of a million
+// messages of the last run, or a burst at intake, is handled in batches, so
+// that memory stays bounded and the store's writer is never handed more than a
+// batch at once.
+const (
+	// maxPending caps the messages whose grace runs at once that the takeover
+	// adds; intake's own Expect is never refused.
+	maxPending = 16384
+	// takeoverBatch is the most messages of the last run taken over per tick.
+	takeoverBatch = 4096
+	// maxDue is the most grace periods closed per tick.
+	maxDue = 4096
+	// storeWorkers are the store calls of one batch in flight at once: the
+	// store commits concurrent calls together, so a batch costs a few commits,
+	// not one per message.
+	storeWorkers = 64
+)
+
+// Run closes expired grace periods until ctx ends. It also takes over, in
+// bounded batches, the messages still awaiting their body in the store: the last
+// run ended between storing them and reading their post-chatplan event, so their
+// grace starts again and they are marked as possibly delivered by FreeSWITCH
+// already (a crash before FreeSWITCH read the final answer makes it deliver the
+// message itself).
 func (b *Bodies) Run(ctx context.Context) error {
-	msgs, err := b.store.AwaitingBody()
-	if err != nil {
-		b.log.Error("cannot list messages awaiting their body", "err", err)
-	}
-	for _, m := range msgs {
-		if _, err := b.store.MarkIntakeUncertain(ctx, m.ID); err != nil {
-			b.failures.Add(1)
-			b.log.Error("cannot mark a message of the last run as uncertain", "id", m.ID, "err", err)
-		}
-		b.Expect(m.ID, m.To, b.now())
-	}
-	if len(msgs) > 0 {
-		b.log.Warn("messages of the last run awaited their exact body; FreeSWITCH may have delivered them",
-			"count", len(msgs))
-	}
+	t := &takeover{}
+	b.takeOver(ctx, t)
 	tick := time.NewTicker(max(b.grace/10, 20*time.Millisecond))
 	defer tick.Stop()
 	for {
@@ -150,8 +162,87 @@ func (b *Bodies) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			b.expire(ctx)
+			b.takeOver(ctx, t)
 		}
 	}
+}
+
+// takeover is where the scan for the last run's messages is.
+type takeover struct {
+	from  []byte
+	done  bool
+	count int
+}
+
+// takeOver takes over one batch of the last run's messages awaiting their body,
+// unless enough grace periods run already.
+func (b *Bodies) takeOver(ctx context.Context, t *takeover) {
+	if t.done || ctx.Err() != nil {
+		return
+	}
+	b.mu.Lock()
+	n := len(b.pending)
+	b.mu.Unlock()
+	if n >= b.maxPending {
+		return
+	}
+	page, next, err := b.store.AwaitingBodyPage(t.from, min(b.takeoverBatch, b.maxPending-n))
+	if err != nil {
+		b.failures.Add(1)
+		b.log.Error("cannot list messages awaiting their body", "err", err)
+		return // tried again on the next tick
+	}
+	var last []kv.Awaiting
+	for _, a := range page {
+		if a.Received.Before(b.started) {
+			last = append(last, a)
+		}
+	}
+	parallel(len(last), func(i int) {
+		if ctx.Err() != nil {
+			return // shutting down: the next run takes them over
+		}
+		if _, err := b.store.MarkIntakeUncertain(ctx, last[i].ID); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.failures.Add(1)
+			b.log.Error("cannot mark a message of the last run as uncertain", "id", last[i].ID, "err", err)
+		}
+	})
+	if ctx.Err() != nil {
+		return // this page is read again by the next run
+	}
+	now := b.now()
+	for _, a := range last {
+		b.Expect(a.ID, a.To, now)
+	}
+	t.count += len(last)
+	t.from = next
+	if next == nil {
+		t.done = true
+		if t.count > 0 {
+			b.log.Warn("messages of the last run awaited their exact body; FreeSWITCH may have delivered them",
+				"count", t.count)
+		}
+	}
+}
+
+// parallel calls f(0) … f(n-1) from at most storeWorkers goroutines and
+// returns when every call has.
+func parallel(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, storeWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (b *Bodies) expire(ctx context.Context) {
@@ -159,37 +250,47 @@ func (b *Bodies) expire(ctx context.Context) {
 	var due []string
 	b.mu.Lock()
 	for id, p := range b.pending {
+		if len(due) >= b.maxDue {
+			break // the rest on the next tick
+		}
 		if !now.Before(p.deadline) {
 			due = append(due, id)
 		}
 	}
 	b.mu.Unlock()
-	for _, id := range due {
-		m, err := b.store.FinalizeBody(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return // shutting down: the grace restarts on the next run
-			}
-			b.failures.Add(1)
-			b.log.Error("cannot close the wait for a body", "id", id, "err", err)
-			continue
+	parallel(len(due), func(i int) {
+		if ctx.Err() != nil {
+			return // shutting down: the grace restarts on the next run
 		}
-		b.mu.Lock()
-		delete(b.pending, id)
-		b.mu.Unlock()
-		switch {
-		case m.State == kv.StateNoBody:
-			b.missing.Add(1)
-			b.log.Warn("message has no body: none in the chatplan request, no ESL MESSAGE event", "id", id)
-		case m.BodyFallback && m.BodySource == kv.BodyQueryExact:
-			b.unconfirmed.Add(1)
-			b.log.Info("no ESL MESSAGE event; using the body checked at intake", "id", id)
-			b.wake(m.To)
-		case m.BodyFallback && m.BodySource == kv.BodyQuery:
-			b.query.Add(1)
-			b.log.Info("exact body not received over ESL; using the query copy", "id", id)
-			b.wake(m.To)
+		b.finalize(ctx, due[i])
+	})
+}
+
+func (b *Bodies) finalize(ctx context.Context, id string) {
+	m, err := b.store.FinalizeBody(ctx, id)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
 		}
+		b.failures.Add(1)
+		b.log.Error("cannot close the wait for a body", "id", id, "err", err)
+		return
+	}
+	b.mu.Lock()
+	delete(b.pending, id)
+	b.mu.Unlock()
+	switch {
+	case m.State == kv.StateNoBody:
+		b.missing.Add(1)
+		b.log.Warn("message has no body: none in the chatplan request, no ESL MESSAGE event", "id", id)
+	case m.BodyFallback && m.BodySource == kv.BodyQueryExact:
+		b.unconfirmed.Add(1)
+		b.log.Info("no ESL MESSAGE event; using the body checked at intake", "id", id)
+		b.wake(m.To)
+	case m.BodyFallback && m.BodySource == kv.BodyQuery:
+		b.query.Add(1)
+		b.log.Info("exact body not received over ESL; using the query copy", "id", id)
+		b.wake(m.To)
 	}
 }
 

@@ -207,3 +207,51 @@ func TestExactIntakeBodyWithoutESLEvent(t *testing.T) {
 		t.Fatalf("%d messages still awaiting after the grace", len(got))
 	}
 }
+
+// pagingStore records the pages the takeover asks for.
+type pagingStore struct {
+	*kv.Store
+	mu       sync.Mutex
+	pages    int
+	maxLimit int
+}
+
+func (p *pagingStore) AwaitingBodyPage(from []byte, limit int) ([]kv.Awaiting, []byte, error) {
+	p.mu.Lock()
+	p.pages++
+	p.maxLimit = max(p.maxLimit, limit)
+	p.mu.Unlock()
+	return p.Store.AwaitingBodyPage(from, limit)
+}
+
+// TestTakeoverOfTheLastRunIsBatched: the messages a restart finds awaiting their
+// body are taken over a bounded batch at a time, every one of them, while a
+// message of this run awaiting its body is not taken for one of the last run.
+func TestTakeoverOfTheLastRunIsBatched(t *testing.T) {
+	s := openStore(t)
+	var last []*kv.Message
+	for range 7 {
+		last = append(last, store(t, s, []byte("q"), kv.BodyQuery))
+	}
+	ps := &pagingStore{Store: s}
+	b := NewBodies(ps, func(string) {}, 30*time.Millisecond, nil, nil)
+	b.maxPending, b.takeoverBatch, b.maxDue = 3, 2, 2
+	mine := store(t, s, []byte("mine"), kv.BodyQuery)
+	b.Expect(mine.ID, mine.To, mine.Received)
+	runBodies(t, b)
+	waitUntil(t, "grace", 10*time.Second, func() bool { return b.Stats().Query == 8 })
+	for _, m := range last {
+		got, _ := s.Get(m.ID)
+		if !got.BodyFinal || got.InFlight == "" {
+			t.Fatalf("message of the last run: final %v, in flight %q", got.BodyFinal, got.InFlight)
+		}
+	}
+	if got, _ := s.Get(mine.ID); !got.BodyFinal || got.InFlight != "" {
+		t.Fatalf("message of this run: final %v, in flight %q", got.BodyFinal, got.InFlight)
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.pages < 4 || ps.maxLimit > 2 {
+		t.Fatalf("%d pages of at most %d, want 4 or more of at most 2", ps.pages, ps.maxLimit)
+	}
+}

@@ -1,0 +1,350 @@
+package kv
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The compact message record (docs/decisions.md §35). A queued short message
+// took ≈ 700–900 bytes as JSON: key names, base64 of the body, RFC 3339 times
+// and the same reason text twice (Reason and the history's Detail). This record
+// is a version byte followed by every field of Message in a fixed order:
+// strings and bytes as a length and the bytes, numbers as varints, times as
+// nanoseconds relative to Received (most are equal to it), and the strings every
+// message repeats (states, kinds, sources, profile, context, content type, the
+// fixed reasons) as an index into recordWords. Records written as JSON by
+// earlier versions still decode (decodeMessage tells them by their '{').
+//
+// recordWords is append-only: a record stores indexes into it, so an entry is
+// never removed or reordered; a new word goes at the end.
+
+const recordV1 = 0x01
+
+var recordWords = []string{
+	string(StateQueued), string(StateReleased), string(StateDelivered), string(StateDead),
+	string(StateNoBody), string(StateExpired), string(StatePurged),
+	string(BodyQuery), string(BodyQueryExact), string(BodyESL), string(BodyAPI),
+	EventReceived, EventBody, EventNoBody, EventAttempt, EventDelivered, EventReleased, EventDead,
+	EventExpired, EventPurged, EventRequeued, EventNotice, NoticeStored, NoticeExpired,
+	"internal", "external", "public", "default", "text/plain", intakeInFlight,
+	"no ESL MESSAGE event in time; the body checked at intake stands",
+	"no body in the chatplan request and no ESL MESSAGE event",
+	"exact body not received over ESL in time; the query copy is used",
+	"exact body arrived after the grace period",
+	"every device's copy is final: none delivered",
+}
+
+var recordWordIndex = func() map[string]int {
+	m := make(map[string]int, len(recordWords))
+	for i, w := range recordWords {
+		if _, dup := m[w]; !dup {
+			m[w] = i
+		}
+	}
+	return m
+}()
+
+// Bounds a decoded record must respect: a damaged record fails to decode instead
+// of allocating without end.
+const (
+	maxRecordList = 1 << 16
+)
+
+type recWriter struct{ b []byte }
+
+func (w *recWriter) uint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
+func (w *recWriter) int(v int64)   { w.b = binary.AppendVarint(w.b, v) }
+
+// str writes s as 2·len+0 and the bytes, or as 2·i+1 for recordWords[i].
+func (w *recWriter) str(s string) {
+	if i, ok := recordWordIndex[s]; ok {
+		w.uint(uint64(i)<<1 | 1)
+		return
+	}
+	w.uint(uint64(len(s)) << 1)
+	w.b = append(w.b, s...)
+}
+
+func (w *recWriter) bytes(p []byte) {
+	if p == nil {
+		w.uint(0)
+		return
+	}
+	w.uint(uint64(len(p)) + 1)
+	w.b = append(w.b, p...)
+}
+
+// time writes 0 for the zero time, 1 for base itself, else 2 and the offset from base.
+func (w *recWriter) time(t, base time.Time) {
+	switch {
+	case t.IsZero():
+		w.uint(0)
+	case t.Equal(base):
+		w.uint(1)
+	default:
+		w.uint(2)
+		w.int(t.UnixNano() - base.UnixNano())
+	}
+}
+
+func encodeRecord(m *Message) []byte {
+	w := &recWriter{b: make([]byte, 0, 160+len(m.Body))}
+	w.b = append(w.b, recordV1)
+	w.str(m.ID)
+	w.str(string(m.State))
+	w.str(m.From)
+	w.str(m.To)
+	w.str(m.FromFull)
+	w.str(m.ContentType)
+	w.bytes(m.Body)
+	w.str(string(m.BodySource))
+	w.str(m.Profile)
+	w.str(m.Context)
+	w.str(m.Hostname)
+	w.str(m.CoreUUID)
+	w.uint(m.EventSeq)
+	w.int(m.EventTime)
+	// Received is the base of every other time; the zero time has no UnixNano.
+	if m.Received.IsZero() {
+		w.uint(0)
+	} else {
+		w.uint(1)
+		w.int(m.Received.UnixNano())
+	}
+	base := m.Received
+	w.int(m.Order.Epoch)
+	w.uint(m.Order.Seq)
+	w.str(m.Reason)
+	w.time(m.Updated, base)
+	w.time(m.Expires, base)
+	w.uint(uint64(len(m.Notices)))
+	for _, n := range m.Notices {
+		w.str(n)
+	}
+	var flags uint64
+	if m.BodyFinal {
+		flags |= 1
+	}
+	if m.BodyFallback {
+		flags |= 2
+	}
+	w.uint(flags)
+	w.int(int64(m.Attempts))
+	w.int(int64(m.Refusals))
+	w.str(m.InFlight)
+	w.time(m.LastAttempt, base)
+	w.str(m.LastResult)
+	w.int(int64(m.UncertainResends))
+	w.time(m.Delivered, base)
+	w.int(int64(m.Events))
+	w.uint(uint64(len(m.History)))
+	for _, h := range m.History {
+		w.time(h.At, base)
+		w.str(h.Kind)
+		w.str(string(h.State))
+		// The detail of a state change is usually the reason just set.
+		if h.Detail != "" && h.Detail == m.Reason {
+			w.uint(1)
+		} else {
+			w.uint(0)
+			w.str(h.Detail)
+		}
+		w.str(h.Device)
+	}
+	w.uint(uint64(len(m.Devices)))
+	for _, c := range m.Devices {
+		w.str(c.Key)
+		w.str(string(c.State))
+		w.int(int64(c.Attempts))
+		w.int(int64(c.Refusals))
+		w.str(c.InFlight)
+		w.time(c.LastAttempt, base)
+		w.str(c.LastResult)
+		w.int(int64(c.UncertainResends))
+		w.time(c.Delivered, base)
+	}
+	return w.b
+}
+
+var errRecord = errors.New("damaged message record")
+
+type recReader struct {
+	b   []byte
+	err error
+}
+
+func (r *recReader) fail() {
+	if r.err == nil {
+		r.err = errRecord
+	}
+	r.b = nil
+}
+
+func (r *recReader) uint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recReader) int() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recReader) take(n uint64) []byte {
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	p := r.b[:n:n]
+	r.b = r.b[n:]
+	return p
+}
+
+func (r *recReader) str() string {
+	v := r.uint()
+	if v&1 == 1 {
+		if i := v >> 1; i < uint64(len(recordWords)) {
+			return recordWords[i]
+		}
+		r.fail()
+		return ""
+	}
+	return string(r.take(v >> 1))
+}
+
+func (r *recReader) bytes() []byte {
+	v := r.uint()
+	if v == 0 {
+		return nil
+	}
+	return append([]byte{}, r.take(v-1)...)
+}
+
+func (r *recReader) time(base time.Time) time.Time {
+	switch r.uint() {
+	case 0:
+		return time.Time{}
+	case 1:
+		return base
+	case 2:
+		return time.Unix(0, base.UnixNano()+r.int()).UTC()
+	}
+	r.fail()
+	return time.Time{}
+}
+
+func (r *recReader) count() int {
+	v := r.uint()
+	if v > maxRecordList || v > uint64(len(r.b)) { // every element takes a byte at least
+		r.fail()
+		return 0
+	}
+	return int(v)
+}
+
+func decodeRecord(b []byte) (*Message, error) {
+	if len(b) == 0 || b[0] != recordV1 {
+		return nil, fmt.Errorf("%w: unknown record version", errRecord)
+	}
+	r := &recReader{b: b[1:]}
+	m := new(Message)
+	m.ID = r.str()
+	m.State = State(r.str())
+	m.From = r.str()
+	m.To = r.str()
+	m.FromFull = r.str()
+	m.ContentType = r.str()
+	m.Body = r.bytes()
+	m.BodySource = BodySource(r.str())
+	m.Profile = r.str()
+	m.Context = r.str()
+	m.Hostname = r.str()
+	m.CoreUUID = r.str()
+	m.EventSeq = r.uint()
+	m.EventTime = r.int()
+	if r.uint() == 1 {
+		m.Received = time.Unix(0, r.int()).UTC()
+	}
+	base := m.Received
+	m.Order.Epoch = r.int()
+	m.Order.Seq = r.uint()
+	m.Reason = r.str()
+	m.Updated = r.time(base)
+	m.Expires = r.time(base)
+	if n := r.count(); n > 0 {
+		m.Notices = make([]string, n)
+		for i := range m.Notices {
+			m.Notices[i] = r.str()
+		}
+	}
+	flags := r.uint()
+	m.BodyFinal, m.BodyFallback = flags&1 != 0, flags&2 != 0
+	m.Attempts = int(r.int())
+	m.Refusals = int(r.int())
+	m.InFlight = r.str()
+	m.LastAttempt = r.time(base)
+	m.LastResult = r.str()
+	m.UncertainResends = int(r.int())
+	m.Delivered = r.time(base)
+	m.Events = int(r.int())
+	if n := r.count(); n > 0 {
+		m.History = make([]HistoryEntry, n)
+		for i := range m.History {
+			h := &m.History[i]
+			h.At = r.time(base)
+			h.Kind = r.str()
+			h.State = State(r.str())
+			if r.uint() == 1 {
+				h.Detail = m.Reason
+			} else {
+				h.Detail = r.str()
+			}
+			h.Device = r.str()
+		}
+	}
+	if n := r.count(); n > 0 {
+		m.Devices = make([]DeviceCopy, n)
+		for i := range m.Devices {
+			c := &m.Devices[i]
+			c.Key = r.str()
+			c.State = State(r.str())
+			c.Attempts = int(r.int())
+			c.Refusals = int(r.int())
+			c.InFlight = r.str()
+			c.LastAttempt = r.time(base)
+			c.LastResult = r.str()
+			c.UncertainResends = int(r.int())
+			c.Delivered = r.time(base)
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(r.b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the last field", errRecord, len(r.b))
+	}
+	return m, nil
+}
+
+// peekRecordState reads the state of a compact record without decoding the rest.
+func peekRecordState(b []byte) (State, bool) {
+	if len(b) == 0 || b[0] != recordV1 {
+		return "", false
+	}
+	r := &recReader{b: b[1:]}
+	r.str() // id
+	st := State(r.str())
+	return st, r.err == nil
+}
