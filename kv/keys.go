@@ -23,7 +23,14 @@ var (
 )
 
 // SchemaVersion is the on-disk layout version written to the meta bucket.
-const SchemaVersion = 1
+const SchemaVersion = 2
+
+// schemaJSON is the version whose message records were all JSON; this
+// sipsilo reads it and, on its first read-write open, marks the file
+// SchemaVersion, since the records it writes are binary (kv/record.go): an
+// older sipsilo then refuses the file by its version instead of failing on
+// each new record.
+const schemaJSON = 1
 
 // maxAORLen bounds the recipient part of a queue key and maxCoreLen a Core-UUID
 // key; bbolt keys must stay below 32 KiB and values this long are hostile anyway.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 )
 
@@ -367,5 +368,45 @@ func TestDepthsCountedAtOpen(t *testing.T) {
 	}
 	if got := s.depth.sum; got != 10 {
 		t.Errorf("total %d, want 10", got)
+	}
+}
+
+// A file of the JSON-record schema opens; a read-write open marks it with the
+// current version (its new records are binary), a read-only one leaves it.
+func TestSchemaOfJSONRecordsIsReadAndMarkedOnWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	s := openTest(t, path)
+	if err := s.submit(context.Background(), newOp(func(tx *bboltTx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte("1"))
+	}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(context.Background())
+	schema := func() string {
+		t.Helper()
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var v string
+		_ = db.View(func(tx *bolt.Tx) error { v = string(tx.Bucket(bucketMeta).Get(keySchema)); return nil })
+		return v
+	}
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of schema 1: %v", err)
+	}
+	ro.Close(context.Background())
+	if v := schema(); v != "1" {
+		t.Fatalf("a read-only open changed the schema to %q", v)
+	}
+	rw, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("open of schema 1: %v", err)
+	}
+	rw.Close(context.Background())
+	if v := schema(); v != strconv.Itoa(SchemaVersion) {
+		t.Fatalf("schema after a read-write open: %q, want %d", v, SchemaVersion)
 	}
 }

@@ -169,8 +169,9 @@ func (s *Store) initSchema(readOnly bool) error {
 		if v == nil {
 			return nil
 		}
-		if n, err := strconv.Atoi(string(v)); err != nil || n != SchemaVersion {
-			return fmt.Errorf("open %s: %w: schema version %q, this sipsilo reads %d", s.path, ErrCorrupt, v, SchemaVersion)
+		if n, err := strconv.Atoi(string(v)); err != nil || (n != SchemaVersion && n != schemaJSON) {
+			return fmt.Errorf("open %s: %w: schema version %q, this sipsilo reads %d and %d", s.path, ErrCorrupt, v,
+				schemaJSON, SchemaVersion)
 		}
 		return nil
 	}
@@ -179,7 +180,7 @@ func (s *Store) initSchema(readOnly bool) error {
 		if err := check(tx); err != nil {
 			return err
 		}
-		ready = tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketMeta).Get(keySchema) != nil
+		ready = tx.Bucket(bucketMeta) != nil && string(tx.Bucket(bucketMeta).Get(keySchema)) == strconv.Itoa(SchemaVersion)
 		for _, name := range allBuckets {
 			ready = ready && tx.Bucket(name) != nil
 		}
@@ -201,7 +202,7 @@ func (s *Store) initSchema(readOnly bool) error {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		if meta.Get(keySchema) == nil {
+		if string(meta.Get(keySchema)) != strconv.Itoa(SchemaVersion) {
 			return meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
 		}
 		return nil
