@@ -1,16 +1,13 @@
 package astreal
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
+
+	"github.com/sipsilo/sipsilo/internal/runtimetar"
 )
 
 // Home is an Asterisk installation the tests can run: sbin/asterisk and the
@@ -47,7 +44,7 @@ func locate() (Home, error) {
 	}
 	tarball := os.Getenv("SIPSILO_AST_TARBALL")
 	if tarball == "" {
-		tarball = findTarball()
+		tarball = runtimetar.FindUpward("shared/asterisk/runtime/asterisk-*.tar.xz")
 	}
 	if tarball == "" {
 		return Home{}, fmt.Errorf("%w: set SIPSILO_AST_HOME to an Asterisk 22 prefix (sbin/asterisk, lib/asterisk/modules) "+
@@ -68,83 +65,15 @@ func homeAt(dir string) (Home, error) {
 	return h, nil
 }
 
-// findTarball looks in the working directory and every directory above it for
-// shared/asterisk/runtime/asterisk-*.tar.xz.
-func findTarball() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for range 32 { // bounded: a path has fewer levels than this
-		m, _ := filepath.Glob(filepath.Join(dir, "shared", "asterisk", "runtime", "asterisk-*.tar.xz"))
-		if len(m) > 0 {
-			return m[len(m)-1]
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return ""
-		}
-		dir = up
-	}
-	return ""
-}
-
-// unpack extracts tarball into <cache>/sipsilo-ast-<sha256 prefix> unless
-// another test process already did; a lock file keeps parallel test
-// processes from unpacking at once.
 func unpack(tarball string) (Home, error) {
-	sum, err := fileSHA256(tarball)
+	dir, err := runtimetar.Unpack(tarball, "sipsilo-ast", []string{"--strip-components=1"}, func(dir string) bool {
+		_, err := homeAt(dir)
+		return err == nil
+	})
 	if err != nil {
-		return Home{}, err
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil || os.MkdirAll(cache, 0o755) != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "sipsilo-ast-"+sum[:16])
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return Home{}, err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return Home{}, err
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if h, err := homeAt(dir); err == nil {
-		return h, nil
-	}
-	tmp := dir + ".partial"
-	if err := os.RemoveAll(tmp); err != nil {
-		return Home{}, err
-	}
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return Home{}, err
-	}
-	if out, err := exec.Command("tar", "-xJf", tarball, "-C", tmp, "--strip-components=1").CombinedOutput(); err != nil {
-		os.RemoveAll(tmp)
-		return Home{}, fmt.Errorf("astreal: unpack %s: %v\n%s", tarball, err, out)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return Home{}, err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return Home{}, err
+		return Home{}, fmt.Errorf("astreal: %w", err)
 	}
 	return homeAt(dir)
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Available says whether an Asterisk can be run, without starting one.
