@@ -227,7 +227,7 @@ func (w *worker) observe(ctx context.Context, o presence.Outcome, sentAt time.Ti
 		return
 	}
 	if err := w.r.cfg.Devices.ObserveDeviceSent(ctx, w.aor, w.device, o, sentAt); err != nil {
-		w.r.log.Error("delivery outcome not recorded in presence", "outcome", o.String(), "device", w.device, "err", err)
+		w.r.log.Error("delivery outcome not recorded in presence", "outcome", o.String(), "err", err)
 	}
 }
 
