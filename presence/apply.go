@@ -28,7 +28,7 @@ const staleVerdictWindow = 32 * time.Second
 // memory all the same).
 func (m *Map) ApplyEvent(ctx context.Context, ev Event) error {
 	if err := ev.check(); err != nil {
-		return fmt.Errorf("presence: %s event for %.80q: %w", ev.Source, ev.AOR, err)
+		return fmt.Errorf("presence: %s event: %w", ev.Source, err) // no AOR: errors are logged above debug
 	}
 	var found []detection
 	became, err := m.update(ctx, ev.AOR, func(st *State, known bool, now time.Time) bool {
