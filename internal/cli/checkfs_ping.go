@@ -4,18 +4,9 @@ import (
 	"context"
 	"encoding/xml"
 	"strings"
-)
 
-// sofiaConf is the part of FreeSWITCH's sofia.conf the ping check reads.
-type sofiaConf struct {
-	Profiles []struct {
-		Name   string `xml:"name,attr"`
-		Params []struct {
-			Name  string `xml:"name,attr"`
-			Value string `xml:"value,attr"`
-		} `xml:"settings>param"`
-	} `xml:"profiles>profile"`
-}
+	"github.com/sipsilo/sipsilo/internal/freeswitch"
+)
 
 // checkPing reads the profile's OPTIONS ping params. sofia status (1.10,
 // mod_sofia.c cmd_status) prints none of them, so the running profile's values
@@ -24,7 +15,7 @@ type sofiaConf struct {
 func (c *checkFS) checkPing(ctx context.Context) {
 	const notLive = "(read from FreeSWITCH's XML; the running profile's values are not checkable over ESL)"
 	out, err := c.api(ctx, "xml_locate configuration configuration name sofia.conf")
-	var cfg sofiaConf
+	var cfg freeswitch.SofiaConf
 	if err != nil || xml.Unmarshal([]byte(out), &cfg) != nil {
 		c.skip("ping params: not checkable over ESL (sofia.conf not found in FreeSWITCH's XML); check that " +
 			"sip_profiles/" + c.profile + ".xml ends its <settings> with the lines of internal-ping-params.xml.snippet")

@@ -5,9 +5,10 @@ import (
 	"strings"
 )
 
-// sofiaConf is the part of sofia.conf (as `xml_locate configuration configuration
-// name sofia.conf` prints it) that says how many registrations a profile keeps.
-type sofiaConf struct {
+// SofiaConf is the part of sofia.conf (as `xml_locate configuration configuration
+// name sofia.conf` prints it) that sipsilo reads: each profile's params, e.g.
+// how many registrations it keeps and how it pings phones.
+type SofiaConf struct {
 	Profiles []struct {
 		Name   string `xml:"name,attr"`
 		Params []struct {
@@ -23,7 +24,7 @@ type sofiaConf struct {
 // the document does not show is left out: presence then treats its registrations
 // as devices of their own, as with multiple registrations.
 func soleProfiles(doc string, profiles []string) map[string]bool {
-	var cfg sofiaConf
+	var cfg SofiaConf
 	if xml.Unmarshal([]byte(doc), &cfg) != nil {
 		return nil
 	}
