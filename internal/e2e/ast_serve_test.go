@@ -125,6 +125,10 @@ func TestAstSipsiloDownStockDelivery(t *testing.T) {
 func TestAstKill9MidDrain(t *testing.T) {
 	r := newAstRig(t, "--log-level", "info")
 	alice, bob := r.ua("1000"), r.ua("1001")
+	// A phone that takes 50 ms to answer keeps sends in flight through the
+	// whole drain, so the kill below always finds some, however fast the
+	// machine drains.
+	bob.SetAnswerDelay(50 * time.Millisecond)
 	in := collect(t, bob)
 	n := sized(400, 200)
 	for i := range n {

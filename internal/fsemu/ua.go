@@ -58,6 +58,7 @@ type UA struct {
 	recv     chan Received
 	dropped  atomic.Int64
 	answer   atomic.Int32
+	delay    atomic.Int64       // SetAnswerDelay, in nanoseconds
 	optionsA atomic.Int32       // SetOptionsAnswer
 	contact  *sip.ContactHeader // UAOptions.Contact parsed; nil: own socket
 }
@@ -146,6 +147,11 @@ func (u *UA) Dropped() int64 { return u.dropped.Load() }
 // SetAnswer sets the status for incoming MESSAGEs (default 200).
 func (u *UA) SetAnswer(code int) { u.answer.Store(int32(code)) }
 
+// SetAnswerDelay makes the UA wait d before it answers each incoming MESSAGE,
+// as a slow phone or a long path does, so that a test can find sends in
+// flight. Zero (the default) answers at once.
+func (u *UA) SetAnswerDelay(d time.Duration) { u.delay.Store(int64(d)) }
+
 // SetOptionsAnswer sets the status for incoming OPTIONS (default 200), for
 // phones that answer pings 404, 405 or 501.
 func (u *UA) SetOptionsAnswer(code int) { u.optionsA.Store(int32(code)) }
@@ -183,6 +189,13 @@ func statusReason(code int) string {
 }
 
 func (u *UA) onMessage(req *sip.Request, tx sip.ServerTransaction) {
+	if d := time.Duration(u.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-tx.Done():
+			return
+		}
+	}
 	code := int(u.answer.Load())
 	reason := map[int]string{200: "OK", 202: "Accepted", 486: "Busy Here", 404: "Not Found", 480: "Temporarily Unavailable", 500: "Server Internal Error"}[code]
 	if reason == "" {
