@@ -277,6 +277,7 @@ func scenarioKill9MidDrain(t *testing.T, sw testSwitch) {
 	r := newSwitchRig(t, sw, append(fsPath, "--window", "16", "--log-level", "info")...)
 	n := sized(1000, 300)
 	bob, in, s := queueOfflineOn(t, r, n)
+	bob.SetAnswerDelay(20 * time.Millisecond) // sends stay in flight however fast the drain
 	registerOn(t, bob)
 	in.waitCount(t, n/10, time.Minute)
 	_ = r.proc.cmd.Process.Signal(syscall.SIGKILL)

@@ -686,6 +686,7 @@ func scenarioKill9TwoDevices(t *testing.T, sw testSwitch) {
 		return sc.value("sipsilo_queue_messages") >= float64(len(s.accepted))
 	})
 	for _, d := range devs {
+		d.ua.SetAnswerDelay(20 * time.Millisecond) // copies stay in flight however fast the drain
 		registerOn(t, d.ph)
 	}
 	for _, d := range devs {
