@@ -40,9 +40,10 @@ type ChatplanConfig struct {
 	// through sipsilo. Empty: none.
 	ServiceAddress string
 	// BodyEvents reports whether the exact body of a message can still arrive over
-	// the event socket (it is connected and subscribed). A lookup without a body
-	// query parameter is stored only when it can: the event fires once, and a
-	// message sipsilo owns without ever getting its body is lost. Nil: never.
+	// the event socket (it is connected and subscribed). A lookup without an exact
+	// body in the query is stored only when it can: the event fires once, and a
+	// message sipsilo owns without ever getting its exact body is lost or altered.
+	// Nil: never.
 	BodyEvents func() bool
 	// Targets, if set, returns the keys of the recipient's devices a message
 	// received now must reach (presence's Targets). With two or more the message
@@ -157,11 +158,12 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		return leave(http.StatusOK, why)
 	}
 
-	if !l.HasBody && (h.cfg.BodyEvents == nil || !h.cfg.BodyEvents()) {
-		// No copy of the body in the query (a binding without the dynamic URL) and
-		// no event socket to bring the exact one: FreeSWITCH delivers it as stock.
-		h.log.Warn("message without a body parameter while the event socket is down, left to FreeSWITCH " +
-			"(give the chatplan binding the dynamic URL that carries the body)")
+	if !l.BodyExact && (h.cfg.BodyEvents == nil || !h.cfg.BodyEvents()) {
+		// No exact copy of the body in the query (a binding without the dynamic
+		// URL, or the older lossy `body=` one) and no event socket to bring the
+		// exact one: FreeSWITCH delivers it as stock (docs/decisions.md §25).
+		h.log.Warn("message without an exact body parameter while the event socket is down, left to FreeSWITCH " +
+			"(give the chatplan binding the dynamic URL that carries the body and its md5)")
 		return leave(http.StatusOK, WhyNoBodySource)
 	}
 	m := newMessage(l)

@@ -150,10 +150,11 @@ func TestChatplanWithoutBodyParameterAwaitsESL(t *testing.T) {
 	}
 }
 
-// TestChatplanWithoutBodyOrEventSocketLeavesToFreeSWITCH: with no body in the
-// query and the event socket down, the exact body could never arrive (the event
-// fires once); the message was answered final and became no_body, never delivered.
-// Now FreeSWITCH delivers it as stock, and the answer is counted.
+// TestChatplanWithoutBodyOrEventSocketLeavesToFreeSWITCH: with no exact body in
+// the query and the event socket down, the exact body could never arrive (the
+// event fires once): without a body the message became no_body, never
+// delivered; with the lossy `body=` copy it was delivered altered. FreeSWITCH
+// delivers both as stock, and the answer is counted (docs/decisions.md §25).
 func TestChatplanWithoutBodyOrEventSocketLeavesToFreeSWITCH(t *testing.T) {
 	var up atomic.Bool
 	observed := make(chan string, 10) // Observe runs after the answer is written
@@ -168,15 +169,23 @@ func TestChatplanWithoutBodyOrEventSocketLeavesToFreeSWITCH(t *testing.T) {
 	if all, _ := ts.store.All(); len(all) != 0 {
 		t.Fatalf("stored %d messages it could never get the body of", len(all))
 	}
-	// A body in the query needs no event socket.
-	if id := post(t, ts.url, http.MethodPost, bodyQuery("hi"), form(map[string]*string{"Event-Sequence": ptr("2")})).storedID(); id == "" {
-		t.Fatal("message with a query body not stored while the event socket is down")
+	// The lossy copy of the old binding (`body=`) is not enough either.
+	if id := post(t, ts.url, http.MethodPost, bodyQuery("hi"), form(map[string]*string{"Event-Sequence": ptr("2")})).storedID(); id != "" {
+		t.Fatal("message with only the lossy query body stored while the event socket is down")
+	}
+	// An exact body in the query (text and its md5) needs no event socket.
+	w := dialplan.TextSentinel + "hi" + dialplan.TextSentinel
+	sum := md5.Sum([]byte(w))
+	exact := "text=" + fsemu.URLEncode(w) + "&md5=" + hex.EncodeToString(sum[:])
+	if id := post(t, ts.url, http.MethodPost, exact, form(map[string]*string{"Event-Sequence": ptr("3")})).storedID(); id == "" {
+		t.Fatal("message with an exact query body not stored while the event socket is down")
 	}
 	up.Store(true)
-	if id := post(t, ts.url, http.MethodPost, "", form(map[string]*string{"Event-Sequence": ptr("3")})).storedID(); id == "" {
+	if id := post(t, ts.url, http.MethodPost, "", form(map[string]*string{"Event-Sequence": ptr("4")})).storedID(); id == "" {
 		t.Fatal("message without a query body not stored while the event socket is up")
 	}
-	want := []string{AnswerNotFound + "/" + WhyNoBodySource, AnswerFinal + "/" + WhyStored, AnswerFinal + "/" + WhyStored}
+	want := []string{AnswerNotFound + "/" + WhyNoBodySource, AnswerNotFound + "/" + WhyNoBodySource,
+		AnswerFinal + "/" + WhyStored, AnswerFinal + "/" + WhyStored}
 	for i, w := range want {
 		select {
 		case got := <-observed:

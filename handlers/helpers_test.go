@@ -52,6 +52,11 @@ type testServer struct {
 func startServer(t *testing.T, cfg Config, store Store) *testServer {
 	t.Helper()
 	ts := &testServer{logs: &logBuffer{}}
+	if cfg.Chatplan.BodyEvents == nil {
+		// The event socket is up unless a test says otherwise: a body that is
+		// not exact at intake is owned only while it can still arrive.
+		cfg.Chatplan.BodyEvents = eventsUp
+	}
 	if store == nil {
 		s, err := kv.Open(filepath.Join(t.TempDir(), "sipsilo.db"), kv.Options{})
 		if err != nil {
