@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -28,17 +29,32 @@ func replay(t *testing.T, addr string, raw []byte) (int, []byte) {
 }
 
 // TestServeTakesOverCapturedMessage posts the captured dynamic-URL request (the
-// request target changed from the capture's /fsxml) to a running `sipsilo serve`;
-// the message must be in the file once the answer is out.
+// request target changed from the capture's /fsxml) to a running `sipsilo serve`
+// with no event socket. With the capture's older, lossy body= copy sipsilo
+// leaves it to FreeSWITCH (docs/decisions.md §25); with the exact text/md5
+// query the current binding gives the same body, it owns it, and the message
+// must be in the file, exact, once the answer is out.
 func TestServeTakesOverCapturedMessage(t *testing.T) {
 	raw, err := os.ReadFile("../../testdata/xmlcurl/10_dynamic_url_body_final.http")
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw = bytes.Replace(raw, []byte("POST /fsxml?"), []byte("POST /fs/chatplan?"), 1)
+	line, rest, ok := bytes.Cut(raw, []byte(" HTTP/1.1\r\n"))
+	if !ok || !bytes.HasPrefix(line, []byte("POST /fsxml?")) {
+		t.Fatalf("capture's request line: %q", line)
+	}
+	target := func(query string) []byte {
+		return slices.Concat([]byte("POST /fs/chatplan?"+query+" HTTP/1.1\r\n"), rest)
+	}
 	db := filepath.Join(t.TempDir(), "sipsilo.db")
 	c := startChild(t, nil, "--db", db)
-	status, answer := replay(t, c.addr, raw)
+	lossy := string(bytes.TrimPrefix(line, []byte("POST /fsxml?")))
+	if status, answer := replay(t, c.addr, target(lossy)); status != http.StatusOK || !bytes.Contains(answer, []byte(`status="not found"`)) {
+		t.Fatalf("the lossy copy without an event socket: status %d, answer:\n%s", status, answer)
+	}
+	// What FreeSWITCH sent (the capture's body= copy decodes its literal %41).
+	want := "hello & world = 100% <ok> \"q\" 'a' | xümlaut\nline2 %41 ${danger}"
+	status, answer := replay(t, c.addr, target(exactBodyQuery(want)))
 	m := sipsiloID.FindSubmatch(answer)
 	if status != http.StatusOK || m == nil {
 		t.Fatalf("status %d, answer:\n%s", status, answer)
@@ -51,12 +67,14 @@ func TestServeTakesOverCapturedMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
+	all, err := s.All()
+	if err != nil || len(all) != 1 {
+		t.Fatalf("%d messages stored (%v), want the one owned", len(all), err)
+	}
 	got, err := s.Get(string(m[1]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Exact but for the literal %41 the query copy decodes (docs/decisions.md §4).
-	want := "hello & world = 100% <ok> \"q\" 'a' | xümlaut\nline2 A ${danger}"
 	if string(got.Body) != want || got.From != "1000@127.0.0.1" || got.To != "1001@127.0.0.1" || got.EventSeq != 378 {
 		t.Fatalf("stored %+v", got)
 	}

@@ -6,6 +6,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +21,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sipsilo/sipsilo/dialplan"
+	"github.com/sipsilo/sipsilo/internal/fsemu"
 )
 
 var binary string // built once by TestMain
@@ -198,10 +203,20 @@ func chatplanForm(seq int) string {
 
 var sipsiloID = regexp.MustCompile(`data="sipsilo_id=([0-9A-Z]+)"/>\s*<action application="final"/>`)
 
-// postMessage posts one chatplan lookup on a new connection, as FreeSWITCH does,
-// and returns the sipsilo_id of a final answer ("" for any other outcome).
+// exactBodyQuery is the query the chatplan binding's dynamic URL gives body:
+// text=${url_encode(_${_body}_)}&md5=${md5(_${_body}_)}, the exact body that
+// lets sipsilo own a message without the event socket (docs/decisions.md §25).
+func exactBodyQuery(body string) string {
+	w := dialplan.TextSentinel + body + dialplan.TextSentinel
+	sum := md5.Sum([]byte(w))
+	return "text=" + fsemu.URLEncode(w) + "&md5=" + hex.EncodeToString(sum[:])
+}
+
+// postMessage posts one chatplan lookup on a new connection, as FreeSWITCH does
+// with the exact-body binding, and returns the sipsilo_id of a final answer (""
+// for any other outcome).
 func postMessage(client *http.Client, addr, body string, seq int) (string, error) {
-	res, err := client.Post("http://"+addr+"/fs/chatplan?body="+enc(body),
+	res, err := client.Post("http://"+addr+"/fs/chatplan?"+exactBodyQuery(body),
 		"application/x-www-form-urlencoded", strings.NewReader(chatplanForm(seq)))
 	if err != nil {
 		return "", err
