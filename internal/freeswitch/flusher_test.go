@@ -64,3 +64,33 @@ func TestFlusherKeepsARegistrationThatCameBack(t *testing.T) {
 		t.Fatal("the dead registration was not flushed")
 	}
 }
+
+// A Call-ID FreeSWITCH would read as more than one registration is never sent:
+// none at all, or "reboot", flushes every phone of the profile; a space or a
+// quote splits or joins the arguments; user@domain of the flushed user's own
+// domain deletes all that user's registrations. Only the last one is flushed.
+func TestFlusherRefusesCallIDsFreeSWITCHWouldWiden(t *testing.T) {
+	cmds := make(chan string, 8)
+	f := NewFlusher(apiFunc(func(_ context.Context, cmd string) (string, error) {
+		cmds <- cmd
+		return "+OK", nil
+	}), "internal", slog.New(slog.DiscardHandler))
+	for _, id := range []string{"", "reboot", "REBOOT", "a b", "a\tb", `a"b`, "a'b", `a\b`, "1001@example.com",
+		"@example.com", "x@", "1001@EXAMPLE.com", string(make([]byte, 300))} {
+		f.Request("1001@example.com", presence.Registration{CallID: id})
+	}
+	f.Request("1001@example.com", presence.Registration{CallID: "c1", Profile: "in ternal"})
+	f.Request("1001@example.com", presence.Registration{CallID: "3c2b7f@192.0.2.7"})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = f.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	select {
+	case got := <-cmds:
+		if got != "sofia profile internal flush_inbound_reg 3c2b7f@192.0.2.7" {
+			t.Fatalf("sent %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the one safe registration was not flushed")
+	}
+}
