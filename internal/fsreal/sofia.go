@@ -35,12 +35,28 @@ func (f *FS) WaitRegistered(t testing.TB, user string, want bool, within time.Du
 }
 
 // FlushRegistrations drops every registration of profile internal, so that a
-// shared FreeSWITCH starts each test with nobody registered.
+// shared FreeSWITCH starts each test with nobody registered. It flushes each
+// user@domain in turn: FreeSWITCH deletes those rows at once, where the
+// argument-less flush queues its DELETE, which then also removed the rows of
+// phones the next test had registered meanwhile (sofia_reg_check_expire uses
+// sofia_glue_execute_sql, sofia_reg_expire_call_id sofia_glue_execute_sql_now).
 func (f *FS) FlushRegistrations(t testing.TB) {
 	t.Helper()
-	f.MustAPI(t, "sofia profile internal flush_inbound_reg")
-	for _, u := range []string{"1000", "1001", "1002", "1003"} {
-		f.WaitRegistered(t, u, false, 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		users := map[string]bool{}
+		for _, r := range f.allRegistrations(t) {
+			users[r.User] = true
+		}
+		if len(users) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fsreal: registrations of %v still there after 10 s of flushing", users)
+		}
+		for u := range users {
+			f.MustAPI(t, "sofia profile internal flush_inbound_reg "+u)
+		}
 	}
 }
 
@@ -87,6 +103,18 @@ type Registration struct {
 // FreeSWITCH's order.
 func (f *FS) Registrations(t testing.TB, user string) []Registration {
 	t.Helper()
+	var mine []Registration
+	for _, r := range f.allRegistrations(t) {
+		if r.User == user+"@"+Domain {
+			mine = append(mine, r)
+		}
+	}
+	return mine
+}
+
+// allRegistrations is every row of profile internal.
+func (f *FS) allRegistrations(t testing.TB) []Registration {
+	t.Helper()
 	out := f.MustAPI(t, "sofia xmlstatus profile internal reg")
 	var doc struct {
 		Regs []Registration `xml:"registrations>registration"`
@@ -97,13 +125,7 @@ func (f *FS) Registrations(t testing.TB, user string) []Registration {
 	if err := d.Decode(&doc); err != nil {
 		t.Fatalf("fsreal: sofia xmlstatus profile internal reg: %v\n%s", err, out)
 	}
-	var mine []Registration
-	for _, r := range doc.Regs {
-		if r.User == user+"@"+Domain {
-			mine = append(mine, r)
-		}
-	}
-	return mine
+	return doc.Regs
 }
 
 // WaitRegistrations waits until user has n registrations on profile internal
