@@ -194,8 +194,10 @@ func TestInspectAgainstARunningServeFailsFastNamingTheAdminAPI(t *testing.T) {
 		!strings.Contains(errOut, "/api/v1/stats") {
 		t.Fatalf("inspect on a held file: exit %d\n%s", code, errOut)
 	}
-	// The bound: fail within 2 s instead of hanging on the lock.
-	if took >= 2*time.Second {
-		t.Fatalf("inspect took %v to give up on a held file, want < 2 s", took)
+	// It gives up after its lock timeout (1 s) instead of waiting for the lock
+	// as long as serve runs; the bound here only tells giving up from hanging,
+	// on a machine of any load.
+	if took >= 30*time.Second {
+		t.Fatalf("inspect took %v to give up on a held file: it waits on the lock", took)
 	}
 }
