@@ -38,5 +38,5 @@ func answerOf(answer string) string {
 
 var (
 	deliveryPaths = []string{relay.PathESL, relay.PathDirect}
-	detectSources = []string{presence.DetectPinger, presence.DetectDelivery, presence.DetectFreeSWITCH}
+	detectSources = []string{presence.DetectPinger, presence.DetectDelivery, presence.DetectFreeSWITCH, presence.DetectAsterisk}
 )

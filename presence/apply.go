@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +43,7 @@ func (m *Map) ApplyEvent(ctx context.Context, ev Event) error {
 		}
 		if i := st.find(ev.CallID); ev.Kind == ReachChanged && ev.Reach == Unreachable && i >= 0 &&
 			!staleVerdict(&st.Registrations[i], now) {
-			if d, ok := detect(&st.Registrations[i], DetectFreeSWITCH, now); ok {
+			if d, ok := detect(&st.Registrations[i], cmp.Or(ev.Detector, DetectFreeSWITCH), now); ok {
 				found = append(found, d)
 			}
 		}

@@ -11,6 +11,8 @@ const (
 	DetectDelivery = "delivery"
 	// DetectFreeSWITCH: FreeSWITCH's own pinging (sofia::sip_user_state) said so.
 	DetectFreeSWITCH = "freeswitch"
+	// DetectAsterisk: Asterisk's qualify (AMI ContactStatus Unreachable) said so.
+	DetectAsterisk = "asterisk"
 )
 
 // detection is one registration found unreachable: what found it, and how long

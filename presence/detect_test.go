@@ -93,3 +93,21 @@ func TestDetectionByFreeSWITCHPinging(t *testing.T) {
 		t.Fatalf("detected %v after the REGISTER, want within (0, %v]", got[0].since, want)
 	}
 }
+
+// A PBX verdict counts for the PBX the event names: Asterisk's qualify is
+// reported as "asterisk", an event that names none as "freeswitch".
+func TestDetectionNamesThePBX(t *testing.T) {
+	for _, tc := range []struct{ detector, want string }{{DetectAsterisk, DetectAsterisk}, {"", DetectFreeSWITCH}} {
+		h := newHarness(t)
+		rec := &detections{}
+		h.m.onDetected = rec.record
+		d := &devEvents{h: h}
+		d.register("c1", "sip:alice@192.0.2.1:5060", "phone/1")
+		h.clk.Set(h.clk.Now().Add(8 * time.Second))
+		d.apply(Event{Kind: ReachChanged, CallID: "c1", Reach: Unreachable, Status: "Unreachable", Detector: tc.detector})
+		got := rec.all()
+		if len(got) != 1 || got[0].source != tc.want {
+			t.Fatalf("detector %q: detections %+v, want one by %s", tc.detector, got, tc.want)
+		}
+	}
+}

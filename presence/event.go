@@ -50,6 +50,7 @@ type Event struct {
 	Status string
 	// Ordering and provenance.
 	Source    string    // e.g. "sofia::register", "ami ContactStatus"
+	Detector  string    // the PBX a ReachChanged verdict counts for: DetectFreeSWITCH ("" too) or DetectAsterisk
 	Stream    string    // FreeSWITCH Core-UUID, Asterisk AMI session; a new one restarts Seq
 	Seq       uint64    // Event-Sequence; 0 when the PBX gives none
 	At        time.Time // the PBX's timestamp of the event

@@ -250,6 +250,7 @@ func (r *Reach) send(ctx context.Context, session string, ev presence.Event) {
 	if ev.Source == "" {
 		ev.Source = "ami ContactStatus"
 	}
+	ev.Detector = presence.DetectAsterisk
 	ev.Stream, ev.Seq = r.next(session)
 	ev.At = time.Now()
 	if err := r.cfg.Presence.ApplyEvent(ctx, ev); err != nil {
