@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sipsilo/sipsilo/esl"
+	"github.com/sipsilo/sipsilo/internal/asterisk"
 	"github.com/sipsilo/sipsilo/kv"
 	"github.com/sipsilo/sipsilo/mirror"
 	"github.com/sipsilo/sipsilo/presence"
@@ -20,6 +21,7 @@ type Sources struct {
 	Bodies func() relay.BodyStats
 	Pinger func() presence.PingerStats
 	ESL    func() esl.Stats
+	AMI    func() asterisk.Stats
 	Store  Store
 	// Mirror returns the MySQL writer's counters; ok is false while it is not
 	// connected.
@@ -81,6 +83,9 @@ func (s Sources) collectors() []prometheus.Collector {
 	}
 	if s.ESL != nil {
 		add(eslCollectors(s.ESL)...)
+	}
+	if s.AMI != nil {
+		add(amiCollectors(s.AMI)...)
 	}
 	if s.Store != nil {
 		add(newStoreCollector(s.Store, s.Now))
@@ -194,6 +199,21 @@ func eslCollectors(stats func() esl.Stats) []prometheus.Collector {
 				return map[string]float64{"events": float64(st.EventDialFailures), "commands": float64(st.CommandDialFailures)}
 			}),
 		gaugeFunc("sipsilo_esl_up", "1 when both event-socket connections are up.", func() float64 {
+			if stats().Up {
+				return 1
+			}
+			return 0
+		}),
+	}
+}
+
+func amiCollectors(stats func() asterisk.Stats) []prometheus.Collector {
+	return []prometheus.Collector{
+		counterFunc("sipsilo_ami_reconnects_total", "AMI logins after the first (Asterisk restarted, or the connection dropped).",
+			func() float64 { return float64(max(stats().Logins, 1) - 1) }),
+		counterFunc("sipsilo_ami_dial_failures_total", "AMI connection attempts that ended before a login succeeded.",
+			func() float64 { return float64(stats().Failures) }),
+		gaugeFunc("sipsilo_ami_up", "1 while sipsilo is logged in to Asterisk's AMI.", func() float64 {
 			if stats().Up {
 				return 1
 			}

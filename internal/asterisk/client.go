@@ -62,6 +62,8 @@ type Client struct {
 	log *slog.Logger
 	ids atomic.Uint64
 
+	logins, failures atomic.Uint64 // Stats
+
 	mu      sync.Mutex
 	conn    *conn // nil while not logged in
 	lastErr error
@@ -100,6 +102,21 @@ func (c *Client) Err() error {
 	return c.lastErr
 }
 
+// Stats are the client's counters for /metrics.
+type Stats struct {
+	Up bool
+	// Logins: AMI logins that succeeded, the first included.
+	Logins uint64
+	// Failures: connection attempts that ended before a login succeeded
+	// (refused, timed out, a wrong secret).
+	Failures uint64
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	return Stats{Up: c.Connected(), Logins: c.logins.Load(), Failures: c.failures.Load()}
+}
+
 // Connected reports whether the client is logged in.
 func (c *Client) Connected() bool {
 	c.mu.Lock()
@@ -135,6 +152,8 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		if errors.Is(err, errWasUp) {
 			fails = 0
+		} else {
+			c.failures.Add(1)
 		}
 		c.mu.Lock()
 		c.lastErr = err
@@ -181,6 +200,7 @@ func (c *Client) session(ctx context.Context, wg *sync.WaitGroup) error {
 			}
 		})
 	}()
+	c.logins.Add(1)
 	c.mu.Lock()
 	c.conn, c.lastErr = cn, nil
 	close(c.up)

@@ -201,6 +201,9 @@ func TestClientLoginFailures(t *testing.T) {
 	})
 	c2 := runClient(t, Config{Addr: refused.addr()})
 	waitErr(t, c2, ErrAuth)
+	if st := c2.Stats(); st.Up || st.Logins != 0 || st.Failures == 0 {
+		t.Fatalf("after a refused login: %+v", st)
+	}
 	silent := newFakeAMI(t, func(_ int, r *bufio.Reader, w net.Conn) {
 		if _, ok := login(r, w); ok {
 			io.Copy(io.Discard, r)
@@ -208,6 +211,9 @@ func TestClientLoginFailures(t *testing.T) {
 	})
 	c3 := runClient(t, Config{Addr: silent.addr(), ActionTimeout: 200 * time.Millisecond})
 	waitUp(t, c3)
+	if st := c3.Stats(); !st.Up || st.Logins != 1 || st.Failures != 0 {
+		t.Fatalf("logged in once: %+v", st)
+	}
 	if _, err := c3.Action(context.Background(), "Ping"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("unanswered action: %v", err)
 	}

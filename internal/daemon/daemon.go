@@ -102,7 +102,7 @@ func (d *Daemon) assemble(store *kv.Store, reg *prometheus.Registry) (*parts, er
 	}
 	pinging := d.mode != presence.PingOff
 	var err error
-	if p.obs, err = metrics.New(reg, p.metricSources(pinging, d.mysql != nil)); err != nil {
+	if p.obs, err = metrics.New(reg, p.metricSources(pinging, d.mysql != nil, asterisk)); err != nil {
 		return nil, err
 	}
 	if cfg.Ping.FlushUnreachable && pinging && !asterisk {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"github.com/sipsilo/sipsilo/esl"
+	"github.com/sipsilo/sipsilo/internal/asterisk"
 	"github.com/sipsilo/sipsilo/metrics"
 	"github.com/sipsilo/sipsilo/mirror"
 	"github.com/sipsilo/sipsilo/presence"
@@ -10,7 +11,7 @@ import (
 
 // metricSources gives /metrics the daemon's counters. The functions run at
 // scrape time, after assemble has set every part they read.
-func (d *parts) metricSources(pinger, withMirror bool) metrics.Sources {
+func (d *parts) metricSources(pinger, withMirror, ami bool) metrics.Sources {
 	src := metrics.Sources{
 		Relay:  func() relay.Stats { return d.relay.Stats() },
 		Bodies: func() relay.BodyStats { return d.bodies.Stats() },
@@ -34,6 +35,14 @@ func (d *parts) metricSources(pinger, withMirror bool) metrics.Sources {
 	}
 	if d.client != nil { // nil beside Asterisk
 		src.ESL = func() esl.Stats { return d.client.Stats() }
+	}
+	if ami { // the AMI client is assembled after this
+		src.AMI = func() asterisk.Stats {
+			if d.ami == nil {
+				return asterisk.Stats{}
+			}
+			return d.ami.client.Stats()
+		}
 	}
 	if pinger {
 		src.Pinger = func() presence.PingerStats { return d.pinger.Stats() }

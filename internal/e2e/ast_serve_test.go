@@ -198,4 +198,10 @@ func TestAstAsteriskRestart(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The operator sees it too.
+	sc := scrape(t, r.rig)
+	if sc.value("sipsilo_ami_up") != 1 || sc.value("sipsilo_ami_reconnects_total") < 1 {
+		t.Fatalf("after the restart: sipsilo_ami_up %v, sipsilo_ami_reconnects_total %v",
+			sc.value("sipsilo_ami_up"), sc.value("sipsilo_ami_reconnects_total"))
+	}
 }
