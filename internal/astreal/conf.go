@@ -4,13 +4,14 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	asteriskconf "github.com/sipsilo/sipsilo/asterisk-conf"
+
+	"github.com/sipsilo/sipsilo/internal/testport"
 )
 
 //go:embed conf
@@ -133,19 +134,12 @@ func writeFile(path string, data []byte) error {
 // RTP range (no test makes calls; the range only keeps Asterisks apart).
 func freePorts() (ports, error) {
 	var p ports
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return p, err
-	}
-	p.sip = pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	for _, dst := range []*int{&p.ami, &p.http} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for _, dst := range []*int{&p.sip, &p.ami, &p.http} {
+		port, err := testport.Free()
 		if err != nil {
 			return p, err
 		}
-		*dst = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		*dst = port
 	}
 	p.rtpStart = 42000 + (p.sip%500)*40
 	return p, nil

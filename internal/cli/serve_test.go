@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -12,16 +11,18 @@ import (
 	"time"
 
 	"github.com/sipsilo/sipsilo/internal/fsemu"
+
+	"github.com/sipsilo/sipsilo/internal/testport"
 )
 
+// freePort is a port for a server told it before it binds (internal/testport).
 func freePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // served is a `sipsilo serve` running in-process.

@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -21,6 +20,8 @@ import (
 	conf "github.com/sipsilo/sipsilo/freeswitch-conf"
 	"github.com/sipsilo/sipsilo/internal/fsemu"
 	"github.com/sipsilo/sipsilo/kv"
+
+	"github.com/sipsilo/sipsilo/internal/testport"
 )
 
 type rig struct {
@@ -208,14 +209,14 @@ func counts(got []fsemu.Received) map[string]int {
 	return c
 }
 
+// freePort is a port for a server told it before it binds (internal/testport).
 func freePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func bodyN(i int) string { return fmt.Sprintf("msg %04d", i) }

@@ -17,7 +17,6 @@ package fsreal
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +29,8 @@ import (
 	"time"
 
 	conf "github.com/sipsilo/sipsilo/freeswitch-conf"
+
+	"github.com/sipsilo/sipsilo/internal/testport"
 )
 
 const (
@@ -337,30 +338,13 @@ func (f *FS) LogTail(n int) string {
 // FreeSWITCH off the default one).
 func freePorts() (ports, error) {
 	var p ports
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return p, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		p.sip = port
-		break
-	}
-	if p.sip == 0 {
-		return p, fmt.Errorf("fsreal: no port free for both UDP and TCP")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	var err error
+	if p.sip, err = testport.Free(); err != nil {
 		return p, err
 	}
-	p.esl = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	if p.esl, err = testport.Free(); err != nil {
+		return p, err
+	}
 	p.rtpStart = 40000 + (p.sip%1000)*20
 	return p, nil
 }

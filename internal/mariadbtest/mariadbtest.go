@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/sipsilo/sipsilo/internal/testport"
 )
 
 const (
@@ -336,14 +338,7 @@ func lookPath(names ...string) string {
 }
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testport.Free() }
 
 func requireIntegration(t testing.TB, why string) {
 	t.Helper()

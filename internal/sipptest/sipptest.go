@@ -14,7 +14,6 @@ import (
 	_ "embed"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +26,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsilo/sipsilo/internal/testport"
 )
 
 //go:embed phone.xml
@@ -355,14 +356,7 @@ func requireIntegration(t testing.TB, why string) {
 }
 
 // freePort returns a UDP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port, nil
-}
+func freePort() (int, error) { return testport.Free() }
 
 // reason is the reason phrase for a status code.
 func reason(code int) string {
