@@ -78,10 +78,13 @@ type result struct {
 	answered500 int // of failed: FreeSWITCH answered the authenticated MESSAGE 500
 	retrans     int
 	answered    int           // chatplan lookups the backend answered
-	lag         time.Duration // from sipp's end until every lookup was answered; -1: not within drainWait
+	lag         time.Duration // from sipp's end until every lookup was answered; -1: not within maxDrain
 	fsCPU       time.Duration // FreeSWITCH's utime+stime over the run and its drain
 	sippSecs    float64
 	intakeMean  time.Duration // sipsilo's mean answer time (its /metrics), 0 for null
+	// commitsPerMsg: sipsilo's store commits over the run per MESSAGE (intake,
+	// the body's ESL copy, delivery attempt and result...)
+	commitsPerMsg float64
 }
 
 // clean: every MESSAGE answered 202 at its first sending, the backend's
@@ -106,9 +109,9 @@ func (r result) String() string {
 	if r.answered > 0 {
 		per = float64(r.fsCPU.Microseconds()) / float64(r.answered)
 	}
-	return fmt.Sprintf("%-8s %4d/s: sent %5d ok %5d failed %3d (500: %3d) retrans %4d answered %5d backlog gone after %-11s FS CPU %5.0f µs/MESSAGE clean %-5v clean but 500s %-5v sipsilo's mean answer %v",
+	return fmt.Sprintf("%-8s %4d/s: sent %5d ok %5d failed %3d (500: %3d) retrans %4d answered %5d backlog gone after %-11s FS CPU %5.0f µs/MESSAGE clean %-5v clean but 500s %-5v sipsilo's mean answer %v, %.1f commits/MESSAGE",
 		r.backend, r.rate, r.sent, r.ok, r.failed, r.answered500, r.retrans, r.answered, lag, per, r.clean(), r.clean500(),
-		r.intakeMean.Round(time.Microsecond))
+		r.intakeMean.Round(time.Microsecond), r.commitsPerMsg)
 }
 
 // drainWait bounds how long a run waits, after sipp's last 202, for the
@@ -118,7 +121,7 @@ func (r result) String() string {
 const drainWait = 1 * time.Second
 
 // maxDrain bounds the wait for a backlog that drainWait already failed.
-const maxDrain = 30 * time.Second
+const maxDrain = 15 * time.Second
 
 // BenchmarkFSSipp runs the rates of FS_SIPP_RATES, FS_SIPP_SECS seconds each,
 // against both backends (alternating which goes first), then FS_SIPP_CPU_RATE
@@ -153,7 +156,15 @@ func BenchmarkFSSipp(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	null := startNull(b, nullHTTP)
+	null := startNull(b, nullHTTP, 0)
+	// slow: the do-nothing backend answering after FS_SIPP_SLOW (e.g. 10ms),
+	// CPU-free: whether a slow answer alone costs FreeSWITCH CPU.
+	slowDelay, err := time.ParseDuration(envOr("FS_SIPP_SLOW", "0s"))
+	if err != nil || slowDelay < 0 || slowDelay > time.Second {
+		b.Fatalf("FS_SIPP_SLOW: %q", os.Getenv("FS_SIPP_SLOW"))
+	}
+	slowHTTP := freePort(b)
+	slow := startNull(b, slowHTTP, slowDelay)
 	scenario := filepath.Join(dir, "message.xml")
 	users := filepath.Join(dir, "users.csv")
 	if err := os.WriteFile(scenario, []byte(messageXML), 0o644); err != nil {
@@ -171,6 +182,10 @@ func BenchmarkFSSipp(b *testing.B) {
 			s = startSipsilo(b, bin, dir, sipsiloHTTP, fs)
 			fs.PointChatplan(b, conf.Options{HTTPAddr: sipsiloHTTP})
 			answered = s.answered
+		case "slow":
+			fs.PointChatplan(b, conf.Options{HTTPAddr: slowHTTP})
+			base := slow.Load()
+			answered = func() int { return int(slow.Load() - base) }
 		case "null+esl":
 			// sipsilo logged in to the event socket, the chatplan answered by the
 			// do-nothing backend: what the event stream alone costs FreeSWITCH.
@@ -183,6 +198,10 @@ func BenchmarkFSSipp(b *testing.B) {
 		}
 		time.Sleep(300 * time.Millisecond) // let the reload and the ESL login settle
 		base := answered()
+		commits0 := 0.0
+		if s != nil {
+			commits0 = s.metric("sipsilo_store_commits_total")
+		}
 		cpu0 := procCPU(b, fs.PID())
 		res := runSipp(b, dir, scenario, users, fs.SIPAddr(), rate, n)
 		res.backend = backend
@@ -199,6 +218,9 @@ func BenchmarkFSSipp(b *testing.B) {
 		res.fsCPU = procCPU(b, fs.PID()) - cpu0
 		res.answered = answered() - base
 		if s != nil {
+			if res.answered > 0 {
+				res.commitsPerMsg = (s.metric("sipsilo_store_commits_total") - commits0) / float64(res.answered)
+			}
 			if n := s.metric("sipsilo_intake_seconds_count"); n > 0 {
 				res.intakeMean = time.Duration(s.metric("sipsilo_intake_seconds_sum") / n * float64(time.Second))
 			}
@@ -237,7 +259,11 @@ func BenchmarkFSSipp(b *testing.B) {
 		b.Fatalf("FS_SIPP_CPU_ROUNDS: %q", os.Getenv("FS_SIPP_CPU_ROUNDS"))
 	}
 	for i := 0; cpuRate > 0 && i < rounds; i++ {
-		for _, be := range []string{"sipsilo", "null", "null+esl"} {
+		backends := []string{"sipsilo", "null", "null+esl"}
+		if slowDelay > 0 {
+			backends = append(backends, "slow")
+		}
+		for _, be := range backends {
 			r := run(be, cpuRate, cpuRate*secs)
 			all = append(all, r)
 			if r.answered > 0 {
@@ -267,6 +293,10 @@ func BenchmarkFSSipp(b *testing.B) {
 		fmt.Printf("FreeSWITCH CPU per MESSAGE at %d/s (median of %d): null %.0f µs %.0f, null+esl %.0f µs %.0f, sipsilo %.0f µs %.0f\n",
 			cpuRate, rounds, median(cpu["null"]), cpu["null"], median(cpu["null+esl"]), cpu["null+esl"],
 			median(cpu["sipsilo"]), cpu["sipsilo"])
+		if slowDelay > 0 {
+			fmt.Printf("FreeSWITCH CPU per MESSAGE with the do-nothing backend answering after %v: %.0f µs %.0f\n",
+				slowDelay, median(cpu["slow"]), cpu["slow"])
+		}
 		b.ReportMetric(median(cpu["null+esl"]), "fs-µs/msg-null+esl")
 		b.ReportMetric(median(cpu["null"]), "fs-µs/msg-null")
 		b.ReportMetric(median(cpu["sipsilo"]), "fs-µs/msg-sipsilo")
@@ -301,8 +331,8 @@ func freePort(b *testing.B) string {
 
 // startNull serves the do-nothing backend: every request's body is read and
 // answered with one constant chatplan of sipsilo's shape (hand the message
-// over, deliver nothing). It counts the requests.
-func startNull(b *testing.B, addr string) *atomic.Int64 {
+// over, deliver nothing), after delay. It counts the requests.
+func startNull(b *testing.B, addr string, delay time.Duration) *atomic.Int64 {
 	b.Helper()
 	doc, err := dialplan.Chatplan("public", "0123456789abcdef")
 	if err != nil {
@@ -315,6 +345,9 @@ func startNull(b *testing.B, addr string) *atomic.Int64 {
 	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		if delay > 0 {
+			time.Sleep(delay)
+		}
 		w.Header().Set("Content-Type", "text/xml")
 		w.Header().Set("Content-Length", strconv.Itoa(len(doc)))
 		_, _ = w.Write(doc)
