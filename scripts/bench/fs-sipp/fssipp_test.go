@@ -273,6 +273,7 @@ func BenchmarkFSSipp(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	logErrors(b, fs.LogPath())
 	sort.SliceStable(all, func(i, j int) bool { return all[i].rate < all[j].rate })
 	for _, r := range all {
 		fmt.Println(r)
@@ -540,4 +541,38 @@ func median(v []float64) float64 {
 		return c[len(c)/2]
 	}
 	return (c[len(c)/2-1] + c[len(c)/2]) / 2
+}
+
+// logErrors prints FreeSWITCH's WARNING, ERR and CRIT log lines of the run, counted by
+// text (without their time): what it said about the MESSAGEs it answered 500.
+func logErrors(b *testing.B, path string) {
+	b.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		b.Log(err)
+		return
+	}
+	defer f.Close()
+	counts := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.Index(line, "[ERR] ")
+		if i < 0 {
+			i = strings.Index(line, "[CRIT] ")
+		}
+		if i < 0 {
+			i = strings.Index(line, "[WARNING] ")
+		}
+		if i < 0 {
+			continue
+		}
+		if len(counts) < 50 {
+			counts[line[i:]]++
+		}
+	}
+	for l, n := range counts {
+		fmt.Printf("FreeSWITCH log, %d×: %s\n", n, l)
+	}
 }
