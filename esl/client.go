@@ -3,7 +3,9 @@ package esl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,22 @@ import (
 // since FreeSWITCH takes every word after CUSTOM as a subclass.
 const DefaultSubscription = "event json MESSAGE PRESENCE_IN BACKGROUND_JOB HEARTBEAT CUSTOM " +
 	"sofia::register sofia::unregister sofia::expire sofia::sip_user_state sofia::error"
+
+// DefaultFilters narrow DefaultSubscription to the events sipsilo reads
+// (docs/decisions.md §36): FreeSWITCH then neither copies nor serialises the
+// rest for this connection. With any filter set, FreeSWITCH sends an event only
+// if one filter's header is in it and matches (case-insensitively), so every
+// kind sipsilo reads has one:
+//   - every subscribed CUSTOM (the sofia:: registration events), BACKGROUND_JOB
+//     (bgapi results) and HEARTBEAT (the watchdog), by Event-Name;
+//   - PRESENCE_IN only with status Unregistered (not the presence of calls and
+//     of every REGISTER);
+//   - MESSAGE only after a chatplan that ran final: sipsilo's, with the exact
+//     body (not chat results nor messages left to FreeSWITCH).
+var DefaultFilters = []string{
+	"Event-Name CUSTOM", "Event-Name BACKGROUND_JOB", "Event-Name HEARTBEAT",
+	"status Unregistered", "final_delivery true",
+}
 
 // Errors callers can test with errors.Is.
 var (
@@ -40,8 +58,12 @@ type Config struct {
 	Addr     string // host:port of mod_event_socket
 	Password string
 	// Subscription is the whole "event json ..." command sent after every connect.
-	Subscription string        // default DefaultSubscription
-	DialTimeout  time.Duration // connect + auth + subscribe; default 5 s
+	Subscription string // default DefaultSubscription
+	// Filters are sent as "filter <header> <value>", before Subscription, on
+	// every event connection. Nil with the default Subscription means
+	// DefaultFilters; nil with a Subscription of the caller's, none.
+	Filters     []string
+	DialTimeout time.Duration // connect + auth + subscribe; default 5 s
 	// CommandTimeout bounds one api/bgapi reply unless the caller's ctx is shorter.
 	CommandTimeout time.Duration // default 10 s
 	// HeartbeatTimeout closes and replaces an event connection that received
@@ -63,6 +85,9 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.Subscription == "" {
 		cfg.Subscription = DefaultSubscription
+		if cfg.Filters == nil {
+			cfg.Filters = DefaultFilters
+		}
 	}
 	def(&cfg.DialTimeout, 5*time.Second)
 	def(&cfg.CommandTimeout, 10*time.Second)
@@ -142,6 +167,14 @@ func (cfg Config) Check() error {
 	if cfg.Subscription != "" {
 		if err := checkLine("subscription", cfg.Subscription); err != nil {
 			return err
+		}
+	}
+	for _, f := range cfg.Filters {
+		if err := checkLine("filter", f); err != nil {
+			return err
+		}
+		if name, val, _ := strings.Cut(f, " "); name == "" || val == "" {
+			return fmt.Errorf("%w: filter %q is not \"<header> <value>\"", ErrBadInput, f)
 		}
 	}
 	return checkLine("password", cfg.Password)

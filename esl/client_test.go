@@ -80,6 +80,11 @@ func TestSubscribesExactly(t *testing.T) {
 	want := []string{
 		"auth ClueCon",
 		"api global_getvar core_uuid",
+		"filter Event-Name CUSTOM",
+		"filter Event-Name BACKGROUND_JOB",
+		"filter Event-Name HEARTBEAT",
+		"filter status Unregistered",
+		"filter final_delivery true",
 		"event json MESSAGE PRESENCE_IN BACKGROUND_JOB HEARTBEAT CUSTOM sofia::register sofia::unregister " +
 			"sofia::expire sofia::sip_user_state sofia::error",
 	}

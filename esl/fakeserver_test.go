@@ -186,6 +186,10 @@ func (fc *fakeConn) serveStd() {
 				s.wg.Add(1)
 				go func() { defer s.wg.Done(); on(fc) }()
 			}
+		case strings.HasPrefix(line, "filter "):
+			// As FreeSWITCH answers (mod_event_socket.c, parse_command).
+			name, val, _ := strings.Cut(strings.TrimPrefix(line, "filter "), " ")
+			err = fc.send([]byte("Content-Type: command/reply\nReply-Text: +OK filter added. [" + name + "]=[" + val + "]\n\n"))
 		case line == "api global_getvar core_uuid":
 			s.mu.Lock()
 			core := s.core

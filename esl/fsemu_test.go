@@ -2,6 +2,8 @@ package esl
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +36,8 @@ func TestAgainstEmulator(t *testing.T) {
 	const n = 500
 	for i := range n {
 		ev := fsemu.NewMessageEvent(fsemu.MessageParams{CoreUUID: srv.CoreUUID(), Sequence: uint64(1000 - i), Body: "m"})
-		ev.Headers = append(ev.Headers, fsemu.Header{Name: "sipsilo_id", Value: string(rune('A' + i%26))})
+		ev.Headers = append(ev.Headers, fsemu.Header{Name: "sipsilo_id", Value: string(rune('A' + i%26))},
+			fsemu.Header{Name: "final_delivery", Value: "true"}) // as after sipsilo's chatplan
 		srv.Fire(ev)
 	}
 	for i := range n {
@@ -69,5 +72,73 @@ func nextNamed(t *testing.T, c *Client, name string) *Event {
 		case <-deadline:
 			t.Fatalf("no %s event", name)
 		}
+	}
+}
+
+// TestDefaultFiltersAgainstEmulator: the default filters let through every
+// event sipsilo reads and none of the others it is subscribed to, as
+// FreeSWITCH's event_handler applies them (internal/fsemu models it).
+func TestDefaultFiltersAgainstEmulator(t *testing.T) {
+	srv, err := fsemu.NewESLServer(fsemu.ESLOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c := New(Config{Addr: srv.Addr(), Password: "ClueCon", BackoffMin: 10 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+	defer func() { cancel(); <-runErr }()
+	nextConnected(t, c)
+
+	ev := func(kv ...string) *fsemu.Event {
+		e := &fsemu.Event{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			e.Set(kv[i], kv[i+1])
+		}
+		return e
+	}
+	message := func(kv ...string) *fsemu.Event {
+		e := fsemu.NewMessageEvent(fsemu.MessageParams{CoreUUID: srv.CoreUUID(), Body: "b"})
+		for i := 0; i+1 < len(kv); i += 2 {
+			e.Set(kv[i], kv[i+1])
+		}
+		return e
+	}
+	cases := []struct {
+		name string
+		ev   *fsemu.Event
+		pass bool
+	}{
+		{"sofia::register", ev("Event-Name", "CUSTOM", "Event-Subclass", "sofia::register", "status", "Registered"), true},
+		{"sofia::expire", ev("Event-Name", "CUSTOM", "Event-Subclass", "sofia::expire"), true},
+		{"PRESENCE_IN Unregistered", ev("Event-Name", "PRESENCE_IN", "proto", "sip", "status", "Unregistered"), true},
+		{"PRESENCE_IN Registered", ev("Event-Name", "PRESENCE_IN", "proto", "sip", "status", "Registered"), false},
+		{"PRESENCE_IN of a call", ev("Event-Name", "PRESENCE_IN", "proto", "sip", "status", "Active (1 waiting)"), false},
+		{"MESSAGE after final", message("sipsilo_id", "id1", "final_delivery", "true"), true},
+		{"MESSAGE left to FreeSWITCH", message(), false},
+		{"MESSAGE chat result", message("Delivery-Failure", "false", "Nonblocking-Delivery", "true"), false},
+	}
+	var want []string
+	for i, tc := range cases {
+		tc.ev.Set("sipsilo_test", tc.name)
+		tc.ev.Set("Event-Sequence", strconv.Itoa(100+i))
+		srv.Fire(tc.ev)
+		if tc.pass {
+			want = append(want, tc.name)
+		}
+	}
+	srv.FireHeartbeat() // passes too, and ends the sequence
+	var got []string
+	for {
+		e := nextEvent(t, c)
+		if e.Name == "HEARTBEAT" {
+			break
+		}
+		got = append(got, e.Get("sipsilo_test"))
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("events through the filters: %q, want %q", got, want)
 	}
 }

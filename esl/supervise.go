@@ -90,6 +90,17 @@ func (c *Client) dialEvents(ctx context.Context) (*conn, string, error) {
 		c.log.Warn("cannot read FreeSWITCH's core_uuid", "reply", core)
 		core = ""
 	}
+	// Filters first: no event FreeSWITCH would filter out gets in between.
+	for _, f := range c.cfg.Filters {
+		reply, err := ec.exchange("filter " + f)
+		if err == nil && !strings.HasPrefix(reply, "+OK") {
+			err = fmt.Errorf("%w: %q", ErrCommand, reply)
+		}
+		if err != nil {
+			ec.close()
+			return nil, "", fmt.Errorf("esl: filter %s: %w", f, err)
+		}
+	}
 	reply, err := ec.exchange(c.cfg.Subscription)
 	if err == nil && !strings.HasPrefix(reply, "+OK") {
 		err = fmt.Errorf("%w: %q", ErrCommand, reply)

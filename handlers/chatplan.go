@@ -154,7 +154,9 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		return leave(http.StatusBadRequest, WhyBadRequest)
 	}
 	if why := h.pass(l); why != "" {
-		h.log.Debug("left to FreeSWITCH", "why", why, "from", l.Sender(), "to", l.Recipient())
+		if h.log.Enabled(ctx, slog.LevelDebug) {
+			h.log.Debug("left to FreeSWITCH", "why", why, "from", l.Sender(), "to", l.Recipient())
+		}
 		return leave(http.StatusOK, why)
 	}
 
@@ -204,7 +206,9 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		h.release(id, err)
 		return AnswerLost, WhyReleased, nil
 	}
-	h.log.Debug("stored", "id", id, "from", l.Sender(), "to", l.Recipient(), "bytes", len(l.Body))
+	if h.log.Enabled(ctx, slog.LevelDebug) { // the addresses are built only to be logged
+		h.log.Debug("stored", "id", id, "from", l.Sender(), "to", l.Recipient(), "bytes", len(l.Body))
+	}
 	if h.cfg.Queued != nil {
 		h.cfg.Queued(m)
 	}
@@ -232,8 +236,10 @@ func (h *chatplan) pass(l *dialplan.Lookup) string {
 	if l.DestProto != "" && l.DestProto != "sip" {
 		return WhyNotSIP
 	}
-	if mt, _, err := mime.ParseMediaType(l.Type); err == nil && h.skip[mt] {
-		return WhySkippedType
+	if len(h.skip) > 0 { // parsing allocates: only with --skip-types
+		if mt, _, err := mime.ParseMediaType(l.Type); err == nil && h.skip[mt] {
+			return WhySkippedType
+		}
 	}
 	if len(l.Body) > h.cfg.MaxBody {
 		return WhyTooLarge

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +18,9 @@ import (
 // BenchmarkHTTPFloor calibrates the machine: a bare net/http handler that reads the
 // form and answers a constant chatplan, with no echo, no parsing and no store, under
 // the same load client as BenchmarkIntake. What it reaches is the ceiling any
-// intake over HTTP can reach here.
+// intake over HTTP can reach here; keepalive=false/clients=2 is FreeSWITCH's
+// pattern (two chat threads, a new connection per lookup), the floor of the
+// intake latency target beside BenchmarkFdatasync.
 func BenchmarkHTTPFloor(b *testing.B) {
 	doc, err := dialplan.Chatplan("public", "01JFIXTURE0000000000000001")
 	if err != nil {
@@ -29,8 +32,12 @@ func BenchmarkHTTPFloor(b *testing.B) {
 		w.Header().Set("Content-Length", fmt.Sprint(len(doc)))
 		w.Write(doc)
 	})
-	for _, keepAlive := range []bool{true, false} {
-		b.Run(fmt.Sprintf("keepalive=%v/clients=64", keepAlive), func(b *testing.B) {
+	for _, run := range []struct {
+		keepAlive bool
+		clients   int
+	}{{true, 64}, {false, 64}, {false, 2}} {
+		keepAlive, clients := run.keepAlive, run.clients
+		b.Run(fmt.Sprintf("keepalive=%v/clients=%d", keepAlive, clients), func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
@@ -50,7 +57,8 @@ func BenchmarkHTTPFloor(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			var wg sync.WaitGroup
-			for range 64 {
+			lat := make([][]time.Duration, clients)
+			for w := range clients {
 				wg.Go(func() {
 					client, err := newLoadClient(keepAlive, url)
 					if err != nil {
@@ -59,10 +67,12 @@ func BenchmarkHTTPFloor(b *testing.B) {
 					}
 					defer client.close()
 					for next.Add(1) <= int64(b.N) {
+						t0 := time.Now()
 						if err := client.do(); err != nil {
 							failed.Store(err)
 							return
 						}
+						lat[w] = append(lat[w], time.Since(t0))
 					}
 				})
 			}
@@ -72,6 +82,7 @@ func BenchmarkHTTPFloor(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+			reportLatency(b, slices.Concat(lat...))
 		})
 	}
 }

@@ -153,3 +153,34 @@ func TestListsRefuseCursorsTheyNeverGave(t *testing.T) {
 		t.Fatalf("presence next page: %d %s", code, body)
 	}
 }
+
+// TestAccessLogChatplanAnswersAtDebug: a chatplan lookup answered 2xx comes
+// once per MESSAGE, so its access line is at debug (counted in /metrics
+// instead); a chatplan lookup refused (4xx) is still logged at info, as is
+// every other route.
+func TestAccessLogChatplanAnswersAtDebug(t *testing.T) {
+	ts := startServer(t, Config{}, nil)
+	if a := post(t, ts.url, http.MethodPost, bodyQuery("hello"), form(nil)); a.storedID() == "" {
+		t.Fatalf("not stored: %d %s", a.status, a.body)
+	}
+	res, err := http.Post(ts.url+ChatplanPath, "application/x-www-form-urlencoded", strings.NewReader("section=chatplan&%zz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("malformed form: %d, want 400", res.StatusCode)
+	}
+	if code, body := viewGet(t, ts.url, "/healthz", ""); code != http.StatusOK {
+		t.Fatalf("healthz: %d %s", code, body)
+	}
+	logs := ts.logs.String()
+	if strings.Contains(logs, "route="+ChatplanPath+" status=200") {
+		t.Errorf("a stored message's lookup logged above debug:\n%s", logs)
+	}
+	for _, want := range []string{"route=" + ChatplanPath + " status=400", "route=/healthz status=200"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("access log lacks %q:\n%s", want, logs)
+		}
+	}
+}

@@ -33,6 +33,15 @@ func startBenchServer(b *testing.B) *benchServer {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Registered first, so it runs after the server's shutdown.
+	b.Cleanup(func() { s.Close(context.Background()) })
+	return &benchServer{url: startBenchHandlers(b, s), store: s}
+}
+
+// startBenchHandlers serves the real handlers over store, with the access log
+// and the intake histogram on as in production; it returns the base URL.
+func startBenchHandlers(b *testing.B, s Store) string {
+	b.Helper()
 	// The access log is on, as in production, formatted but written nowhere.
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	// So is the /metrics hook: every answer is observed into a histogram. These
@@ -62,9 +71,52 @@ func startBenchServer(b *testing.B) *benchServer {
 		defer cancel()
 		srv.Shutdown(ctx)
 		<-done
-		s.Close(ctx)
 	})
-	return &benchServer{url: "http://" + ln.Addr().String(), store: s}
+	return "http://" + ln.Addr().String()
+}
+
+// BenchmarkIntakeHandler is BenchmarkIntake at FreeSWITCH's pattern with a
+// store that answers at once: the handler's own cost (echo, the access log,
+// parsing, the decision, the answer) above BenchmarkHTTPFloor, without the
+// commit. Run them in one `go test -bench` (BENCHMARKS.md).
+func BenchmarkIntakeHandler(b *testing.B) {
+	store := &fakeStore{enqueue: func(context.Context, *kv.Message) (string, error) {
+		return "01JFIXTURE0000000000000001", nil
+	}}
+	url := startBenchHandlers(b, store)
+	const clients = 2
+	var next atomic.Int64
+	lat := make([][]time.Duration, clients)
+	var failed atomic.Value
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range clients {
+		wg.Go(func() {
+			client, err := newLoadClient(false, url)
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			defer client.close()
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				if err := client.do(); err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	reportLatency(b, slices.Concat(lat...))
 }
 
 func reportLatency(b *testing.B, lat []time.Duration) {

@@ -124,7 +124,10 @@ func readyz(checks map[string]func(ctx context.Context) error) echo.HandlerFunc 
 
 // accessLog logs one line per request. Above debug it names the route pattern
 // (/api/v1/queue/:aor), never the concrete path, which holds addresses; the query
-// string, which carries the message body, is never logged.
+// string, which carries the message body, is never logged. A chatplan lookup
+// answered 2xx, one per MESSAGE FreeSWITCH routes, is logged at debug only:
+// /metrics counts those answers by outcome (sipsilo_intake_seconds), and a line
+// each would cost a write, and the journal's work, per message.
 func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -133,11 +136,15 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // write the error response now so its status is logged
 			}
-			ctx := c.Request().Context()
-			if !log.Enabled(ctx, slog.LevelInfo) {
+			req, res := c.Request(), c.Response()
+			level := slog.LevelInfo
+			if res.Status < 300 && c.Path() == ChatplanPath {
+				level = slog.LevelDebug
+			}
+			ctx := req.Context()
+			if !log.Enabled(ctx, level) {
 				return nil
 			}
-			req, res := c.Request(), c.Response()
 			attrs := []slog.Attr{
 				slog.String("method", req.Method),
 				slog.String("route", route(c)),
@@ -149,7 +156,7 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			if log.Enabled(ctx, slog.LevelDebug) {
 				attrs = append(attrs, slog.String("path", req.URL.Path))
 			}
-			log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+			log.LogAttrs(ctx, level, "request", attrs...)
 			return nil
 		}
 	}
