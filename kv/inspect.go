@@ -96,12 +96,12 @@ func (s *Store) Summary() (Summary, error) {
 func (s *Store) summariseQueue(queue, msgs *bolt.Bucket, now time.Time, sum *Summary) error {
 	var cur *RecipientQueue
 	c := queue.Cursor()
-	for k, id := c.First(); k != nil; k, id = c.Next() {
-		aor, _, _, err := parseQueueKey(k)
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		aor, _, id, err := parseQueueKey(k)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
-		at, err := receivedOf(msgs, id)
+		at, err := receivedOf(msgs, []byte(id))
 		if err != nil {
 			return err
 		}

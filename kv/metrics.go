@@ -122,17 +122,16 @@ type counts struct {
 
 // queueMoved records, once tx commits, one of aor's messages entering
 // (to == StateQueued) or leaving its queue.
-func (s *Store) queueMoved(tx *bolt.Tx, aor string, to State) {
+func (s *Store) queueMoved(tx *bolt.Tx, aor string, to State) error {
 	if to == StateQueued {
-		s.depth.add(tx, aor, 1)
-		return
+		return s.depth.add(tx, aor, 1)
 	}
-	s.depth.add(tx, aor, -1)
 	tx.OnCommit(func() {
 		s.counts.mu.Lock()
 		s.counts.finished[to]++
 		s.counts.mu.Unlock()
 	})
+	return s.depth.add(tx, aor, -1)
 }
 
 // Finished counts the messages that left their queue since Open, by the state

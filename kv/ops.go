@@ -84,10 +84,12 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		}
 		queue := tx.Bucket(bucketQueue)
 		queue.FillPercent = 1.0
-		if err := queue.Put(qk, id); err != nil {
+		if err := queue.Put(qk, queueValue); err != nil {
 			return err
 		}
-		s.queueMoved(tx, m.To, StateQueued)
+		if err := s.queueMoved(tx, m.To, StateQueued); err != nil {
+			return err
+		}
 		if obx != nil {
 			b := tx.Bucket(bucketOutbox)
 			seq, err := b.NextSequence()

@@ -31,7 +31,8 @@ func (s *Store) Queue(aor string, limit int) ([]*Message, error) {
 		msgs := tx.Bucket(bucketMessages)
 		prefix := queuePrefix(aor)
 		c := tx.Bucket(bucketQueue).Cursor()
-		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			id := queueKeyID(k)
 			v := msgs.Get(id)
 			if v == nil {
 				return fmt.Errorf("queue entry %q: %w: message %q missing", k, ErrCorrupt, id)
@@ -63,7 +64,8 @@ func (s *Store) QueueScan(aor string, limit int, skip func(id []byte) bool, pick
 		msgs := tx.Bucket(bucketMessages)
 		prefix := queuePrefix(aor)
 		c := tx.Bucket(bucketQueue).Cursor()
-		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			id := queueKeyID(k)
 			if skip != nil && skip(id) {
 				continue
 			}
@@ -165,15 +167,15 @@ func (s *Store) AwaitingBodyPage(from []byte, limit int) ([]Awaiting, []byte, er
 	err := s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
 		c := tx.Bucket(bucketQueue).Cursor()
-		k, id := c.First()
+		k, _ := c.First()
 		if from != nil {
-			k, id = c.Seek(from)
+			k, _ = c.Seek(from)
 			if k != nil && bytes.Equal(k, from) {
-				k, id = c.Next()
+				k, _ = c.Next()
 			}
 		}
 		var last []byte
-		for n := 0; k != nil; k, id = c.Next() {
+		for n := 0; k != nil; k, _ = c.Next() {
 			if n >= max(limit, awaitingScan) || len(out) >= limit {
 				// Continue after the last key read; if it is gone by then, Seek
 				// lands on the next one, which is not skipped.
@@ -182,6 +184,7 @@ func (s *Store) AwaitingBodyPage(from []byte, limit int) ([]Awaiting, []byte, er
 			}
 			n++
 			last = k
+			id := queueKeyID(k)
 			m, err := decodeMessage(msgs.Get(id))
 			if err != nil {
 				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
@@ -202,7 +205,8 @@ func (s *Store) AwaitingBody() ([]*Message, error) {
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
-		return tx.Bucket(bucketQueue).ForEach(func(k, id []byte) error {
+		return tx.Bucket(bucketQueue).ForEach(func(k, _ []byte) error {
+			id := queueKeyID(k)
 			m, err := decodeMessage(msgs.Get(id))
 			if err != nil {
 				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)

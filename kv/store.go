@@ -169,8 +169,8 @@ func (s *Store) initSchema(readOnly bool) error {
 		if v == nil {
 			return nil
 		}
-		if n, err := strconv.Atoi(string(v)); err != nil || (n != SchemaVersion && n != schemaJSON) {
-			return fmt.Errorf("open %s: %w: schema version %q, this sipsilo reads %d and %d", s.path, ErrCorrupt, v,
+		if n, err := strconv.Atoi(string(v)); err != nil || n < schemaJSON || n > SchemaVersion {
+			return fmt.Errorf("open %s: %w: schema version %q, this sipsilo reads %d to %d", s.path, ErrCorrupt, v,
 				schemaJSON, SchemaVersion)
 		}
 		return nil
@@ -196,9 +196,15 @@ func (s *Store) initSchema(readOnly bool) error {
 		if err := check(tx); err != nil {
 			return err
 		}
+		hadDepths := tx.Bucket(bucketDepths) != nil
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		if !hadDepths {
+			if err := migrateDepths(tx); err != nil {
+				return err
 			}
 		}
 		meta := tx.Bucket(bucketMeta)

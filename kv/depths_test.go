@@ -1,0 +1,234 @@
+package kv
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// storedDepths reads the depths bucket of the store's file as written.
+func storedDepths(t *testing.T, s *Store) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDepths).ForEach(func(k, v []byte) error {
+			n, w := binary.Uvarint(v)
+			if w <= 0 {
+				return fmt.Errorf("depth of %q: %x", k, v)
+			}
+			got[string(k)] = int(n)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// countedDepths counts the queue bucket itself.
+func countedDepths(t *testing.T, s *Store) map[string]int {
+	t.Helper()
+	var d *depths
+	err := s.db.View(func(tx *bolt.Tx) (err error) { d, err = countDepths(tx); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.n
+}
+
+// TestDepthsBucketFollowsTheQueue: the depths written in the writer's
+// transactions equal a count of the queue after intake, delivery, a state
+// change back into the queue, a purge and a reopen, which reads them instead of
+// counting (docs/decisions.md §35).
+func TestDepthsBucketFollowsTheQueue(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sipsilo.db")
+	s := openTest(t, path)
+	var ids []string
+	for i := range 30 {
+		m := msg(fmt.Sprintf("10%02d@127.0.0.1", i%4), "core-a", uint64(i+1), "x")
+		if i%5 == 0 {
+			m.BodySource = BodyAwaiting
+		}
+		id, err := s.Enqueue(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids[:6] {
+		if err := s.Delivered(ctx, id, "a1", "200 OK"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ids[10] awaits its body: given up as no_body, then queued again when the
+	// body comes after all.
+	if m, err := s.FinalizeBody(ctx, ids[10]); err != nil || m.State != StateNoBody {
+		t.Fatalf("finalize: %v %v", m, err)
+	}
+	if _, _, err := s.ConfirmBody(ctx, ids[10], "core-a", 11, []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PurgeQueue(ctx, "1003@127.0.0.1", "test", 0); err != nil {
+		t.Fatal(err)
+	}
+	want := countedDepths(t, s)
+	if got := storedDepths(t, s); !maps.Equal(got, want) {
+		t.Fatalf("depths bucket %v, queue holds %v", got, want)
+	}
+	if len(want) != 3 || want["1000@127.0.0.1"] != 6 {
+		t.Fatalf("queue %v: the test did not move what it meant to", want)
+	}
+	total := 0
+	for aor, n := range want {
+		if s.Depth(aor) != n {
+			t.Errorf("Depth(%s) = %d, want %d", aor, s.Depth(aor), n)
+		}
+		total += n
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened: the figures come from the bucket. A wrong bucket would show.
+	s2 := openTest(t, path)
+	for aor, n := range want {
+		if s2.Depth(aor) != n {
+			t.Errorf("after reopen Depth(%s) = %d, want %d", aor, s2.Depth(aor), n)
+		}
+	}
+	if s2.depth.total() != total {
+		t.Errorf("after reopen total %d, want %d", s2.depth.total(), total)
+	}
+}
+
+// TestSchema2FileIsMigrated: a file written by schema 2 (no depths bucket, the
+// message id as each queue entry's value) is read as it is read-only, and its
+// first read-write open counts its queue into the depths bucket; its entries
+// and those written since are read alike.
+func TestSchema2FileIsMigrated(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v2.db")
+	s := openTest(t, path)
+	var old []string
+	for i := range 12 {
+		id, err := s.Enqueue(ctx, msg(fmt.Sprintf("20%02d@127.0.0.1", i%3), "core-a", uint64(i+1), "old"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, id)
+	}
+	// Make it what schema 2 wrote.
+	err := s.submit(ctx, newOp(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueue)
+		c := q.Cursor()
+		var keys [][]byte
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		for _, k := range keys {
+			if err := q.Put(k, append([]byte(nil), queueKeyID(k)...)); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteBucket(bucketDepths); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte("2"))
+	}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of schema 2: %v", err)
+	}
+	if ro.Depth("2000@127.0.0.1") != 4 || ro.depth.total() != 12 {
+		t.Errorf("read-only schema 2: depth %d, total %d, want 4 and 12", ro.Depth("2000@127.0.0.1"), ro.depth.total())
+	}
+	q, err := ro.Queue("2001@127.0.0.1", 0)
+	if err != nil || len(q) != 4 || q[0].ID != old[1] {
+		t.Fatalf("read-only schema 2 queue: %v %v", q, err)
+	}
+	ro.Close(ctx)
+
+	rw := openTest(t, path)
+	if got := storedDepths(t, rw); !maps.Equal(got, map[string]int{"2000@127.0.0.1": 4, "2001@127.0.0.1": 4, "2002@127.0.0.1": 4}) {
+		t.Fatalf("migrated depths %v", got)
+	}
+	id, err := rw.Enqueue(ctx, msg("2001@127.0.0.1", "core-a", 99, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.Delivered(ctx, old[1], "a", "200 OK"); err != nil {
+		t.Fatal(err)
+	}
+	q, err = rw.Queue("2001@127.0.0.1", 0)
+	if err != nil || len(q) != 4 || q[0].ID != old[4] || q[3].ID != id {
+		t.Fatalf("queue after the migration: %v %v", q, err)
+	}
+	if got, want := storedDepths(t, rw), countedDepths(t, rw); !maps.Equal(got, want) {
+		t.Fatalf("depths bucket %v, queue holds %v", got, want)
+	}
+}
+
+// TestClosingTheBodyWaitDoesNotGrowTheRecord: a message queued awaiting its
+// exact body is written with room, and closing the wait (the query copy stands)
+// rewrites it at the same length, so its page does not split; the record reads
+// back as written, and a record of an earlier version (no room) still decodes.
+func TestClosingTheBodyWaitDoesNotGrowTheRecord(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	clock := now
+	s, err := Open(filepath.Join(t.TempDir(), "db"), Options{Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	raw := func(id string) []byte {
+		var v []byte
+		s.db.View(func(tx *bolt.Tx) error {
+			v = append([]byte(nil), tx.Bucket(bucketMessages).Get([]byte(id))...)
+			return nil
+		})
+		return v
+	}
+	for i, src := range []BodySource{BodyQueryExact, BodyQuery} {
+		clock = now.Add(time.Duration(i) * time.Hour)
+		m := msg("3000@127.0.0.1", "core-b", 1, "hello, this is a typical short message ü")
+		m.BodySource = src
+		id, err := s.Enqueue(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := raw(id)
+		clock = clock.Add(90 * time.Second) // a long grace: a larger time offset
+		got, err := s.FinalizeBody(ctx, id)
+		if err != nil || !got.BodyFinal || len(got.History) != 2 {
+			t.Fatalf("finalize %s: %+v %v", src, got, err)
+		}
+		after := raw(id)
+		if len(after) != len(before) {
+			t.Errorf("%s: record %d bytes at intake, %d after the body wait closed", src, len(before), len(after))
+		}
+		back, err := s.Get(id)
+		if err != nil || back.Reason != got.Reason || !back.Updated.Equal(clock) {
+			t.Fatalf("%s: read back %+v %v", src, back, err)
+		}
+		// The same message as recordV1 wrote it decodes to the same.
+		v1 := encodeRecord(back, 0, 0)
+		v1 = append([]byte{recordV1}, v1[1:len(v1)-1]...) // version byte, no room
+		old, err := decodeMessage(v1)
+		if err != nil || old.Reason != back.Reason || len(old.History) != 2 {
+			t.Fatalf("%s: recordV1: %+v %v", src, old, err)
+		}
+	}
+}
