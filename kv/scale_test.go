@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -230,5 +231,31 @@ func TestClosingTheBodyWaitDoesNotGrowTheRecord(t *testing.T) {
 		if err != nil || old.Reason != back.Reason || len(old.History) != 2 {
 			t.Fatalf("%s: recordV1: %+v %v", src, old, err)
 		}
+	}
+}
+
+// TestSummaryInChunksMatchesOneRead: Summary read a few keys per read
+// transaction, so that every chunk boundary falls inside a recipient's range and
+// between messages, gives what it gives in one chunk.
+func TestSummaryInChunksMatchesOneRead(t *testing.T) {
+	path, now, _ := inspectFixture(t)
+	s := openReadOnly(t, path, now)
+	whole, err := s.Summary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int) { summaryChunk = n }(summaryChunk)
+	for _, n := range []int{1, 2, 3} {
+		summaryChunk = n
+		got, err := s.Summary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, whole) {
+			t.Fatalf("chunks of %d:\n got %+v\nwant %+v", n, got, whole)
+		}
+	}
+	if whole.Messages != 7 || whole.QueueEntries != 4 || len(whole.Recipients) != 2 {
+		t.Fatalf("fixture summary %+v", whole)
 	}
 }
