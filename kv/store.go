@@ -233,5 +233,22 @@ func (s *Store) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("close store: writer still committing: %w", ctx.Err())
 	}
+	s.writeFreelist()
 	return s.db.Close()
+}
+
+// writeFreelist commits the free list once, as the store closes, so that the
+// next Open reads it from its page instead of rebuilding it by walking every
+// page of the file (NoFreelistSync, docs/decisions.md §35): the walk is most of
+// an open at a million queued. The next commit marks it stale again, so after a
+// crash the free list is rebuilt, as before. A failure costs only that rebuild.
+func (s *Store) writeFreelist() {
+	if s.db.IsReadOnly() {
+		return
+	}
+	s.db.NoFreelistSync = false // the writer has stopped: nothing else commits
+	if err := s.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+		s.log.Warn("free list not written at close; the next open rebuilds it", "err", err)
+	}
+	s.db.NoFreelistSync = true
 }
