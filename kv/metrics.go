@@ -29,7 +29,7 @@ type QueueStats struct {
 // recipientsPerView bounds the recipients one read transaction visits, so that a
 // scrape of a store with very many recipients never holds one read transaction
 // long: a long reader would delay the writer when bbolt has to grow its mmap.
-const recipientsPerView = 4096
+var recipientsPerView = 4096
 
 // QueueStats takes the depth from the writer's count and visits the first key
 // of each recipient's range, skipping the rest: its cost grows with the number of

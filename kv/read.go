@@ -120,25 +120,41 @@ func (s *Store) Stats() (Stats, error) {
 
 // QueuedAORs returns every recipient with at least one queued message, in key
 // order. It skips from one recipient's key range to the next, so its cost grows with
-// the number of recipients, not of messages.
+// the number of recipients, not of messages, and reads recipientsPerView of
+// them per read transaction, so that very many recipients never hold one read
+// transaction long (docs/decisions.md §35).
 func (s *Store) QueuedAORs() ([]string, error) {
 	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketQueue).Cursor()
-		for k, _ := c.First(); k != nil; {
-			aor, _, _, err := parseQueueKey(k)
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	var from []byte // where the next read transaction starts; nil: the first key
+	for {
+		done := true
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketQueue).Cursor()
+			k, _ := c.First()
+			if from != nil {
+				k, _ = c.Seek(from)
 			}
-			out = append(out, aor)
-			// The smallest key after every key of this recipient: its prefix with
-			// the order part all 0xff is above them all, and Seek lands after.
-			next := append(queuePrefix(aor), bytes.Repeat([]byte{0xff}, 17)...)
-			k, _ = c.Seek(next)
+			for n := 0; k != nil; n++ {
+				aor, _, _, err := parseQueueKey(k)
+				if err != nil {
+					return fmt.Errorf("%w: %v", ErrCorrupt, err)
+				}
+				// The smallest key after every key of this recipient: its prefix with
+				// the order part all 0xff is above them all, and Seek lands after.
+				next := append(queuePrefix(aor), bytes.Repeat([]byte{0xff}, 17)...)
+				out = append(out, aor)
+				if n+1 == recipientsPerView {
+					from, done = next, false
+					return nil
+				}
+				k, _ = c.Seek(next)
+			}
+			return nil
+		})
+		if err != nil || done {
+			return out, err
 		}
-		return nil
-	})
-	return out, err
+	}
 }
 
 // Awaiting names a queued message whose exact body has not arrived.

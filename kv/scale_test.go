@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -394,5 +395,33 @@ func TestParallelCheckFindsADamagedPageAnywhere(t *testing.T) {
 	}
 	if branches == 0 {
 		t.Fatal("no branch page: nothing was walked in parallel")
+	}
+}
+
+// TestQueuedAORsAndQueueStatsAcrossReadTransactions: with a few recipients per
+// read transaction, the recipients listed and counted are those of one read.
+func TestQueuedAORsAndQueueStatsAcrossReadTransactions(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, "")
+	for i := range 40 {
+		if _, err := s.Enqueue(ctx, msg(fmt.Sprintf("%d@x", i%7), "core", uint64(i), "b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole, err := s.QueuedAORs()
+	if err != nil || len(whole) != 7 {
+		t.Fatalf("one read: %v %v", whole, err)
+	}
+	defer func(n int) { recipientsPerView = n }(recipientsPerView)
+	for _, n := range []int{1, 2, 3, 7} {
+		recipientsPerView = n
+		got, err := s.QueuedAORs()
+		if err != nil || !slices.Equal(got, whole) {
+			t.Fatalf("%d per read: %v %v, want %v", n, got, err, whole)
+		}
+		st, err := s.QueueStats()
+		if err != nil || st.Recipients != 7 || st.Depth != 40 {
+			t.Fatalf("%d per read: stats %+v %v", n, st, err)
+		}
 	}
 }
