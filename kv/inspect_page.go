@@ -232,8 +232,9 @@ func (s *Store) Verify() error {
 		if meta == nil || meta.Get(keySchema) == nil {
 			return fmt.Errorf("%s: %w: no sipsilo schema version", s.path, ErrCorrupt)
 		}
+		old := string(meta.Get(keySchema)) != strconv.Itoa(SchemaVersion) // migrated on its first read-write open
 		for _, name := range allBuckets {
-			if tx.Bucket(name) == nil {
+			if tx.Bucket(name) == nil && !(old && bytes.Equal(name, bucketDepths)) {
 				return fmt.Errorf("%s: %w: bucket %q missing", s.path, ErrCorrupt, name)
 			}
 		}

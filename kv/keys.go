@@ -30,10 +30,6 @@ var (
 // version 1 or 2 is migrated on its first read-write open (migrateDepths).
 const SchemaVersion = 3
 
-// schemaBinary is the version whose records are binary without reserved room,
-// whose queue values repeat the id and which has no depths bucket.
-const schemaBinary = 2
-
 // schemaJSON is the version whose message records were all JSON; this
 // sipsilo reads it and, on its first read-write open, marks the file
 // SchemaVersion, since the records it writes are binary (kv/record.go): an

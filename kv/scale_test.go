@@ -163,6 +163,13 @@ func TestSchema2FileIsMigrated(t *testing.T) {
 	if err != nil || len(q) != 4 || q[0].ID != old[1] {
 		t.Fatalf("read-only schema 2 queue: %v %v", q, err)
 	}
+	if err := ro.Verify(); err != nil {
+		t.Fatalf("read-only schema 2 verify: %v", err)
+	}
+	sum, err := ro.Summary()
+	if err != nil || sum.QueueEntries != 12 || len(sum.Recipients) != 3 {
+		t.Fatalf("read-only schema 2 summary: %+v %v", sum, err)
+	}
 	ro.Close(ctx)
 
 	rw := openTest(t, path)
