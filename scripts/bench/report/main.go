@@ -29,7 +29,7 @@ const (
 )
 
 // units are the metrics shown, in this order; others are left out.
-var units = []string{"p50-ms", "p90-ms", "p99-ms", "req/s", "msgs/commit", "ns/op", "s/drain", "msgs/s", "B/op", "allocs/op"}
+var units = []string{"p50-ms", "p90-ms", "p99-ms", "req/s", "msgs/commit", "pages/msg", "ns/op", "s/drain", "msgs/s", "B/op", "allocs/op"}
 
 var procSuffix = regexp.MustCompile(`-\d+$`)
 
