@@ -247,7 +247,8 @@ func (s *Store) writeFreelist() {
 		return
 	}
 	s.db.NoFreelistSync = false // the writer has stopped: nothing else commits
-	if err := s.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+	err := s.db.Update(func(*bolt.Tx) error { return nil })
+	if err != nil && !errors.Is(err, bolterrors.ErrDatabaseNotOpen) { // closed already: a second Close
 		s.log.Warn("free list not written at close; the next open rebuilds it", "err", err)
 	}
 	s.db.NoFreelistSync = true
