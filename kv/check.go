@@ -9,6 +9,8 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"runtime"
+	"sync/atomic"
 )
 
 // bbolt trusts the page structure it finds: opening a damaged file can panic in a
@@ -100,14 +102,17 @@ func parseMeta(b []byte) (meta, bool) {
 }
 
 // checker walks one file; seen marks every page accounted for, so that each is
-// visited once and the walk ends after at most hwm pages.
+// visited once and the walk ends after at most hwm pages. Subtrees are walked by
+// up to GOMAXPROCS goroutines (walk.go): most of the check's time is the first
+// touch of each page, which the cores share.
 type checker struct {
 	r    io.ReaderAt
 	data []byte // the whole file when it is in memory (mapped): pages are sliced, not read
 	size int64
 	ps   uint64
 	hwm  uint64
-	seen []uint64 // bitset over [0, hwm)
+	seen []atomic.Uint64 // bitset over [0, hwm)
+	par  *parallel
 }
 
 func corrupt(format string, args ...any) error {
@@ -164,7 +169,8 @@ func check(r io.ReaderAt, data []byte, size int64) error {
 	if m.pgid < 3 || m.pgid > uint64(size)/ps {
 		return corrupt("%d pages of %d bytes do not fit the file's %d bytes (truncated?)", m.pgid, ps, size)
 	}
-	c := &checker{r: r, data: data, size: size, ps: ps, hwm: m.pgid, seen: make([]uint64, (m.pgid+63)/64)}
+	c := &checker{r: r, data: data, size: size, ps: ps, hwm: m.pgid, seen: make([]atomic.Uint64, (m.pgid+63)/64),
+		par: newParallel(runtime.GOMAXPROCS(0) - 1)}
 	c.mark(0, 0)
 	c.mark(1, 0)
 	var free []uint64
@@ -174,7 +180,7 @@ func check(r io.ReaderAt, data []byte, size int64) error {
 			return err
 		}
 	}
-	if err := c.tree(m.root, nil, nil, 0, 0); err != nil {
+	if err := c.par.wait(c.tree(m.root, nil, nil, 0, 0)); err != nil {
 		return err
 	}
 	for _, id := range free {
@@ -195,15 +201,15 @@ func readMeta(r io.ReaderAt, off int64) (meta, bool) {
 	return parseMeta(b[:])
 }
 
-func (c *checker) marked(id uint64) bool { return c.seen[id/64]&(1<<(id%64)) != 0 }
+func (c *checker) marked(id uint64) bool { return c.seen[id/64].Load()&(1<<(id%64)) != 0 }
 
-// mark records pages id..id+overflow as used, reporting a page used twice.
+// mark records pages id..id+overflow as used, reporting a page used twice
+// (whichever walker marks it second reports it).
 func (c *checker) mark(id, overflow uint64) error {
 	for i := id; i <= id+overflow; i++ {
-		if c.marked(i) {
+		if c.seen[i/64].Or(1<<(i%64))&(1<<(i%64)) != 0 {
 			return corrupt("page %d is referenced twice (a loop?)", i)
 		}
-		c.seen[i/64] |= 1 << (i % 64)
 	}
 	return nil
 }

@@ -11,6 +11,9 @@ import (
 // tree checks the B+tree rooted at page id: every key of it must lie in [lo, hi)
 // (nil: unbounded), as bbolt's own consistency check demands.
 func (c *checker) tree(id uint64, lo, hi []byte, depth, nesting int) error {
+	if c.par.failed() {
+		return errStopped // another walker found the file damaged
+	}
 	if depth > maxTreeDepth {
 		return corrupt("tree deeper than %d pages at page %d", maxTreeDepth, id)
 	}
@@ -82,7 +85,10 @@ func (c *checker) branch(p []byte, id uint64, lo, hi []byte, depth, nesting int)
 		if i+1 < n {
 			next = keys[i+1]
 		}
-		if err := c.tree(kid, keys[i], next, depth+1, nesting); err != nil {
+		// A child goes to an idle walker if there is one, else it is walked here.
+		lo := keys[i]
+		err := c.par.run(func() error { return c.tree(kid, lo, next, depth+1, nesting) })
+		if err != nil {
 			return err
 		}
 	}

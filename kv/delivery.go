@@ -59,14 +59,16 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 		}
 		q := tx.Bucket(bucketQueue)
 		if m.State == StateQueued {
-			err = q.Put(qk, []byte(m.ID))
+			err = q.Put(qk, queueValue)
 		} else {
 			err = q.Delete(qk)
 		}
 		if err != nil {
 			return nil, err
 		}
-		s.queueMoved(tx, m.To, m.State)
+		if err := s.queueMoved(tx, m.To, m.State); err != nil {
+			return nil, err
+		}
 	}
 	if ev != nil {
 		if e := ev(m); e != nil { // nil: a change not worth a record
@@ -76,7 +78,7 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 			}
 		}
 	}
-	nv, err := encodeMessage(m)
+	nv, err := reencodeMessage(m, v)
 	if err != nil {
 		return nil, err
 	}

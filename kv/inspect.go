@@ -14,7 +14,8 @@ import (
 
 // The read side shared by `sipsilo inspect` (on a stopped daemon's file, opened
 // read-only) and the admin API (on the daemon's own store), so both show the same
-// numbers. Each call is one read transaction: a consistent snapshot.
+// numbers. Each call is one read transaction, a consistent snapshot, but Summary,
+// which reads in bounded chunks.
 
 // Summary is what the store holds: `sipsilo inspect stats` and GET /api/v1/stats.
 type Summary struct {
@@ -45,37 +46,41 @@ type RecipientQueue struct {
 // tell a missing key from none; states this build does not name are counted as found.
 var knownStates = []State{StateQueued, StateReleased, StateDelivered, StateDead, StateNoBody, StateExpired, StatePurged}
 
+// summaryChunk bounds the keys one read transaction of Summary visits: a long
+// read transaction would hold the writer off growing the file (bbolt remaps
+// under its lock), and a summary of a million messages is many of them.
+var summaryChunk = 65536
+
 // Summary counts the store's contents. It reads every message record, but only the
 // state out of each (see peekState), and the queue from its keys alone, so it stays
-// cheap enough for the admin API on a live store.
+// cheap enough for the admin API on a live store. It reads summaryChunk keys per
+// read transaction (docs/decisions.md §35): on a live store each figure is exact
+// for the moment its part was read, and a message that changes meanwhile is
+// counted once.
 func (s *Store) Summary() (Summary, error) {
 	now := s.now()
 	sum := Summary{At: now.UTC(), ByState: make(map[State]int, len(knownStates))}
 	for _, st := range knownStates {
 		sum.ByState[st] = 0
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		msgs, queue := tx.Bucket(bucketMessages), tx.Bucket(bucketQueue)
-		if msgs == nil || queue == nil {
-			return fmt.Errorf("%w: buckets missing", ErrCorrupt)
-		}
-		err := msgs.ForEach(func(k, v []byte) error {
-			st, err := peekState(v)
-			if err != nil {
-				return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
-			}
-			sum.Messages++
-			sum.ByState[st]++
-			return nil
-		})
+	err := s.chunked(bucketMessages, func(k, v []byte) error {
+		st, err := peekState(v)
 		if err != nil {
-			return err
+			return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
 		}
-		if err := s.summariseQueue(queue, msgs, now, &sum); err != nil {
-			return err
-		}
+		sum.Messages++
+		sum.ByState[st]++
+		return nil
+	})
+	if err != nil {
+		return Summary{}, err
+	}
+	if err := s.summariseQueue(now, &sum); err != nil {
+		return Summary{}, err
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketOutbox); b != nil {
-			sum.OutboxRecords = b.Stats().KeyN
+			sum.OutboxRecords, _ = outboxSpan(tx) // its keys are contiguous: no walk
 		}
 		if b := tx.Bucket(bucketReach); b != nil {
 			sum.PresenceRecords = b.Stats().KeyN
@@ -91,32 +96,83 @@ func (s *Store) Summary() (Summary, error) {
 	return sum, nil
 }
 
+// chunked calls fn for every key of bucket in order, summaryChunk keys per read
+// transaction, each continuing after the last key the previous one read.
+func (s *Store) chunked(bucket []byte, fn func(k, v []byte) error) error {
+	return s.chunkedTx(bucket, nil, fn)
+}
+
+// chunkedTx is chunked calling begin (if set) at the start of each read
+// transaction.
+func (s *Store) chunkedTx(bucket []byte, begin func(tx *bolt.Tx), fn func(k, v []byte) error) error {
+	var last []byte // the last key read; nil before the first
+	for {
+		done := true
+		err := s.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucket)
+			if b == nil {
+				return fmt.Errorf("%w: bucket %s missing", ErrCorrupt, bucket)
+			}
+			if begin != nil {
+				begin(tx)
+			}
+			c := b.Cursor()
+			k, v := c.First()
+			if last != nil {
+				if k, v = c.Seek(last); k != nil && bytes.Equal(k, last) {
+					k, v = c.Next()
+				}
+			}
+			for n := 0; k != nil; k, v = c.Next() {
+				if n == summaryChunk {
+					done = false
+					return nil
+				}
+				n++
+				if err := fn(k, v); err != nil {
+					return err
+				}
+				last = append(last[:0], k...)
+			}
+			return nil
+		})
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
 // summariseQueue walks the queue keys in order. A recipient's entries are one
 // contiguous key range, so one pass counts each in turn.
-func (s *Store) summariseQueue(queue, msgs *bolt.Bucket, now time.Time, sum *Summary) error {
-	var cur *RecipientQueue
-	c := queue.Cursor()
-	for k, id := c.First(); k != nil; k, id = c.Next() {
-		aor, _, _, err := parseQueueKey(k)
+func (s *Store) summariseQueue(now time.Time, sum *Summary) error {
+	cur := -1 // the recipient being counted, in sum.Recipients
+	var msgs *bolt.Bucket
+	err := s.chunkedTx(bucketQueue, func(tx *bolt.Tx) { msgs = tx.Bucket(bucketMessages) }, func(k, _ []byte) error {
+		aor, _, id, err := parseQueueKey(k)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
-		at, err := receivedOf(msgs, id)
+		at, err := receivedOf(msgs, []byte(id))
 		if err != nil {
 			return err
 		}
-		if cur == nil || cur.AOR != aor {
+		if cur < 0 || sum.Recipients[cur].AOR != aor {
 			sum.Recipients = append(sum.Recipients, RecipientQueue{AOR: aor, Oldest: at})
-			cur = &sum.Recipients[len(sum.Recipients)-1]
+			cur = len(sum.Recipients) - 1
 		}
-		cur.Queued++
+		r := &sum.Recipients[cur]
+		r.Queued++
 		sum.QueueEntries++
-		if at.Before(cur.Oldest) {
-			cur.Oldest = at
+		if at.Before(r.Oldest) {
+			r.Oldest = at
 		}
 		if sum.OldestQueued.IsZero() || at.Before(sum.OldestQueued) {
 			sum.OldestQueued = at
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for i := range sum.Recipients {
 		r := &sum.Recipients[i]

@@ -75,11 +75,12 @@ func (s *Store) QueuePage(aor, after string, limit int) (Page[*Message], error) 
 			}
 		}
 		c := queue.Cursor()
-		k, id := c.Seek(start)
+		k, _ := c.Seek(start)
 		if after != "" && bytes.Equal(k, start) {
-			k, id = c.Next()
+			k, _ = c.Next()
 		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			id := queueKeyID(k)
 			v := msgs.Get(id)
 			if v == nil {
 				return fmt.Errorf("queue entry %q: %w: message %q missing", k, ErrCorrupt, id)
@@ -231,8 +232,9 @@ func (s *Store) Verify() error {
 		if meta == nil || meta.Get(keySchema) == nil {
 			return fmt.Errorf("%s: %w: no sipsilo schema version", s.path, ErrCorrupt)
 		}
+		old := string(meta.Get(keySchema)) != strconv.Itoa(SchemaVersion) // migrated on its first read-write open
 		for _, name := range allBuckets {
-			if tx.Bucket(name) == nil {
+			if tx.Bucket(name) == nil && !(old && bytes.Equal(name, bucketDepths)) {
 				return fmt.Errorf("%s: %w: bucket %q missing", s.path, ErrCorrupt, name)
 			}
 		}

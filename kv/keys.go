@@ -11,19 +11,24 @@ import (
 var (
 	bucketMeta     = []byte("meta")     // "schema" → schema version; "ready" → Ping's scratch page
 	bucketMessages = []byte("messages") // message id (ULID text) → JSON record
-	bucketQueue    = []byte("queue")    // queueKey → message id, per-recipient FIFO
+	bucketQueue    = []byte("queue")    // queueKey → empty (schema 2 and before: the message id), per-recipient FIFO
 	bucketCores    = []byte("cores")    // FreeSWITCH Core-UUID → first-seen unix nanos (8 bytes BE)
 	bucketReach    = []byte("reach")    // AOR → reachability record (presence)
 	bucketOutbox   = []byte("outbox")   // 8-byte BE sequence → mirror event (mirror)
+	bucketDepths   = []byte("depths")   // AOR → its queued messages (uvarint), kept with the queue (kv/quota.go)
 
 	keySchema = []byte("schema")
 	keyReady  = []byte("ready") // Ping's scratch value (a page of zeros)
 
-	allBuckets = [][]byte{bucketMeta, bucketMessages, bucketQueue, bucketCores, bucketReach, bucketOutbox}
+	allBuckets = [][]byte{bucketMeta, bucketMessages, bucketQueue, bucketCores, bucketReach, bucketOutbox, bucketDepths}
 )
 
 // SchemaVersion is the on-disk layout version written to the meta bucket.
-const SchemaVersion = 2
+// Version 3 (docs/decisions.md §35) keeps each recipient's queue depth in the
+// depths bucket, writes queue entries without a value (the key ends with the
+// message id) and message records with room to grow (kv/record.go); a file of
+// version 1 or 2 is migrated on its first read-write open (migrateDepths).
+const SchemaVersion = 3
 
 // schemaJSON is the version whose message records were all JSON; this
 // sipsilo reads it and, on its first read-write open, marks the file
@@ -96,6 +101,31 @@ func parseQueueKey(k []byte) (aor string, ok OrderKey, id string, err error) {
 	ok.Seq = binary.BigEndian.Uint64(k[2+n+8:])
 	return aor, ok, string(k[2+n+16:]), nil
 }
+
+// queueKeyID is the message id a queue key ends with (nil for a key too short
+// to hold one). Readers take the id from the key: from schema 3 on the value is
+// empty, and before it repeated the same id.
+func queueKeyID(k []byte) []byte {
+	if len(k) < 2 {
+		return nil
+	}
+	n := 2 + int(binary.BigEndian.Uint16(k)) + 16
+	if len(k) <= n {
+		return nil
+	}
+	return k[n:]
+}
+
+// queueValue is what a queue entry holds: nothing, its key says it all.
+var queueValue = []byte{}
+
+// queueFill is the queue bucket's fill percent for Enqueue's splits. A new
+// entry goes at the end of its recipient's range, which with many recipients is
+// in the middle of a leaf: a leaf split full and a remainder then splits again
+// at the next entry, and at 1.0 the leaves ended 25–46 % full (2,000 and 10,000
+// recipients); at 0.75 they end 67 % full, 74 % for one recipient, whose
+// entries are appended (docs/decisions.md §35).
+const queueFill = 0.75
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

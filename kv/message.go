@@ -138,8 +138,20 @@ func (m *Message) addDeviceHistory(at time.Time, kind, detail, device string) {
 	m.History = append(m.History, e)
 }
 
-// encodeMessage writes the compact record (kv/record.go).
-func encodeMessage(m *Message) ([]byte, error) { return encodeRecord(m), nil }
+// encodeMessage writes the compact record (kv/record.go), with room to close
+// the wait for the body in place when the message is queued and awaits it.
+func encodeMessage(m *Message) ([]byte, error) {
+	if m.State == StateQueued && !m.BodyFinal {
+		return encodeRecord(m, 0, recordRoom), nil
+	}
+	return encodeRecord(m, 0, 0), nil
+}
+
+// reencodeMessage writes m again in place of its record old, no shorter than
+// old: a record that does not grow leaves its page as it was (kv/record.go).
+func reencodeMessage(m *Message, old []byte) ([]byte, error) {
+	return encodeRecord(m, len(old), 0), nil
+}
 
 // decodeMessage reads a compact record or a JSON one written by an earlier
 // version (docs/decisions.md §35).

@@ -29,7 +29,7 @@ type QueueStats struct {
 // recipientsPerView bounds the recipients one read transaction visits, so that a
 // scrape of a store with very many recipients never holds one read transaction
 // long: a long reader would delay the writer when bbolt has to grow its mmap.
-const recipientsPerView = 4096
+var recipientsPerView = 4096
 
 // QueueStats takes the depth from the writer's count and visits the first key
 // of each recipient's range, skipping the rest: its cost grows with the number of
@@ -122,17 +122,16 @@ type counts struct {
 
 // queueMoved records, once tx commits, one of aor's messages entering
 // (to == StateQueued) or leaving its queue.
-func (s *Store) queueMoved(tx *bolt.Tx, aor string, to State) {
+func (s *Store) queueMoved(tx *bolt.Tx, aor string, to State) error {
 	if to == StateQueued {
-		s.depth.add(tx, aor, 1)
-		return
+		return s.depth.add(tx, aor, 1)
 	}
-	s.depth.add(tx, aor, -1)
 	tx.OnCommit(func() {
 		s.counts.mu.Lock()
 		s.counts.finished[to]++
 		s.counts.mu.Unlock()
 	})
+	return s.depth.add(tx, aor, -1)
 }
 
 // Finished counts the messages that left their queue since Open, by the state

@@ -29,10 +29,12 @@ func fillQueue(tb testing.TB, s *Store, n, recipients int, received time.Time) {
 				if err != nil {
 					return err
 				}
-				if err := q.Put(k, []byte("01JFQ8Z5T6W3M9K0B2C4D6E8F0")); err != nil {
+				if err := q.Put(k, queueValue); err != nil {
 					return err
 				}
-				s.queueMoved(tx, aor, StateQueued)
+				if err := s.queueMoved(tx, aor, StateQueued); err != nil {
+					return err
+				}
 			}
 			return nil
 		})

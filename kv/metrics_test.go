@@ -101,7 +101,7 @@ func TestQueueDepthAndFinishedFollowCommits(t *testing.T) {
 func TestQueueStatsAcrossManyRecipients(t *testing.T) {
 	s := openTest(t, "")
 	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
-	const n, recipients = 3 * recipientsPerView, recipientsPerView + 7
+	n, recipients := 3*recipientsPerView, recipientsPerView+7
 	fillQueue(t, s, n, recipients, t0)
 	got := queueStats(t, s)
 	if got.Depth != n || got.Recipients != recipients || !got.Oldest.Equal(t0) {

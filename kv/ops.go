@@ -76,18 +76,21 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 		if msgs.Get(id) != nil {
 			return fmt.Errorf("enqueue %s: id already taken", id)
 		}
-		// Append-only by key (ULIDs and per-recipient order keys grow), so full pages
-		// rather than bbolt's default half-full splits: fewer pages to write per commit.
+		// Append-only by key (ULIDs grow), so full pages rather than bbolt's default
+		// half-full splits: fewer pages to write per commit. The queue is appended to
+		// per recipient only (queueFill).
 		msgs.FillPercent = 1.0
 		if err := msgs.Put(id, rec); err != nil {
 			return err
 		}
 		queue := tx.Bucket(bucketQueue)
-		queue.FillPercent = 1.0
-		if err := queue.Put(qk, id); err != nil {
+		queue.FillPercent = queueFill
+		if err := queue.Put(qk, queueValue); err != nil {
 			return err
 		}
-		s.queueMoved(tx, m.To, StateQueued)
+		if err := s.queueMoved(tx, m.To, StateQueued); err != nil {
+			return err
+		}
 		if obx != nil {
 			b := tx.Bucket(bucketOutbox)
 			seq, err := b.NextSequence()

@@ -128,16 +128,17 @@ func (s *Store) dueChunk(now time.Time, pending time.Duration, bound uint64, fro
 	err = s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
 		c := tx.Bucket(bucketQueue).Cursor()
-		k, v := c.First()
+		k, _ := c.First()
 		if from != nil {
-			k, v = c.Seek(from)
+			k, _ = c.Seek(from)
 		}
-		for i := 0; k != nil; k, v = c.Next() {
+		for i := 0; k != nil; k, _ = c.Next() {
 			if i == s.scanChunk {
 				next = append([]byte(nil), k...)
 				return nil
 			}
 			i++
+			v := queueKeyID(k)
 			id, err := ulid.Parse(string(v))
 			if err != nil || id.Time() > bound {
 				continue
@@ -233,8 +234,8 @@ func (s *Store) PurgeQueue(ctx context.Context, aor, reason string, max int) ([]
 			prefix := queuePrefix(aor)
 			var ids []string
 			c := tx.Bucket(bucketQueue).Cursor()
-			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ids) < n; k, v = c.Next() {
-				ids = append(ids, string(v))
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ids) < n; k, _ = c.Next() {
+				ids = append(ids, string(queueKeyID(k)))
 			}
 			now := s.now()
 			for _, id := range ids {

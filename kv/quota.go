@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -17,8 +18,11 @@ var ErrQuota = errors.New("recipient's queue is full")
 // depths counts each recipient's queued messages, so that the quota is one map
 // lookup inside the writer's transaction instead of a scan of the queue. The
 // counts follow the queue bucket exactly: they are changed only where a queue
-// entry is put or deleted, and a transaction's changes are applied when it
-// commits (bbolt's OnCommit) and dropped when it rolls back.
+// entry is put or deleted, in the same transaction, which also writes the new
+// count to the depths bucket; the in-memory copy takes a transaction's changes
+// when it commits (bbolt's OnCommit) and drops them when it rolls back. Open
+// reads the depths bucket, one key per recipient, instead of every queue key
+// (docs/decisions.md §35).
 type depths struct {
 	mu  sync.Mutex
 	n   map[string]int // committed counts
@@ -30,9 +34,32 @@ type depths struct {
 	delta map[string]int
 }
 
-// loadDepths counts the queue bucket's entries per recipient. It reads every key
-// once (no message is decoded), at open only.
+// loadDepths reads the depths bucket; a file without one (schema 2 or older,
+// opened read-only) has its queue counted instead (countDepths).
 func loadDepths(tx *bolt.Tx) (*depths, error) {
+	b := tx.Bucket(bucketDepths)
+	if b == nil {
+		return countDepths(tx)
+	}
+	d := &depths{n: map[string]int{}}
+	err := b.ForEach(func(k, v []byte) error {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || w != len(v) || n > 1<<40 {
+			return fmt.Errorf("%w: depth of %q: %x", ErrCorrupt, k, v)
+		}
+		if n > 0 {
+			d.n[string(k)] = int(n)
+			d.sum += int(n)
+		}
+		return nil
+	})
+	return d, err
+}
+
+// countDepths counts the queue bucket's entries per recipient. It reads every
+// key once (no message is decoded): at open of a file without a depths bucket,
+// and to migrate one (migrateDepths).
+func countDepths(tx *bolt.Tx) (*depths, error) {
 	d := &depths{n: map[string]int{}}
 	b := tx.Bucket(bucketQueue)
 	if b == nil {
@@ -67,6 +94,22 @@ func loadDepths(tx *bolt.Tx) (*depths, error) {
 	return d, err
 }
 
+// migrateDepths fills the depths bucket of a file of an earlier schema from a
+// count of its queue, in the transaction that marks the file SchemaVersion.
+func migrateDepths(tx *bolt.Tx) error {
+	d, err := countDepths(tx)
+	if err != nil {
+		return err
+	}
+	b := tx.Bucket(bucketDepths)
+	for aor, n := range d.n {
+		if err := b.Put([]byte(aor), binary.AppendUvarint(nil, uint64(n))); err != nil {
+			return fmt.Errorf("migrate depth of %q: %w", aor, err)
+		}
+	}
+	return nil
+}
+
 // get returns aor's queued count as tx sees it.
 func (d *depths) get(tx *bolt.Tx, aor string) int {
 	d.mu.Lock()
@@ -78,14 +121,23 @@ func (d *depths) get(tx *bolt.Tx, aor string) int {
 	return n
 }
 
-// add records that tx put (+1) or deleted (-1) one of aor's queue entries.
-func (d *depths) add(tx *bolt.Tx, aor string, v int) {
+// add records that tx put (+1) or deleted (-1) one of aor's queue entries, and
+// writes aor's new count to the depths bucket in tx.
+func (d *depths) add(tx *bolt.Tx, aor string, v int) error {
 	if d.tx != tx {
 		d.tx, d.delta = tx, map[string]int{}
 		delta := d.delta
 		tx.OnCommit(func() { d.apply(delta) })
 	}
 	d.delta[aor] += v
+	b := tx.Bucket(bucketDepths)
+	if b == nil {
+		return fmt.Errorf("%w: depths bucket missing", ErrCorrupt)
+	}
+	if n := d.get(tx, aor); n > 0 {
+		return b.Put([]byte(aor), binary.AppendUvarint(nil, uint64(n)))
+	}
+	return b.Delete([]byte(aor)) // a recipient whose queue emptied costs nothing
 }
 
 func (d *depths) apply(delta map[string]int) {

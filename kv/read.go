@@ -31,7 +31,8 @@ func (s *Store) Queue(aor string, limit int) ([]*Message, error) {
 		msgs := tx.Bucket(bucketMessages)
 		prefix := queuePrefix(aor)
 		c := tx.Bucket(bucketQueue).Cursor()
-		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			id := queueKeyID(k)
 			v := msgs.Get(id)
 			if v == nil {
 				return fmt.Errorf("queue entry %q: %w: message %q missing", k, ErrCorrupt, id)
@@ -63,7 +64,8 @@ func (s *Store) QueueScan(aor string, limit int, skip func(id []byte) bool, pick
 		msgs := tx.Bucket(bucketMessages)
 		prefix := queuePrefix(aor)
 		c := tx.Bucket(bucketQueue).Cursor()
-		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			id := queueKeyID(k)
 			if skip != nil && skip(id) {
 				continue
 			}
@@ -118,25 +120,41 @@ func (s *Store) Stats() (Stats, error) {
 
 // QueuedAORs returns every recipient with at least one queued message, in key
 // order. It skips from one recipient's key range to the next, so its cost grows with
-// the number of recipients, not of messages.
+// the number of recipients, not of messages, and reads recipientsPerView of
+// them per read transaction, so that very many recipients never hold one read
+// transaction long (docs/decisions.md §35).
 func (s *Store) QueuedAORs() ([]string, error) {
 	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketQueue).Cursor()
-		for k, _ := c.First(); k != nil; {
-			aor, _, _, err := parseQueueKey(k)
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	var from []byte // where the next read transaction starts; nil: the first key
+	for {
+		done := true
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketQueue).Cursor()
+			k, _ := c.First()
+			if from != nil {
+				k, _ = c.Seek(from)
 			}
-			out = append(out, aor)
-			// The smallest key after every key of this recipient: its prefix with
-			// the order part all 0xff is above them all, and Seek lands after.
-			next := append(queuePrefix(aor), bytes.Repeat([]byte{0xff}, 17)...)
-			k, _ = c.Seek(next)
+			for n := 0; k != nil; n++ {
+				aor, _, _, err := parseQueueKey(k)
+				if err != nil {
+					return fmt.Errorf("%w: %v", ErrCorrupt, err)
+				}
+				// The smallest key after every key of this recipient: its prefix with
+				// the order part all 0xff is above them all, and Seek lands after.
+				next := append(queuePrefix(aor), bytes.Repeat([]byte{0xff}, 17)...)
+				out = append(out, aor)
+				if n+1 == recipientsPerView {
+					from, done = next, false
+					return nil
+				}
+				k, _ = c.Seek(next)
+			}
+			return nil
+		})
+		if err != nil || done {
+			return out, err
 		}
-		return nil
-	})
-	return out, err
+	}
 }
 
 // Awaiting names a queued message whose exact body has not arrived.
@@ -165,15 +183,15 @@ func (s *Store) AwaitingBodyPage(from []byte, limit int) ([]Awaiting, []byte, er
 	err := s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
 		c := tx.Bucket(bucketQueue).Cursor()
-		k, id := c.First()
+		k, _ := c.First()
 		if from != nil {
-			k, id = c.Seek(from)
+			k, _ = c.Seek(from)
 			if k != nil && bytes.Equal(k, from) {
-				k, id = c.Next()
+				k, _ = c.Next()
 			}
 		}
 		var last []byte
-		for n := 0; k != nil; k, id = c.Next() {
+		for n := 0; k != nil; k, _ = c.Next() {
 			if n >= max(limit, awaitingScan) || len(out) >= limit {
 				// Continue after the last key read; if it is gone by then, Seek
 				// lands on the next one, which is not skipped.
@@ -182,6 +200,7 @@ func (s *Store) AwaitingBodyPage(from []byte, limit int) ([]Awaiting, []byte, er
 			}
 			n++
 			last = k
+			id := queueKeyID(k)
 			m, err := decodeMessage(msgs.Get(id))
 			if err != nil {
 				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
@@ -202,7 +221,8 @@ func (s *Store) AwaitingBody() ([]*Message, error) {
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
-		return tx.Bucket(bucketQueue).ForEach(func(k, id []byte) error {
+		return tx.Bucket(bucketQueue).ForEach(func(k, _ []byte) error {
+			id := queueKeyID(k)
 			m, err := decodeMessage(msgs.Get(id))
 			if err != nil {
 				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)

@@ -17,10 +17,25 @@ import (
 // fixed reasons) as an index into recordWords. Records written as JSON by
 // earlier versions still decode (decodeMessage tells them by their '{').
 //
+// Version 2 (schema 3) ends with room: a length and that many zero bytes. A
+// queued message whose body is not final is written with recordRoom bytes of
+// it, and a record written again keeps at least its old length (reencodeMessage):
+// closing the wait for the body (a reason, an updated time, a history entry)
+// then fits in the record's own bytes, so the leaf page holding it is rewritten
+// as it was instead of splitting in two half-empty ones.
+//
 // recordWords is append-only: a record stores indexes into it, so an entry is
 // never removed or reordered; a new word goes at the end.
 
-const recordV1 = 0x01
+const (
+	recordV1 = 0x01
+	recordV2 = 0x02 // recordV1's fields, then the room
+)
+
+// recordRoom is the room a queued message awaiting its final body is written
+// with: what closing the wait adds is ≈ 15 bytes (an updated time of 6 bytes, a
+// history entry of 10, a reason from the word table of 1).
+const recordRoom = 24
 
 var recordWords = []string{
 	string(StateQueued), string(StateReleased), string(StateDelivered), string(StateDead),
@@ -89,9 +104,11 @@ func (w *recWriter) time(t, base time.Time) {
 	}
 }
 
-func encodeRecord(m *Message) []byte {
-	w := &recWriter{b: make([]byte, 0, 160+len(m.Body))}
-	w.b = append(w.b, recordV1)
+// encodeRecord writes m as a recordV2 of minLen bytes, or as short as it can be
+// when its fields take more, with room bytes of room at least.
+func encodeRecord(m *Message, minLen, room int) []byte {
+	w := &recWriter{b: make([]byte, 0, 160+len(m.Body)+recordRoom)}
+	w.b = append(w.b, recordV2)
 	w.str(m.ID)
 	w.str(string(m.State))
 	w.str(m.From)
@@ -165,7 +182,24 @@ func encodeRecord(m *Message) []byte {
 		w.int(int64(c.UncertainResends))
 		w.time(c.Delivered, base)
 	}
+	// The room: the largest p whose length and bytes fit in what is left
+	// (a length of 128 or more takes two bytes, so one byte may stay unused).
+	p := max(minLen-len(w.b)-1, 0)
+	for p > 0 && uvarintLen(uint64(p))+p > minLen-len(w.b) {
+		p--
+	}
+	p = max(p, room)
+	w.uint(uint64(p))
+	w.b = append(w.b, make([]byte, p)...)
 	return w.b
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }
 
 var errRecord = errors.New("damaged message record")
@@ -255,7 +289,7 @@ func (r *recReader) count() int {
 }
 
 func decodeRecord(b []byte) (*Message, error) {
-	if len(b) == 0 || b[0] != recordV1 {
+	if len(b) == 0 || b[0] != recordV1 && b[0] != recordV2 {
 		return nil, fmt.Errorf("%w: unknown record version", errRecord)
 	}
 	r := &recReader{b: b[1:]}
@@ -329,6 +363,9 @@ func decodeRecord(b []byte) (*Message, error) {
 			c.Delivered = r.time(base)
 		}
 	}
+	if b[0] == recordV2 {
+		r.take(r.uint()) // the room
+	}
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -340,7 +377,7 @@ func decodeRecord(b []byte) (*Message, error) {
 
 // peekRecordState reads the state of a compact record without decoding the rest.
 func peekRecordState(b []byte) (State, bool) {
-	if len(b) == 0 || b[0] != recordV1 {
+	if len(b) == 0 || b[0] != recordV1 && b[0] != recordV2 {
 		return "", false
 	}
 	r := &recReader{b: b[1:]}

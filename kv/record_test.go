@@ -71,7 +71,7 @@ func TestRecordDecodesAsJSONDid(t *testing.T) {
 // an error or a message, never a panic, and a truncated record never decodes.
 func TestRecordDamageIsAnError(t *testing.T) {
 	for _, m := range recordSamples() {
-		rec := encodeRecord(m)
+		rec := encodeRecord(m, 0, recordRoom)
 		for n := range len(rec) {
 			if _, err := decodeMessage(rec[:n]); err == nil && n > 0 {
 				t.Fatalf("record truncated to %d of %d bytes decoded", n, len(rec))
@@ -85,7 +85,7 @@ func TestRecordDamageIsAnError(t *testing.T) {
 			}
 		}
 	}
-	if _, err := decodeMessage([]byte{0x02, 0}); err == nil {
+	if _, err := decodeMessage([]byte{0x03, 0}); err == nil {
 		t.Fatal("a record of an unknown version decoded")
 	}
 }

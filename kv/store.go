@@ -169,8 +169,8 @@ func (s *Store) initSchema(readOnly bool) error {
 		if v == nil {
 			return nil
 		}
-		if n, err := strconv.Atoi(string(v)); err != nil || (n != SchemaVersion && n != schemaJSON) {
-			return fmt.Errorf("open %s: %w: schema version %q, this sipsilo reads %d and %d", s.path, ErrCorrupt, v,
+		if n, err := strconv.Atoi(string(v)); err != nil || n < schemaJSON || n > SchemaVersion {
+			return fmt.Errorf("open %s: %w: schema version %q, this sipsilo reads %d to %d", s.path, ErrCorrupt, v,
 				schemaJSON, SchemaVersion)
 		}
 		return nil
@@ -196,9 +196,15 @@ func (s *Store) initSchema(readOnly bool) error {
 		if err := check(tx); err != nil {
 			return err
 		}
+		hadDepths := tx.Bucket(bucketDepths) != nil
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		if !hadDepths {
+			if err := migrateDepths(tx); err != nil {
+				return err
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -227,5 +233,23 @@ func (s *Store) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("close store: writer still committing: %w", ctx.Err())
 	}
+	s.writeFreelist()
 	return s.db.Close()
+}
+
+// writeFreelist commits the free list once, as the store closes, so that the
+// next Open reads it from its page instead of rebuilding it by walking every
+// page of the file (NoFreelistSync, docs/decisions.md §35): the walk is most of
+// an open at a million queued. The next commit marks it stale again, so after a
+// crash the free list is rebuilt, as before. A failure costs only that rebuild.
+func (s *Store) writeFreelist() {
+	if s.db.IsReadOnly() {
+		return
+	}
+	s.db.NoFreelistSync = false // the writer has stopped: nothing else commits
+	err := s.db.Update(func(*bolt.Tx) error { return nil })
+	if err != nil && !errors.Is(err, bolterrors.ErrDatabaseNotOpen) { // closed already: a second Close
+		s.log.Warn("free list not written at close; the next open rebuilds it", "err", err)
+	}
+	s.db.NoFreelistSync = true
 }
