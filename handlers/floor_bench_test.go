@@ -18,9 +18,7 @@ import (
 // BenchmarkHTTPFloor calibrates the machine: a bare net/http handler that reads the
 // form and answers a constant chatplan, with no echo, no parsing and no store, under
 // the same load client as BenchmarkIntake. What it reaches is the ceiling any
-// intake over HTTP can reach here; keepalive=false/clients=2 is FreeSWITCH's
-// pattern (two chat threads, a new connection per lookup), the floor of the
-// intake latency target beside BenchmarkFdatasync.
+// intake over HTTP can reach here.
 func BenchmarkHTTPFloor(b *testing.B) {
 	doc, err := dialplan.Chatplan("public", "01JFIXTURE0000000000000001")
 	if err != nil {
@@ -32,11 +30,15 @@ func BenchmarkHTTPFloor(b *testing.B) {
 		w.Header().Set("Content-Length", fmt.Sprint(len(doc)))
 		w.Write(doc)
 	})
-	for _, run := range []struct {
-		keepAlive bool
-		clients   int
-	}{{true, 64}, {false, 64}, {false, 2}} {
-		keepAlive, clients := run.keepAlive, run.clients
+	for _, keepAlive := range []bool{true, false} {
+		for _, clients := range []int{2, 64} {
+			benchFloor(b, h, keepAlive, clients)
+		}
+	}
+}
+
+func benchFloor(b *testing.B, h http.Handler, keepAlive bool, clients int) {
+	{
 		b.Run(fmt.Sprintf("keepalive=%v/clients=%d", keepAlive, clients), func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -54,10 +56,10 @@ func BenchmarkHTTPFloor(b *testing.B) {
 			url := "http://" + ln.Addr().String()
 			var next atomic.Int64
 			var failed atomic.Value
+			lat := make([][]time.Duration, clients)
 			b.ResetTimer()
 			start := time.Now()
 			var wg sync.WaitGroup
-			lat := make([][]time.Duration, clients)
 			for w := range clients {
 				wg.Go(func() {
 					client, err := newLoadClient(keepAlive, url)

@@ -27,9 +27,9 @@ type benchServer struct {
 	store *kv.Store
 }
 
-func startBenchServer(b *testing.B) *benchServer {
+func startBenchServer(b *testing.B, journal ...bool) *benchServer {
 	b.Helper()
-	s, err := kv.Open(filepath.Join(b.TempDir(), "sipsilo.db"), kv.Options{})
+	s, err := kv.Open(filepath.Join(b.TempDir(), "sipsilo.db"), kv.Options{Journal: len(journal) > 0 && journal[0]})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,11 +132,17 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 // BenchmarkIntake: closed loop, N clients each sending as fast as answers come back.
 // keepalive=false opens a new connection per request, as FreeSWITCH's xml_curl does;
 // clients=2 is one FreeSWITCH, which asks the chatplan from its two chat threads.
-func BenchmarkIntake(b *testing.B) {
+func BenchmarkIntake(b *testing.B) { benchIntake(b, false) }
+
+// BenchmarkIntakeJournal is BenchmarkIntake with the write-ahead journal
+// (docs/decisions.md §34): msgs/commit then counts bbolt's apply transactions.
+func BenchmarkIntakeJournal(b *testing.B) { benchIntake(b, true) }
+
+func benchIntake(b *testing.B, journal bool) {
 	for _, keepAlive := range []bool{true, false} {
 		for _, clients := range []int{1, 2, 16, 64, 256} {
 			b.Run(fmt.Sprintf("keepalive=%v/clients=%d", keepAlive, clients), func(b *testing.B) {
-				srv := startBenchServer(b)
+				srv := startBenchServer(b, journal)
 				var next atomic.Int64
 				lat := make([][]time.Duration, clients)
 				commits0 := srv.store.Commits()

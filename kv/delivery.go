@@ -18,7 +18,8 @@ var ErrNotQueued = errors.New("message is not queued")
 var ErrMismatch = errors.New("event does not match the stored message")
 
 // change runs fn on message id inside one write transaction (see changeTx) and
-// returns the message as committed.
+// returns the message as committed. With a journal the change is decided by the
+// appender and answered once its record is durable (kv/journal_store.go).
 func (s *Store) change(ctx context.Context, what, id string, ev func(m *Message) *event, fn func(m *Message) (bool, error)) (*Message, error) {
 	var out *Message
 	apply := func(tx *bolt.Tx) error {
@@ -26,19 +27,43 @@ func (s *Store) change(ctx context.Context, what, id string, ev func(m *Message)
 		out, err = s.changeTx(tx, id, s.now(), ev, fn)
 		return err
 	}
-	if err := s.submit(ctx, newOp(apply, nil)); err != nil {
+	o := newOp(apply, nil)
+	o.decide = func(v *view) error {
+		var err error
+		out, err = s.changeIn(v, id, s.now(), ev, fn)
+		return err
+	}
+	if err := s.submit(ctx, o); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, id, err)
 	}
 	return out, nil
 }
 
-// changeTx loads message id, lets fn change it and stores it when fn reports a
+// changer is where changeIn reads a message and writes its change: a bbolt
+// write transaction (txChanger), or with a journal the appender's view, which
+// turns the change into a journal record (kv/journal_view.go).
+type changer interface {
+	// message returns id's stored record, nil when there is none.
+	message(id string) ([]byte, error)
+	// changed stores m, whose record is rec and whose state was was before the
+	// change, and the outbox record obx (nil: none).
+	changed(m *Message, was State, rec, obx []byte) error
+}
+
+// changeTx is changeIn in tx.
+func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Message) *event, fn func(m *Message) (bool, error)) (*Message, error) {
+	return s.changeIn(txChanger{s, tx}, id, now, ev, fn)
+}
+
+// changeIn loads message id, lets fn change it and stores it when fn reports a
 // change. A message that leaves StateQueued is taken out of its recipient's queue
 // in the same transaction, and one that returns to it is put back in its place.
-// ev, if set, names the outbox record of the change (see appendOutbox).
-func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Message) *event, fn func(m *Message) (bool, error)) (*Message, error) {
-	msgs := tx.Bucket(bucketMessages)
-	v := msgs.Get([]byte(id))
+// ev, if set, names the outbox record of the change (see outboxRecord).
+func (s *Store) changeIn(st changer, id string, now time.Time, ev func(m *Message) *event, fn func(m *Message) (bool, error)) (*Message, error) {
+	v, err := st.message(id)
+	if err != nil {
+		return nil, err
+	}
 	if v == nil {
 		return nil, fmt.Errorf("%s: %w", id, ErrNotFound)
 	}
@@ -52,28 +77,11 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 		return m, err
 	}
 	m.Updated = now
-	if (was == StateQueued) != (m.State == StateQueued) {
-		qk, err := queueKey(m.To, m.Order, m.ID)
-		if err != nil {
-			return nil, err
-		}
-		q := tx.Bucket(bucketQueue)
-		if m.State == StateQueued {
-			err = q.Put(qk, queueValue)
-		} else {
-			err = q.Delete(qk)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if err := s.queueMoved(tx, m.To, m.State); err != nil {
-			return nil, err
-		}
-	}
+	var obx []byte
 	if ev != nil {
 		if e := ev(m); e != nil { // nil: a change not worth a record
 			m.addDeviceHistory(now, e.kind, e.detail, e.device)
-			if err := s.appendOutbox(tx, m, e, now); err != nil {
+			if obx, err = s.outboxRecord(m, e, now); err != nil {
 				return nil, err
 			}
 		}
@@ -82,7 +90,49 @@ func (s *Store) changeTx(tx *bolt.Tx, id string, now time.Time, ev func(m *Messa
 	if err != nil {
 		return nil, err
 	}
-	return m, msgs.Put([]byte(id), nv)
+	return m, st.changed(m, was, nv, obx)
+}
+
+// txChanger is a changer on a bbolt write transaction.
+type txChanger struct {
+	s  *Store
+	tx *bolt.Tx
+}
+
+func (c txChanger) message(id string) ([]byte, error) {
+	return c.tx.Bucket(bucketMessages).Get([]byte(id)), nil
+}
+
+func (c txChanger) changed(m *Message, was State, rec, obx []byte) error {
+	if (was == StateQueued) != (m.State == StateQueued) {
+		if err := c.s.moveQueueEntry(c.tx, m); err != nil {
+			return err
+		}
+	}
+	if obx != nil {
+		if err := putOutbox(c.tx, obx); err != nil {
+			return err
+		}
+	}
+	return c.tx.Bucket(bucketMessages).Put([]byte(m.ID), rec)
+}
+
+// moveQueueEntry puts m's queue entry when m is queued, else deletes it.
+func (s *Store) moveQueueEntry(tx *bolt.Tx, m *Message) error {
+	qk, err := queueKey(m.To, m.Order, m.ID)
+	if err != nil {
+		return err
+	}
+	q := tx.Bucket(bucketQueue)
+	if m.State == StateQueued {
+		err = q.Put(qk, queueValue)
+	} else {
+		err = q.Delete(qk)
+	}
+	if err != nil {
+		return err
+	}
+	return s.queueMoved(tx, m.To, m.State)
 }
 
 // record returns an ev for change that names a fixed kind.
@@ -300,6 +350,18 @@ func (s *Store) DeadLetter(ctx context.Context, id, reason string) error {
 // new pages and sync them (the /readyz check). An empty transaction rewrites only
 // a meta page, which succeeds on a full disk.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.j != nil {
+		// The journal too: a record appended, in a new segment when the
+		// current one is full, as intake's would be.
+		o := newOp(func(*bolt.Tx) error { return nil }, nil)
+		o.decide = func(v *view) error {
+			v.opRecs = append(v.opRecs, []byte{recNoop})
+			return nil
+		}
+		if err := s.submit(ctx, o); err != nil {
+			return err
+		}
+	}
 	return s.submit(ctx, newOp(func(tx *bolt.Tx) error {
 		// Rewritten each time: the old copy's pages are freed, new ones allocated.
 		return tx.Bucket(bucketMeta).Put(keyReady, make([]byte, s.db.Info().PageSize))

@@ -12,10 +12,16 @@ import (
 
 // BenchmarkEnqueue measures durable enqueues (fsync included) with N concurrent
 // callers sharing the writer's group commits.
-func BenchmarkEnqueue(b *testing.B) {
+func BenchmarkEnqueue(b *testing.B) { benchEnqueue(b, false) }
+
+// BenchmarkEnqueueJournal is BenchmarkEnqueue with the write-ahead journal
+// (docs/decisions.md §34); msgs/sync counts the journal's fdatasyncs.
+func BenchmarkEnqueueJournal(b *testing.B) { benchEnqueue(b, true) }
+
+func benchEnqueue(b *testing.B, journal bool) {
 	for _, callers := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			s, err := Open(filepath.Join(b.TempDir(), "db"), Options{})
+			s, err := Open(filepath.Join(b.TempDir(), "db"), Options{Journal: journal})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -48,6 +54,9 @@ func BenchmarkEnqueue(b *testing.B) {
 			b.ReportMetric(float64(b.N)/float64(max(1, s.Commits()-c0)), "msgs/commit")
 			// Pages written per message: what a commit costs the disk, whatever the load.
 			b.ReportMetric(float64(pagesWritten(s)-w0)/float64(b.N), "pages/msg")
+			if journal {
+				b.ReportMetric(float64(b.N)/float64(max(1, s.JournalSyncs())), "msgs/sync")
+			}
 		})
 	}
 }

@@ -44,12 +44,12 @@ type OutboxRecord struct {
 	Message *Message `json:"message"`
 }
 
-// appendOutbox writes ev for m in tx, when the outbox is on. m.Events counts the
-// message's records, so (id, EventSeq) names one record forever: the mirror's
-// replays after a crash land on the same row.
-func (s *Store) appendOutbox(tx *bolt.Tx, m *Message, ev *event, now time.Time) error {
+// outboxRecord encodes ev for m, when the outbox is on (nil when off). m.Events
+// counts the message's records, so (id, EventSeq) names one record forever: the
+// mirror's replays after a crash land on the same row.
+func (s *Store) outboxRecord(m *Message, ev *event, now time.Time) ([]byte, error) {
 	if !s.outbox || ev == nil {
-		return nil
+		return nil, nil
 	}
 	m.Events++
 	snap := *m
@@ -57,10 +57,11 @@ func (s *Store) appendOutbox(tx *bolt.Tx, m *Message, ev *event, now time.Time) 
 		snap.Body = nil
 	}
 	rec := OutboxRecord{MsgID: m.ID, EventSeq: m.Events, Kind: ev.kind, At: now, Detail: ev.detail, Device: ev.device, Message: &snap}
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
+	return json.Marshal(rec)
+}
+
+// putOutbox appends an encoded outbox record in tx.
+func putOutbox(tx *bolt.Tx, v []byte) error {
 	b := tx.Bucket(bucketOutbox)
 	seq, err := b.NextSequence()
 	if err != nil {

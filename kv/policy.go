@@ -161,11 +161,11 @@ func (s *Store) dueChunk(now time.Time, pending time.Duration, bound uint64, fro
 // expired.
 func (s *Store) expireIDs(ctx context.Context, ids []string, now time.Time, pending time.Duration) ([]*Message, error) {
 	var out []*Message
-	apply := func(tx *bolt.Tx) error {
+	run := func(st changer) error {
 		out = out[:0]
 		for _, id := range ids {
 			changed := false
-			m, err := s.changeTx(tx, id, now, expiredEvent, func(m *Message) (bool, error) {
+			m, err := s.changeIn(st, id, now, expiredEvent, func(m *Message) (bool, error) {
 				if m.State != StateQueued || !m.due(now) || sendPending(m, now, pending) {
 					return false, nil
 				}
@@ -182,7 +182,9 @@ func (s *Store) expireIDs(ctx context.Context, ids []string, now time.Time, pend
 		}
 		return nil
 	}
-	if err := s.submit(ctx, newOp(apply, nil)); err != nil {
+	o := newOp(func(tx *bolt.Tx) error { return run(txChanger{s, tx}) }, nil)
+	o.decide = func(v *view) error { return run(v) }
+	if err := s.submit(ctx, o); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -254,7 +256,11 @@ func (s *Store) PurgeQueue(ctx context.Context, aor, reason string, max int) ([]
 			}
 			return nil
 		}
-		if err := s.submit(ctx, newOp(apply, nil)); err != nil {
+		o := newOp(apply, nil)
+		// It reads the queue, which the appender's view does not hold: it runs
+		// in bbolt once everything before it is applied (kv/journal_store.go).
+		o.barrier = true
+		if err := s.submit(ctx, o); err != nil {
 			return out, fmt.Errorf("purge queue: %w", err)
 		}
 		out = append(out, batch...)

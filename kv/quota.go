@@ -28,10 +28,21 @@ type depths struct {
 	n   map[string]int // committed counts
 	sum int            // committed total
 
+	// applied is the journal position the committed counts include
+	// (docs/decisions.md §34): the appender adds what comes after it.
+	applied uint64
+
 	// The open write transaction's changes. Only the writer goroutine touches
 	// them (every write transaction runs there).
 	tx    *bolt.Tx
-	delta map[string]int
+	delta *txDelta
+}
+
+// txDelta is one write transaction's changes to the counts, and the journal
+// position it commits with (stamp), applied with them under one lock.
+type txDelta struct {
+	n   map[string]int
+	seq uint64
 }
 
 // loadDepths reads the depths bucket; a file without one (schema 2 or older,
@@ -116,7 +127,7 @@ func (d *depths) get(tx *bolt.Tx, aor string) int {
 	n := d.n[aor]
 	d.mu.Unlock()
 	if d.tx == tx {
-		n += d.delta[aor]
+		n += d.delta.n[aor]
 	}
 	return n
 }
@@ -124,12 +135,8 @@ func (d *depths) get(tx *bolt.Tx, aor string) int {
 // add records that tx put (+1) or deleted (-1) one of aor's queue entries, and
 // writes aor's new count to the depths bucket in tx.
 func (d *depths) add(tx *bolt.Tx, aor string, v int) error {
-	if d.tx != tx {
-		d.tx, d.delta = tx, map[string]int{}
-		delta := d.delta
-		tx.OnCommit(func() { d.apply(delta) })
-	}
-	d.delta[aor] += v
+	d.begin(tx)
+	d.delta.n[aor] += v
 	b := tx.Bucket(bucketDepths)
 	if b == nil {
 		return fmt.Errorf("%w: depths bucket missing", ErrCorrupt)
@@ -140,10 +147,34 @@ func (d *depths) add(tx *bolt.Tx, aor string, v int) error {
 	return b.Delete([]byte(aor)) // a recipient whose queue emptied costs nothing
 }
 
-func (d *depths) apply(delta map[string]int) {
+func (d *depths) begin(tx *bolt.Tx) {
+	if d.tx != tx {
+		d.tx, d.delta = tx, &txDelta{n: map[string]int{}}
+		delta := d.delta
+		tx.OnCommit(func() { d.apply(delta) })
+	}
+}
+
+// stamp says that tx holds the journal up to seq: once it commits, the counts
+// and that position change together.
+func (d *depths) stamp(tx *bolt.Tx, seq uint64) {
+	d.begin(tx)
+	d.delta.seq = seq
+}
+
+// committedAt returns aor's committed count and the journal position it
+// includes, read together.
+func (d *depths) committedAt(aor string) (int, uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for aor, v := range delta {
+	return d.n[aor], d.applied
+}
+
+func (d *depths) apply(delta *txDelta) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.applied = max(d.applied, delta.seq)
+	for aor, v := range delta.n {
 		d.sum += v
 		if n := d.n[aor] + v; n > 0 {
 			d.n[aor] = n

@@ -3,6 +3,8 @@ package kv
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -11,8 +13,8 @@ import (
 // Get returns the message with the given id.
 func (s *Store) Get(id string) (*Message, error) {
 	var m *Message
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMessages).Get([]byte(id))
+	err := s.viewOwn(func(tx *bolt.Tx, ov *overlay) error {
+		v, _ := ov.record(tx.Bucket(bucketMessages), []byte(id))
 		if v == nil {
 			return fmt.Errorf("%s: %w", id, ErrNotFound)
 		}
@@ -26,29 +28,7 @@ func (s *Store) Get(id string) (*Message, error) {
 // Queue returns up to limit of aor's queued messages in delivery order (limit <= 0:
 // all of them).
 func (s *Store) Queue(aor string, limit int) ([]*Message, error) {
-	var out []*Message
-	err := s.db.View(func(tx *bolt.Tx) error {
-		msgs := tx.Bucket(bucketMessages)
-		prefix := queuePrefix(aor)
-		c := tx.Bucket(bucketQueue).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			id := queueKeyID(k)
-			v := msgs.Get(id)
-			if v == nil {
-				return fmt.Errorf("queue entry %q: %w: message %q missing", k, ErrCorrupt, id)
-			}
-			m, err := decodeMessage(v)
-			if err != nil {
-				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
-			}
-			out = append(out, m)
-			if limit > 0 && len(out) >= limit {
-				return nil
-			}
-		}
-		return nil
-	})
-	return out, err
+	return s.QueueScan(aor, limit, nil, func(*Message) (bool, bool) { return true, false })
 }
 
 // QueueScan reads aor's queue in delivery order and returns the messages pick
@@ -60,22 +40,49 @@ func (s *Store) Queue(aor string, limit int) ([]*Message, error) {
 // the queue, which the quota bounds.
 func (s *Store) QueueScan(aor string, limit int, skip func(id []byte) bool, pick func(m *Message) (take, stop bool)) ([]*Message, error) {
 	var out []*Message
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.viewOwn(func(tx *bolt.Tx, ov *overlay) error {
 		msgs := tx.Bucket(bucketMessages)
 		prefix := queuePrefix(aor)
+		fresh := ov.freshOf(aor)
 		c := tx.Bucket(bucketQueue).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			id := queueKeyID(k)
-			if skip != nil && skip(id) {
+		// A queue entry's key ends with its message's id (its value is empty
+		// since schema 3, the id before).
+		k, _ := c.Seek(prefix)
+		for {
+			if k != nil && !bytes.HasPrefix(k, prefix) {
+				k = nil
+			}
+			if k == nil && len(fresh) == 0 {
+				return nil
+			}
+			// bbolt's queue and the messages that entered it in records not
+			// applied yet, merged by queue key.
+			var qk, qid []byte
+			switch {
+			case k != nil && len(fresh) > 0 && bytes.Equal(k, fresh[0].qk):
+				qk, qid = k, queueKeyID(k)
+				fresh = fresh[1:]
+				k, _ = c.Next()
+			case k != nil && (len(fresh) == 0 || bytes.Compare(k, fresh[0].qk) < 0):
+				qk, qid = k, queueKeyID(k)
+				k, _ = c.Next()
+			default:
+				qk, qid = fresh[0].qk, []byte(fresh[0].id)
+				fresh = fresh[1:]
+			}
+			if skip != nil && skip(qid) {
 				continue
 			}
-			v := msgs.Get(id)
+			v, gone := ov.record(msgs, qid)
+			if gone {
+				continue
+			}
 			if v == nil {
-				return fmt.Errorf("queue entry %q: %w: message %q missing", k, ErrCorrupt, id)
+				return fmt.Errorf("queue entry %q: %w: message %q missing", qk, ErrCorrupt, qid)
 			}
 			m, err := decodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", qid, ErrCorrupt, err)
 			}
 			take, stop := pick(m)
 			if take {
@@ -85,9 +92,58 @@ func (s *Store) QueueScan(aor string, limit int, skip func(id []byte) bool, pick
 				return nil
 			}
 		}
-		return nil
 	})
 	return out, err
+}
+
+// viewOwn runs fn in a read transaction together with, under a journal, the
+// overlay of the records not yet applied (nil without one). Get, All, Queue
+// and QueueScan read through it, so that a caller answered for a write (a new
+// message, a delivery, an attempt) reads it at once: the relay reads its own
+// writes (docs/decisions.md §34). The overlay's lock is taken first: the
+// appender forgets what bbolt holds only under it.
+func (s *Store) viewOwn(fn func(tx *bolt.Tx, ov *overlay) error) error {
+	if s.ov == nil {
+		return s.db.View(func(tx *bolt.Tx) error { return fn(tx, nil) })
+	}
+	s.ov.mu.RLock()
+	defer s.ov.mu.RUnlock()
+	return s.db.View(func(tx *bolt.Tx) error { return fn(tx, s.ov) })
+}
+
+// record returns message id's record as viewOwn sees it; gone reports a
+// message whose newer record has left the queue.
+func (ov *overlay) record(msgs *bolt.Bucket, id []byte) (v []byte, gone bool) {
+	if ov != nil {
+		if e, ok := ov.msgs[string(id)]; ok {
+			st, err := peekState(e.rec)
+			return e.rec, err == nil && st != StateQueued
+		}
+	}
+	return msgs.Get(id), false
+}
+
+// msg returns message id's newest record when the overlay has one.
+func (ov *overlay) msg(id []byte) (ovMsg, bool) {
+	if ov == nil {
+		return ovMsg{}, false
+	}
+	e, ok := ov.msgs[string(id)]
+	return e, ok
+}
+
+// freshOf returns the messages that entered aor's queue in records not
+// applied yet, by queue key.
+func (ov *overlay) freshOf(aor string) []freshEntry {
+	if ov == nil || len(ov.fresh[aor]) == 0 {
+		return nil
+	}
+	out := make([]freshEntry, 0, len(ov.fresh[aor]))
+	for id, f := range ov.fresh[aor] {
+		out = append(out, freshEntry{aor: aor, id: id, qk: f.qk})
+	}
+	slices.SortFunc(out, func(a, b freshEntry) int { return bytes.Compare(a.qk, b.qk) })
+	return out
 }
 
 // Stats counts what the store holds.
@@ -237,10 +293,15 @@ func (s *Store) AwaitingBody() ([]*Message, error) {
 }
 
 // All returns every stored message in id (arrival) order, for inspection and tests.
+// Under a journal each message is in its newest state, and the messages only
+// the journal holds yet are included (see viewOwn).
 func (s *Store) All() ([]*Message, error) {
 	var out []*Message
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+	err := s.viewOwn(func(tx *bolt.Tx, ov *overlay) error {
+		err := tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+			if e, ok := ov.msg(k); ok {
+				v = e.rec
+			}
 			m, err := decodeMessage(v)
 			if err != nil {
 				return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
@@ -248,6 +309,25 @@ func (s *Store) All() ([]*Message, error) {
 			out = append(out, m)
 			return nil
 		})
+		if err != nil || ov == nil {
+			return err
+		}
+		msgs := tx.Bucket(bucketMessages)
+		n := len(out)
+		for id, e := range ov.msgs {
+			if msgs.Get([]byte(id)) != nil {
+				continue
+			}
+			m, err := decodeMessage(e.rec)
+			if err != nil {
+				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
+			}
+			out = append(out, m)
+		}
+		if len(out) > n {
+			slices.SortFunc(out, func(a, b *Message) int { return strings.Compare(a.ID, b.ID) })
+		}
+		return nil
 	})
 	return out, err
 }

@@ -53,9 +53,23 @@ type Options struct {
 	TTL time.Duration
 	// Quota caps each recipient's queued messages (Enqueue returns ErrQuota);
 	// zero: no cap.
-	Quota  int
-	Logger *slog.Logger
-	Now    func() time.Time
+	Quota int
+	// Journal puts the write-ahead journal (path + ".journal", a directory) in
+	// front of bbolt: a write is answered once its record is durable there and
+	// reaches bbolt within ApplyDelay (docs/decisions.md §34).
+	Journal bool
+	// JournalSegmentSize is one journal segment's size (default 32 MiB).
+	JournalSegmentSize int64
+	// ApplyDelay bounds how long journaled writes wait before one bbolt
+	// transaction applies them (default 20 ms); the applier does not wait
+	// when it is far behind.
+	ApplyDelay time.Duration
+	// OnApply, if set, is called on a goroutine of its own with the recipients
+	// whose queues grew in each applied transaction: readers see a journaled
+	// message only from then on.
+	OnApply func(aors []string)
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Store is the bbolt-backed message store.
@@ -81,6 +95,21 @@ type Store struct {
 	closeOnce sync.Once
 	commits   atomic.Uint64
 	counts    counts
+
+	// The journal, its appender and applier (kv/journal_store.go).
+	j           *journal
+	jmu         sync.Mutex // guards j between the appender, the applier and JournalSyncs
+	ov          *overlay
+	aq          *applyQueue
+	appliedSeq  atomic.Uint64 // seq of the last record bbolt holds
+	appendedSeq atomic.Uint64 // seq of the last record appended
+	applyDelay  time.Duration
+	onApply     func(aors []string)
+	wakes       chan []string // to runWaker
+	wakerDone   chan struct{}
+	applierDone chan struct{}
+	replayed    int
+	unapplied   int // read-only: journal records the file lacks
 }
 
 // Open opens the database at path, creating it if the path does not exist, and
@@ -129,19 +158,69 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	replayOnly := false
+	if !o.Journal && !o.ReadOnly {
+		// A journal left by a run with one still holds acknowledged messages:
+		// they are applied, and the store runs on without it.
+		if _, err := os.Stat(path + ".journal"); err == nil {
+			o.Journal, o.OnApply, replayOnly = true, nil, true
+		}
+	}
+	if o.Journal && !o.ReadOnly {
+		// Replayed before the counts below are taken, which then include it. The
+		// replay writes each recipient's new depth to the depths bucket, so it
+		// starts from the depths the file holds.
+		s.counts.finished = map[State]uint64{}
+		if err := db.View(func(tx *bolt.Tx) error {
+			var err error
+			s.depth, err = loadDepths(tx)
+			return err
+		}); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		s.applyDelay, s.onApply = o.ApplyDelay, o.OnApply
+		if s.applyDelay <= 0 {
+			s.applyDelay = defaultApplyDelay
+		}
+		if err := s.recoverJournal(o); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
 	err = db.View(func(tx *bolt.Tx) error {
 		s.order = loadOrderKeys(tx)
 		var err error
 		s.depth, err = loadDepths(tx)
+		s.depth.applied = s.appliedSeq.Load()
 		s.counts.finished = make(map[State]uint64)
 		return err
 	})
 	if err != nil {
+		if s.j != nil {
+			s.j.close()
+		}
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if o.ReadOnly {
+		s.readUnapplied()
 		close(s.done)
+		return s, nil
+	}
+	if replayOnly {
+		s.j.close()
+		s.j = nil
+	}
+	if s.j != nil {
+		s.wakes, s.wakerDone = make(chan []string, 16), make(chan struct{})
+		s.ov, s.aq, s.applierDone = newOverlay(), newApplyQueue(), make(chan struct{})
+		if s.onApply != nil {
+			go s.runWaker()
+		} else {
+			close(s.wakerDone)
+		}
+		go s.runJournal()
 		return s, nil
 	}
 	go s.run()
@@ -232,6 +311,13 @@ func (s *Store) Close(ctx context.Context) error {
 	case <-s.done:
 	case <-ctx.Done():
 		return fmt.Errorf("close store: writer still committing: %w", ctx.Err())
+	}
+	if s.wakerDone != nil {
+		select {
+		case <-s.wakerDone:
+		case <-ctx.Done():
+			return fmt.Errorf("close store: OnApply still running: %w", ctx.Err())
+		}
 	}
 	s.writeFreelist()
 	return s.db.Close()

@@ -29,6 +29,16 @@ type op struct {
 	done  chan error
 	// what names an op nobody waits for (an undo), so that its failure is logged.
 	what string
+
+	// With a journal (kv/journal_store.go): decide makes the op's change in
+	// the appender's view, which turns it into journal records; the op is
+	// answered once they are durable. undoDecide is undo's. An op without
+	// decide runs in the applier's bbolt transaction after every record
+	// appended before it and is answered once that commits; barrier makes the
+	// appender wait for it before deciding anything after it (an op that
+	// changes messages in a way the view cannot see).
+	decide, undoDecide func(v *view) error
+	barrier            bool
 }
 
 func newOp(apply, undo func(*bolt.Tx) error) *op {
@@ -175,6 +185,7 @@ func (s *Store) finish(o *op, err error) []*op {
 	// Orphaned: the caller already reported failure.
 	if err == nil && o.undo != nil {
 		u := newOp(o.undo, nil)
+		u.decide = o.undoDecide
 		u.what = "undo of a write whose caller gave up"
 		return []*op{u}
 	}

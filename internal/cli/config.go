@@ -65,6 +65,8 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB for the message history, as user:password@tcp(host:port)/db (prefer SIPSILO_MYSQL_DSN); empty: bbolt only")
 	fs.DurationVar(&cfg.TTL, "ttl", 7*24*time.Hour, "a message not delivered within this expires, recorded as expired (0: never)")
 	fs.DurationVar(&cfg.Relay.SweepEvery, "expire-every", time.Minute, "how often queues are checked for expired messages (each send is checked too)")
+	fs.BoolVar(&cfg.Journal, "journal", true, "answer writes once they are in the write-ahead journal beside --db (<db>.journal/), applying them to --db in bulk: one fdatasync per answer instead of a bbolt commit (=false: the bbolt path, for one release)")
+	fs.Int64Var(&cfg.JournalSegment, "journal-segment", 32<<20, "bytes per preallocated journal segment file (with --journal)")
 	fs.IntVar(&cfg.Quota, "quota", 1000, "queued messages per recipient; above it the chatplan lets FreeSWITCH deliver as stock (0: no cap)")
 	fs.StringVar(&cfg.Relay.Notices.From, "notice-from", "", "service address (user@host) that notices to senders come from; empty: no notices")
 	fs.BoolVar(&cfg.Relay.Notices.Stored, "notice-stored", false, `tell the sender "stored for later delivery" when the recipient cannot be reached at once (needs --notice-from)`)
@@ -126,6 +128,9 @@ func parseServe(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if cfg.DeviceMemory <= 0 {
 		return cfg, errors.New("serve: --device-memory must be positive")
+	}
+	if cfg.JournalSegment < 1<<20 {
+		return cfg, errors.New("serve: --journal-segment must be at least 1 MiB (a segment holds whole messages of up to --max-body)")
 	}
 	if cfg.TTL < 0 || cfg.Quota < 0 || r.SweepEvery <= 0 {
 		return cfg, errors.New("serve: --ttl and --quota must not be negative, --expire-every must be positive")

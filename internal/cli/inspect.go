@@ -119,6 +119,10 @@ func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		defer s.Close(ctx)
+		if n := s.Unapplied(); n > 0 {
+			fmt.Fprintf(stderr, "sipsilo inspect: %d journal records beside %s are not in it yet "+
+				"(the daemon ended before applying them); sipsilo serve applies them when it starts\n", n, o.db)
+		}
 		return inspectView(s, o, pos, out)
 	})
 }

@@ -29,6 +29,8 @@ type Config struct {
 	ChatplanOpen    bool          // a non-loopback --http may serve the chatplan without credentials
 	TTL             time.Duration // a queued message expires after this (0: never)
 	Quota           int           // queued messages per recipient (0: no cap)
+	Journal         bool          // intake answered from the write-ahead journal (docs/decisions.md §34)
+	JournalSegment  int64         // bytes per journal segment (0: kv's default)
 	Version         string        // logged at start
 	PBX             string        // PBXFreeSWITCH (default) or PBXAsterisk
 	Asterisk        AsteriskConfig

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,8 +27,19 @@ import (
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg, log := d.cfg, d.log
 	// With a mirror every state change also goes to the outbox (docs/architecture.md, "Storage").
+	// With the journal, relay sees a new message once it is applied to bbolt, so it
+	// is woken then (docs/decisions.md §34); the hook is set once relay exists.
+	var wake atomic.Pointer[func(string)]
+	onApply := func(aors []string) {
+		if w := wake.Load(); w != nil {
+			for _, aor := range aors {
+				(*w)(aor)
+			}
+		}
+	}
 	store, err := kv.Open(cfg.DBPath, kv.Options{Logger: log.With("component", "kv"), Outbox: cfg.MySQLDSN != "",
-		TTL: cfg.TTL, Quota: cfg.Quota, NewStore: cfg.NewStore})
+		TTL: cfg.TTL, Quota: cfg.Quota, NewStore: cfg.NewStore, Journal: cfg.Journal,
+		JournalSegmentSize: cfg.JournalSegment, OnApply: onApply})
 	if err != nil {
 		return err
 	}
@@ -36,6 +48,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		store.Close(context.Background())
 		return err
+	}
+	if p.relay != nil {
+		w := p.relay.Wake
+		wake.Store(&w)
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

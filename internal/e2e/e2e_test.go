@@ -83,10 +83,17 @@ func TestServeTakesOverCapturedMessage(t *testing.T) {
 // TestServeOnFullDisk runs sipsilo on a real, size-limited filesystem: while it is
 // full every message is left to FreeSWITCH (not found) with an error logged, and
 // nothing acknowledged before is lost; once space is back, messages are taken again.
+// With the journal (docs/decisions.md §34) the disk fills while a segment
+// still has room: the messages that fit in it are taken, then refused.
 func TestServeOnFullDisk(t *testing.T) {
-	dir := smallDisk(t, "1m")
+	t.Run("bbolt", func(t *testing.T) { serveOnFullDisk(t, "1m", "--journal=false") })
+	t.Run("journal", func(t *testing.T) { serveOnFullDisk(t, "8m", "--journal-segment", "1048576") })
+}
+
+func serveOnFullDisk(t *testing.T, size string, flags ...string) {
+	dir := smallDisk(t, size)
 	db := filepath.Join(dir, "sipsilo.db")
-	c := startChild(t, nil, "--db", db)
+	c := startChild(t, nil, append([]string{"--db", db}, flags...)...)
 	client := newClient()
 	before, err := postMessage(client, c.addr, "before the disk filled", 1)
 	if err != nil || before == "" {
