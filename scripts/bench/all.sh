@@ -33,6 +33,7 @@ build() { # side dir
 	(cd "$2" &&
 		go test -c -o "$tmp/$1-handlers.test" ./handlers &&
 		go test -c -o "$tmp/$1-kv.test" ./kv &&
+		go test -c -o "$tmp/$1-relay.test" ./relay &&
 		go test -c -o "$tmp/$1-e2e.test" ./internal/e2e &&
 		go build -o "$tmp/sipsilo-$1" .)
 }
@@ -63,6 +64,11 @@ for i in $(seq "$count"); do
 		bench $side handlers 'Intake$/keepalive=true/clients=64$' 20000x
 		bench $side kv 'Enqueue$' 20000x
 		bench $side internal/e2e 'DrainDirect$/window=64/' 1x
+		# The journal's (docs/decisions.md §34); a BASE without them prints none.
+		bench $side handlers 'IntakeJournal$/keepalive=false/clients=2$' 5000x
+		bench $side handlers 'IntakeJournal$/keepalive=true/clients=64$' 20000x
+		bench $side kv 'EnqueueJournal$' 20000x
+		bench $side relay 'DirectDrain' 1x
 	done
 done
 load1=$(uptime)
