@@ -137,6 +137,15 @@ func TestAstKill9MidDrain(t *testing.T) {
 	r.waitStored(n, time.Minute)
 	register(t, bob)
 	in.waitCount(t, n/10, time.Minute)
+	// Killed while the phone holds a MESSAGE it has not answered: a send
+	// sipsilo has in flight.
+	deadline := time.Now().Add(time.Minute)
+	for bob.Holding() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the phone held no MESSAGE for a minute after %d arrived", len(in.all()))
+		}
+		time.Sleep(time.Millisecond)
+	}
 	_ = r.proc.cmd.Process.Signal(syscall.SIGKILL)
 	r.proc.wait(t, 5*time.Second)
 	inFlight := 0
@@ -149,7 +158,7 @@ func TestAstKill9MidDrain(t *testing.T) {
 		t.Fatal("no send was in flight at the kill; the test proves nothing")
 	}
 	r.start()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline = time.Now().Add(2 * time.Minute)
 	for len(counts(in.all())) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d delivered after the restart", len(counts(in.all())), n)

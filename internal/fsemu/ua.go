@@ -59,6 +59,7 @@ type UA struct {
 	dropped  atomic.Int64
 	answer   atomic.Int32
 	delay    atomic.Int64       // SetAnswerDelay, in nanoseconds
+	holding  atomic.Int64       // MESSAGEs received and not answered yet (Holding)
 	optionsA atomic.Int32       // SetOptionsAnswer
 	contact  *sip.ContactHeader // UAOptions.Contact parsed; nil: own socket
 }
@@ -152,6 +153,10 @@ func (u *UA) SetAnswer(code int) { u.answer.Store(int32(code)) }
 // flight. Zero (the default) answers at once.
 func (u *UA) SetAnswerDelay(d time.Duration) { u.delay.Store(int64(d)) }
 
+// Holding is how many MESSAGEs the UA received and has not answered yet (with
+// SetAnswerDelay): sends its sender still has in flight.
+func (u *UA) Holding() int { return int(u.holding.Load()) }
+
 // SetOptionsAnswer sets the status for incoming OPTIONS (default 200), for
 // phones that answer pings 404, 405 or 501.
 func (u *UA) SetOptionsAnswer(code int) { u.optionsA.Store(int32(code)) }
@@ -190,11 +195,14 @@ func statusReason(code int) string {
 
 func (u *UA) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	if d := time.Duration(u.delay.Load()); d > 0 {
+		u.holding.Add(1)
 		select {
 		case <-time.After(d):
 		case <-tx.Done():
+			u.holding.Add(-1)
 			return
 		}
+		defer u.holding.Add(-1) // once answered
 	}
 	code := int(u.answer.Load())
 	reason := map[int]string{200: "OK", 202: "Accepted", 486: "Busy Here", 404: "Not Found", 480: "Temporarily Unavailable", 500: "Server Internal Error"}[code]
