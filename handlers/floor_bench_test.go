@@ -6,9 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,38 +50,8 @@ func benchFloor(b *testing.B, h http.Handler, keepAlive bool, clients int) {
 				srv.Shutdown(ctx)
 				<-done
 			}()
-			url := "http://" + ln.Addr().String()
-			var next atomic.Int64
-			var failed atomic.Value
-			lat := make([][]time.Duration, clients)
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for w := range clients {
-				wg.Go(func() {
-					client, err := newLoadClient(keepAlive, url)
-					if err != nil {
-						failed.Store(err)
-						return
-					}
-					defer client.close()
-					for next.Add(1) <= int64(b.N) {
-						t0 := time.Now()
-						if err := client.do(); err != nil {
-							failed.Store(err)
-							return
-						}
-						lat[w] = append(lat[w], time.Since(t0))
-					}
-				})
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			if err, _ := failed.Load().(error); err != nil {
-				b.Fatal(err)
-			}
+			elapsed := closedLoop(b, "http://"+ln.Addr().String(), keepAlive, clients)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-			reportLatency(b, slices.Concat(lat...))
 		})
 	}
 }

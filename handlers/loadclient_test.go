@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	freeswitchconf "github.com/sipsilo/sipsilo/freeswitch-conf"
 	"github.com/sipsilo/sipsilo/internal/fsemu"
 )
 
@@ -25,7 +26,9 @@ type loadClient struct {
 }
 
 func newLoadClient(keepAlive bool, url string) (*loadClient, error) {
-	x := &fsemu.XMLCurl{URL: url + ChatplanPath + "?body=${url_encode(${_body})}"}
+	// The binding fs-config ships (the exact text/md5 pair): without an event
+	// socket, only an exact body lets the intake own a message.
+	x := &fsemu.XMLCurl{URL: freeswitchconf.ChatplanURLFor(strings.TrimPrefix(url, "http://"))}
 	ev := fsemu.NewMessageEvent(fsemu.MessageParams{Sequence: 1, FromTag: "bench", Body: "hello, this is a typical short message ü"})
 	req, err := x.BuildRequest(ev)
 	if err != nil {
