@@ -1,10 +1,13 @@
 package kv
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,30 +70,62 @@ func openJournal(dir string, segSize int64, after uint64) (*journal, []journalRe
 	return j, out, nil
 }
 
-// scanSegment reads the valid records of segment number segNo from its start;
-// end is the offset after the last of them.
-func scanSegment(path string, segNo uint64) (recs []journalRecord, end int64, err error) {
-	b, err := os.ReadFile(path)
+// segScan is what scanning one segment found: the seqs of its first and last
+// valid records (n of them) and the offset after the last one.
+type segScan struct {
+	first, last uint64
+	n           int
+	end         int64
+}
+
+// scanSegment reads the valid records of segment number segNo from its start
+// and returns those with seq > after, copied. It streams the file through a
+// small buffer: a segment is 32 MiB, mostly records bbolt holds already, and
+// reading it whole would make start-up cost its size in memory (docs/decisions.md
+// §35, "Memory"). It stops at the first record that is not valid (a zeroed,
+// torn or older tail).
+func scanSegment(path string, segNo, after uint64) (sc segScan, recs []journalRecord, err error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("journal: %w", err)
+		return sc, nil, fmt.Errorf("journal: %w", err)
 	}
-	off := 0
-	for len(b)-off >= frameHeader {
-		n := binary.LittleEndian.Uint32(b[off:])
-		if n == 0 || n > maxRecord || len(b)-off-frameHeader < int(n) {
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	var hdr [frameHeader]byte
+	var buf []byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			break // the end of the file, or of what it holds
+		}
+		n := binary.LittleEndian.Uint32(hdr[:])
+		if n == 0 || n > maxRecord {
 			break
 		}
-		seq := binary.LittleEndian.Uint64(b[off+8:])
-		if frameCRC(segNo, b[off+8:off+frameHeader+int(n)]) != binary.LittleEndian.Uint32(b[off+4:])^n {
+		if cap(buf) < frameHeader-8+int(n) {
+			buf = make([]byte, frameHeader-8+int(n))
+		}
+		frame := buf[:frameHeader-8+int(n)] // seq and payload: what the CRC covers
+		copy(frame, hdr[8:])
+		if _, err := io.ReadFull(r, frame[8:]); err != nil {
 			break
 		}
-		if len(recs) > 0 && seq != recs[len(recs)-1].seq+1 {
+		seq := binary.LittleEndian.Uint64(hdr[8:])
+		if frameCRC(segNo, frame) != binary.LittleEndian.Uint32(hdr[4:])^n {
 			break
 		}
-		recs = append(recs, journalRecord{seq: seq, payload: b[off+frameHeader : off+frameHeader+int(n)]})
-		off += frameHeader + int(n)
+		if sc.n > 0 && seq != sc.last+1 {
+			break
+		}
+		if sc.n == 0 {
+			sc.first = seq
+		}
+		sc.last, sc.n = seq, sc.n+1
+		sc.end += frameHeader + int64(n)
+		if seq > after {
+			recs = append(recs, journalRecord{seq: seq, payload: bytes.Clone(frame[8:])})
+		}
 	}
-	return recs, int64(off), nil
+	return sc, recs, nil
 }
 
 // scan reads dir's segments without changing them: it sets j's chain, next and
@@ -115,23 +150,22 @@ func (j *journal) scan(after uint64) (out []journalRecord, free []*segment, endO
 	// The chain is the run of segments, each continuing the sequence of the one
 	// before, that ends at the newest segment with records. Older segments off
 	// the chain hold only records bbolt has (released ones not yet removed).
-	scanned := make([][]journalRecord, len(all))
-	ends := make([]int64, len(all))
+	scanned := make([]segScan, len(all))
+	unapplied := make([][]journalRecord, len(all))
 	last := -1
 	for i, sg := range all {
 		j.maxN = max(j.maxN, sg.n)
-		recs, end, err := scanSegment(sg.path, sg.n)
+		sc, recs, err := scanSegment(sg.path, sg.n, after)
 		if err != nil {
 			return nil, nil, 0, err
 		}
-		scanned[i], ends[i] = recs, end
-		if len(recs) > 0 {
+		scanned[i], unapplied[i] = sc, recs
+		if sc.n > 0 {
 			last = i
 		}
 	}
 	first := last
-	for first > 0 && len(scanned[first-1]) > 0 &&
-		scanned[first-1][len(scanned[first-1])-1].seq+1 == scanned[first][0].seq {
+	for first > 0 && scanned[first-1].n > 0 && scanned[first-1].last+1 == scanned[first].first {
 		first--
 	}
 	for i, sg := range all {
@@ -139,16 +173,11 @@ func (j *journal) scan(after uint64) (out []journalRecord, free []*segment, endO
 			free = append(free, sg)
 			continue
 		}
-		recs := scanned[i]
-		sg.first = recs[0].seq
+		sg.first = scanned[i].first
 		j.segs = append(j.segs, sg)
-		j.next = recs[len(recs)-1].seq + 1
-		endOff = ends[i]
-		for _, r := range recs {
-			if r.seq > after {
-				out = append(out, r)
-			}
-		}
+		j.next = scanned[i].last + 1
+		endOff = scanned[i].end
+		out = append(out, unapplied[i]...)
 	}
 	if j.next == 0 || j.next <= after {
 		// An empty journal, or bbolt is ahead of it (the journal was removed):

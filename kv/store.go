@@ -5,6 +5,7 @@
 package kv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,8 +69,13 @@ type Options struct {
 	// whose queues grew in each applied transaction: readers see a journaled
 	// message only from then on.
 	OnApply func(aors []string)
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// MapBudget is how much of the store's memory-mapped file may stay mapped
+	// into the process before its pages are dropped (they stay in the page
+	// cache; kv/trim.go); default 32 MiB of file-backed RSS (the binary's own
+	// text counts too), negative: never dropped.
+	MapBudget int64
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Store is the bbolt-backed message store.
@@ -92,6 +98,7 @@ type Store struct {
 	ops       chan *op
 	quit      chan struct{}
 	done      chan struct{}
+	trimDone  chan struct{} // closed by runTrim; nil without it
 	closeOnce sync.Once
 	commits   atomic.Uint64
 	counts    counts
@@ -212,6 +219,10 @@ func Open(path string, o Options) (*Store, error) {
 		s.j.close()
 		s.j = nil
 	}
+	if o.MapBudget >= 0 {
+		s.trimDone = make(chan struct{})
+		go s.runTrim(cmp.Or(o.MapBudget, defaultTrimBudget))
+	}
 	if s.j != nil {
 		s.wakes, s.wakerDone = make(chan []string, 16), make(chan struct{})
 		s.ov, s.aq, s.applierDone = newOverlay(), newApplyQueue(), make(chan struct{})
@@ -317,6 +328,13 @@ func (s *Store) Close(ctx context.Context) error {
 		case <-s.wakerDone:
 		case <-ctx.Done():
 			return fmt.Errorf("close store: OnApply still running: %w", ctx.Err())
+		}
+	}
+	if s.trimDone != nil {
+		select {
+		case <-s.trimDone:
+		case <-ctx.Done():
+			return fmt.Errorf("close store: trimmer still running: %w", ctx.Err())
 		}
 	}
 	s.writeFreelist()

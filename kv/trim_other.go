@@ -1,0 +1,9 @@
+//go:build !linux
+
+package kv
+
+func dropMapped(uintptr, int64) error { return nil }
+
+func dropPages([]byte) {}
+
+func mappedBytes() int64 { return -1 }
