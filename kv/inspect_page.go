@@ -98,8 +98,15 @@ func (s *Store) QueuePage(aor, after string, limit int) (Page[*Message], error) 
 	return p.page, err
 }
 
+// maxFilterScan bounds the records one filtered page reads (one read
+// transaction): with a few dead letters among a million queued, a page would
+// otherwise read every record to fill itself.
+const maxFilterScan = 65536
+
 // MessagePage lists the stored messages in id (arrival) order after the id after,
 // only those in state st (empty: every state). Dead letters are st = StateDead.
+// A page with a limit reads at most maxFilterScan records of other states: it
+// may then hold fewer than limit items, and its Next continues the scan.
 func (s *Store) MessagePage(st State, after string, limit int) (Page[*Message], error) {
 	p := newPager[*Message](limit)
 	if after != "" {
@@ -114,6 +121,7 @@ func (s *Store) MessagePage(st State, after string, limit int) (Page[*Message], 
 		}
 		c := msgs.Cursor()
 		k, v := seekAfter(c, after)
+		skipped := 0
 		for ; k != nil; k, v = c.Next() {
 			if st != "" {
 				got, err := peekState(v)
@@ -121,6 +129,12 @@ func (s *Store) MessagePage(st State, after string, limit int) (Page[*Message], 
 					return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
 				}
 				if got != st {
+					if skipped++; limit > 0 && skipped == s.filterScan {
+						if more, _ := c.Next(); more != nil {
+							p.page.Next = string(k) // the next page resumes after k
+						}
+						break
+					}
 					continue
 				}
 			}

@@ -250,6 +250,39 @@ func TestMessagePageFiltersByState(t *testing.T) {
 	}
 }
 
+// A filtered page reads a bounded number of records of other states; its Next
+// continues the scan, and following Next finds every match once.
+func TestFilteredPageReadsABoundedRun(t *testing.T) {
+	path, now, ids := inspectFixture(t)
+	s := openReadOnly(t, path, now)
+	s.filterScan = 2 // 7 records, 1 dead: pages cut by the scan, not by the limit
+	var dead []string
+	pages, after := 0, ""
+	for {
+		p, err := s.MessagePage(StateDead, after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, m := range p.Items {
+			dead = append(dead, m.ID)
+		}
+		if after = p.Next; after == "" {
+			break
+		}
+		if pages > 7 {
+			t.Fatal("the cursor does not advance")
+		}
+	}
+	if len(dead) != 1 || dead[0] != ids["dead"] || pages < 3 {
+		t.Fatalf("found %v in %d pages; want the one dead letter, over ≥ 3 pages", dead, pages)
+	}
+	// Unlimited (inspect's "all") is not cut.
+	if queued, err := s.MessagePage(StateQueued, "", 0); err != nil || len(queued.Items) != 4 || queued.Next != "" {
+		t.Fatalf("queued, no limit: %d items, next %q, %v", len(queued.Items), queued.Next, err)
+	}
+}
+
 func TestOutboxPageOldestFirst(t *testing.T) {
 	path, now, ids := inspectFixture(t)
 	s := openReadOnly(t, path, now)

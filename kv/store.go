@@ -93,15 +93,18 @@ type Store struct {
 	quota     int
 	depth     *depths // queued messages per recipient, for the quota
 	scanChunk int     // queue entries per read transaction of ExpireDue
-	refused   atomic.Uint64
-	maxBatch  int
-	ops       chan *op
-	quit      chan struct{}
-	done      chan struct{}
-	trimDone  chan struct{} // closed by runTrim; nil without it
-	closeOnce sync.Once
-	commits   atomic.Uint64
-	counts    counts
+	// filterScan is the most records of other states a filtered MessagePage
+	// reads (maxFilterScan; tests make it small).
+	filterScan int
+	refused    atomic.Uint64
+	maxBatch   int
+	ops        chan *op
+	quit       chan struct{}
+	done       chan struct{}
+	trimDone   chan struct{} // closed by runTrim; nil without it
+	closeOnce  sync.Once
+	commits    atomic.Uint64
+	counts     counts
 
 	// The journal, its appender and applier (kv/journal_store.go).
 	j           *journal
@@ -157,9 +160,10 @@ func Open(path string, o Options) (*Store, error) {
 	s := &Store{
 		db: db, path: path, log: o.Logger, now: o.Now, ids: newIDSource(),
 		maxBatch: o.MaxBatch, outbox: o.Outbox, ttl: max(o.TTL, 0), quota: max(o.Quota, 0), scanChunk: defaultScanChunk,
-		ops:  make(chan *op, o.MaxBatch),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		filterScan: maxFilterScan,
+		ops:        make(chan *op, o.MaxBatch),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	if err := s.initSchema(o.ReadOnly); err != nil {
 		db.Close()
