@@ -51,8 +51,8 @@ const defaultApplyDelay = 20 * time.Millisecond
 // it (back-pressure; its callers' deadlines bound the wait), so the overlay's
 // memory is bounded.
 const (
-	maxUnappliedRecords = 1 << 14
-	maxUnappliedBytes   = 16 << 20
+	maxUnappliedRecords = 1 << 16
+	maxUnappliedBytes   = 64 << 20
 	// maxApplyRecords bounds one bbolt transaction of the applier.
 	maxApplyRecords = 8192
 )
