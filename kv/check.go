@@ -113,33 +113,19 @@ type checker struct {
 	hwm  uint64
 	seen []atomic.Uint64 // bitset over [0, hwm)
 	par  *parallel
-	// release, for a mapped file, drops the pages read so far from the process's
-	// memory (they stay in the page cache): called every releaseEvery pages, so
-	// that checking a large file does not raise RSS by its size.
-	release func()
-	sliced  atomic.Uint64
 }
-
-// releaseEvery is how many pages the check reads between releases (16 MiB at 4 KiB).
-const releaseEvery = 4096
 
 func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
 
 // checkFile validates a non-empty bbolt file of size bytes (see the top of this file).
-func checkFile(r io.ReaderAt, size int64) error { return check(r, nil, size, nil) }
+func checkFile(r io.ReaderAt, size int64) error { return check(r, nil, size) }
 
 // checkBytes is checkFile for a file held in memory.
-func checkBytes(data []byte) error { return check(bytes.NewReader(data), data, int64(len(data)), nil) }
+func checkBytes(data []byte) error { return check(bytes.NewReader(data), data, int64(len(data))) }
 
-// checkMapped is checkBytes for a file mapped into memory: the pages read are
-// dropped from the process as the check goes (checker.release).
-func checkMapped(data []byte) error {
-	return check(bytes.NewReader(data), data, int64(len(data)), func() { dropPages(data) })
-}
-
-func check(r io.ReaderAt, data []byte, size int64, release func()) error {
+func check(r io.ReaderAt, data []byte, size int64) error {
 	if size < 2*minPageSize {
 		return corrupt("%d bytes is too small for a bbolt file (truncated?)", size)
 	}
@@ -184,7 +170,7 @@ func check(r io.ReaderAt, data []byte, size int64, release func()) error {
 		return corrupt("%d pages of %d bytes do not fit the file's %d bytes (truncated?)", m.pgid, ps, size)
 	}
 	c := &checker{r: r, data: data, size: size, ps: ps, hwm: m.pgid, seen: make([]atomic.Uint64, (m.pgid+63)/64),
-		par: newParallel(runtime.GOMAXPROCS(0) - 1), release: release}
+		par: newParallel(runtime.GOMAXPROCS(0) - 1)}
 	c.mark(0, 0)
 	c.mark(1, 0)
 	var free []uint64
@@ -273,11 +259,6 @@ func (c *checker) slicePage(id uint64) ([]byte, error) {
 	overflow, err := c.header(id, b)
 	if err != nil {
 		return nil, err
-	}
-	if c.release != nil {
-		if n := c.sliced.Add(overflow + 1); n/releaseEvery != (n-overflow-1)/releaseEvery {
-			c.release() // the walkers' pages in use map again when next read
-		}
 	}
 	return b[: (overflow+1)*c.ps : (overflow+1)*c.ps], nil
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // checkOpenFile runs checkFile over a read-only memory map of f, which spares a
-// system call per page (the pages read are dropped from RSS as it goes,
-// checkMapped); a fault (the file shrank under the map) is an error, not a crash.
+// system call per page; a fault (the file shrank under the map) is an error, not
+// a crash. The map, and the RSS it brings, last as long as the check
+// (docs/decisions.md §35, "Memory").
 func checkOpenFile(f *os.File, size int64) (err error) {
 	if int64(int(size)) != size {
 		return checkFile(f, size)
@@ -26,5 +27,5 @@ func checkOpenFile(f *os.File, size int64) (err error) {
 			err = corrupt("reading the file failed: %v", r)
 		}
 	}()
-	return checkMapped(data)
+	return checkBytes(data)
 }

@@ -23,9 +23,6 @@ func dropMapped(addr uintptr, n int64) error {
 	return nil
 }
 
-// dropPages is dropMapped for a mapping held as a slice.
-func dropPages(data []byte) { _ = syscall.Madvise(data, syscall.MADV_DONTNEED) }
-
 // mappedBytes is the process's resident file-backed and shared memory
 // (/proc/self/statm's third field), or -1 if unknown.
 func mappedBytes() int64 {

@@ -4,6 +4,4 @@ package kv
 
 func dropMapped(uintptr, int64) error { return nil }
 
-func dropPages([]byte) {}
-
 func mappedBytes() int64 { return -1 }

@@ -6,9 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,32 +93,4 @@ func TestTheTrimmerKeepsTheMapWithinItsBudget(t *testing.T) {
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("close with the trimmer running: %v", err)
 	}
-}
-
-func TestTheFileCheckReleasesWhatItRead(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sipsilo.db")
-	s := bigStore(t, path, Options{MapBudget: -1})
-	if err := s.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var released atomic.Int64
-	if err := check(bytes.NewReader(data), data, int64(len(data)), func() { released.Add(1) }); err != nil {
-		t.Fatal(err)
-	}
-	pages := int64(len(data) / os.Getpagesize())
-	if got, want := released.Load(), pages/releaseEvery/2; got < want || got > pages/releaseEvery+1 {
-		t.Fatalf("released %d times over %d pages, want about one per %d", got, pages, releaseEvery)
-	}
-	// And through Open, on the file mapped: the check passes with its pages dropped
-	// under the walkers.
-	r, err := Open(path, Options{MapBudget: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	touchAll(t, r)
-	r.Close(context.Background())
 }
