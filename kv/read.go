@@ -219,17 +219,20 @@ type Awaiting struct {
 	Received time.Time
 }
 
-// awaitingScan bounds the queue entries one AwaitingBodyPage reads, in one read
+// awaitingScan bounds the records one AwaitingBodyPage reads, in one read
 // transaction: a long read transaction would hold the writer off growing the
 // file (bbolt remaps under its lock), and the page stays small in memory.
 const awaitingScan = 4096
 
 // AwaitingBodyPage returns up to limit queued messages whose post-chatplan ESL
-// event has not arrived and whose grace period was not yet closed, in queue key
-// order from the entry after the key from (nil: the first), and the key to
-// continue from (nil once the scan reached the end). One call reads at most
-// max(limit, 4096) queue entries, so a restart on a million queued messages
-// takes them over in bounded batches (docs/decisions.md §35).
+// event has not arrived and whose grace period was not yet closed, in id
+// (arrival) order from the message after the id from (nil: the first), and the
+// key to continue from (nil once the scan reached the end). One call reads at
+// most max(limit, 4096) records, so a restart on a million queued messages takes
+// them over in bounded batches (docs/decisions.md §35). It walks the messages
+// bucket with one cursor, not the queue with a look-up per entry: at a million
+// queued the look-ups were most of an idle daemon's CPU for the minute after a
+// restart.
 func (s *Store) AwaitingBodyPage(from []byte, limit int) ([]Awaiting, []byte, error) {
 	if limit <= 0 {
 		limit = awaitingScan
@@ -237,17 +240,16 @@ func (s *Store) AwaitingBodyPage(from []byte, limit int) ([]Awaiting, []byte, er
 	var out []Awaiting
 	var next []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		msgs := tx.Bucket(bucketMessages)
-		c := tx.Bucket(bucketQueue).Cursor()
-		k, _ := c.First()
+		c := tx.Bucket(bucketMessages).Cursor()
+		k, v := c.First()
 		if from != nil {
-			k, _ = c.Seek(from)
+			k, v = c.Seek(from)
 			if k != nil && bytes.Equal(k, from) {
-				k, _ = c.Next()
+				k, v = c.Next()
 			}
 		}
 		var last []byte
-		for n := 0; k != nil; k, _ = c.Next() {
+		for n := 0; k != nil; k, v = c.Next() {
 			if n >= max(limit, awaitingScan) || len(out) >= limit {
 				// Continue after the last key read; if it is gone by then, Seek
 				// lands on the next one, which is not skipped.
@@ -256,10 +258,12 @@ func (s *Store) AwaitingBodyPage(from []byte, limit int) ([]Awaiting, []byte, er
 			}
 			n++
 			last = k
-			id := queueKeyID(k)
-			m, err := decodeMessage(msgs.Get(id))
+			if st, ok := peekRecordState(v); ok && st != StateQueued {
+				continue // finished: no need to decode it
+			}
+			m, err := decodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %q: %w: %v", id, ErrCorrupt, err)
+				return fmt.Errorf("message %q: %w: %v", k, ErrCorrupt, err)
 			}
 			if !m.BodyFinal && m.State == StateQueued {
 				out = append(out, Awaiting{ID: m.ID, To: m.To, Received: m.Received})
