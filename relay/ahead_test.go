@@ -178,3 +178,61 @@ func TestDirectWindowFreedAtTheAnswerNotAtTheRecord(t *testing.T) {
 		})
 	}
 }
+
+// A shutdown lets the sends on the wire finish and record their result, but
+// sends none of the attempts begun ahead: they end as not sent, so that the
+// next run sends them without counting them as uncertain.
+func TestShutdownSendsNothingBegunAhead(t *testing.T) {
+	s := openStoreJournal(t, true)
+	ids := enqueue(t, s, 8)
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	release, first := make(chan struct{}), make(chan struct{})
+	d := checkedDirect(t, s, func(n int, body string) (int, error) {
+		if n == 0 {
+			close(first)
+			<-release
+		}
+		return 200, nil
+	})
+	r := New(Config{Window: 4, DirectWindow: 1, Direct: d}, s, &fakeFS{registered: true}, &fakePresence{ok: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing sent")
+	}
+	// Wait until the attempts ahead are begun, then stop while m0 awaits its answer.
+	waitUntil(t, "attempts begun ahead", 10*time.Second, func() bool {
+		m, err := s.Get(ids[4])
+		return err == nil && m.InFlight != ""
+	})
+	cancel()
+	// The stop reaches the worker (its drain halts the wire) while m0 is out; a
+	// worker slower than this fails the test, it cannot pass it wrongly.
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay did not stop")
+	}
+	if got := d.sent(); len(got) != 1 || got[0] != "m0" {
+		t.Fatalf("sent %q during the shutdown, want only m0", got)
+	}
+	for i, id := range ids {
+		m, err := s.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i == 0 && m.State != kv.StateDelivered:
+			t.Fatalf("m0 %+v: its answer came during the shutdown", m)
+		case i > 0 && (m.State != kv.StateQueued || m.InFlight != ""):
+			t.Fatalf("m%d %+v: begun ahead, not sent, must be queued and not in flight", i, m)
+		}
+	}
+}

@@ -153,8 +153,10 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-// drain waits for the sends in flight, cancelling them after DrainTimeout.
+// drain waits for the sends in flight, cancelling them after DrainTimeout. The
+// attempts begun ahead and not yet out are not sent: they end as not sent.
 func (w *worker) drain(ctx context.Context, cancelSends context.CancelFunc) {
+	w.wire.halt()
 	t := time.NewTimer(w.r.cfg.DrainTimeout)
 	defer t.Stop()
 	for len(w.inflight) > 0 {
