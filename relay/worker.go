@@ -486,9 +486,13 @@ func (w *worker) handle(ctx context.Context, res result) {
 	} else {
 		w.proven = res.recorded && res.recordErr == nil
 	}
-	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if res.recorded { // the common case first, without a logger of its own
+		w.delivered(sctx, res)
+		return
+	}
+	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	reply := strings.TrimSpace(res.reply)
 	if res.begun && !res.recorded && res.m.Attempts == 0 {
 		// Its first attempt did not confirm: the sender may hear it was stored.
@@ -516,9 +520,6 @@ func (w *worker) handle(ctx context.Context, res result) {
 	case res.direct:
 		w.handleDirect(sctx, res)
 
-	case res.recorded:
-		w.delivered(sctx, res, log)
-
 	case res.err != nil && errors.Is(res.err, ErrOutcomeUnknown):
 		// The chat may be running in FreeSWITCH still: the message stays marked
 		// in flight, and is sent again only after Timer F.
@@ -541,15 +542,15 @@ func (w *worker) handle(ctx context.Context, res result) {
 }
 
 // delivered finishes a confirmed delivery whose write the send's goroutine did.
-func (w *worker) delivered(ctx context.Context, res result, log *slog.Logger) {
+func (w *worker) delivered(ctx context.Context, res result) {
 	r := w.r
 	if res.recordErr != nil {
 		r.c.storeErrors.Add(1)
-		log.Error("delivered but not recorded; it will be sent again", "err", res.recordErr)
+		r.log.Error("delivered but not recorded; it will be sent again", "id", res.m.ID, "attempt", res.attempt, "err", res.recordErr)
 		w.blocked = true
 		r.holds.holdQueue(w.key, r.cfg.Now().Add(r.cfg.RetryMin))
 	}
-	log.Debug("delivered", "took", res.took)
+	r.log.Debug("delivered", "id", res.m.ID, "attempt", res.attempt, "direct", res.direct, "took", res.took)
 	w.observe(ctx, presence.Delivered2xx, res.started)
 }
 
@@ -562,8 +563,6 @@ func (w *worker) handleDirect(ctx context.Context, res result) {
 	log := r.log.With("id", res.m.ID, "attempt", res.attempt, "path", "direct")
 	text := "SIP " + strconv.Itoa(res.status)
 	switch {
-	case res.recorded:
-		w.delivered(ctx, res, log)
 	case res.err == nil:
 		w.blocked = true
 		w.refused(ctx, res, text, log)
