@@ -33,9 +33,9 @@ type worker struct {
 	// answered holds the messages in flight whose device answered 2xx while
 	// their Delivered record is still being written: they stay in inflight (so
 	// readAhead passes over them, and a failed record retries them as before)
-	// but no longer take a window slot, so the record of message k shares one
-	// fdatasync with the attempt-begun record of message k+window instead of
-	// the window waiting for each in turn (docs/decisions.md §20).
+	// but no longer count against the window, so their records share
+	// fdatasyncs with the attempts begun meanwhile instead of the window
+	// waiting for each in turn (docs/decisions.md §20).
 	answered map[string]bool
 	// chain is closed when the last send started has been accepted by
 	// FreeSWITCH: each send waits for the one before, so the chats of a window
