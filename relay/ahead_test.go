@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -234,5 +236,61 @@ func TestShutdownSendsNothingBegunAhead(t *testing.T) {
 		case i > 0 && (m.State != kv.StateQueued || m.InFlight != ""):
 			t.Fatalf("m%d %+v: begun ahead, not sent, must be queued and not in flight", i, m)
 		}
+	}
+}
+
+// refusingDeviceDirect reaches device "a:1" directly; its answer to each copy
+// comes from status.
+type refusingDeviceDirect struct {
+	deviceDirect
+	status func(body string, n int) int // n: how often this body was sent
+}
+
+func (d *refusingDeviceDirect) SendDevice(_ context.Context, m *kv.Message, key string) (func(context.Context) (int, error), bool, error) {
+	if key != "a:1" {
+		return nil, false, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.bodies = append(d.bodies, string(m.Body))
+	code := d.status(string(m.Body), countOf(d.bodies, string(m.Body)))
+	return func(context.Context) (int, error) { return code, nil }, true, nil
+}
+
+// A device lane on the direct path begins its copies ahead too, once its
+// device confirmed one, and halts them the same way: after a refusal the
+// device gets the refused copy again before any later one.
+func TestDeviceLaneHaltsCopiesBegunAhead(t *testing.T) {
+	s := openStore(t)
+	enqueueCopies(t, s, 10, "a:1", "b:2")
+	fs := newRouteFS(func(string, string) string { return "Sent" })
+	direct := &refusingDeviceDirect{status: func(body string, n int) int {
+		if body == "c3" && n == 1 {
+			return 486
+		}
+		return 200
+	}}
+	cfg := Config{Window: 4, DirectWindow: 2, Devices: newFakeDevices("a:1", "b:2"), Direct: direct,
+		RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}
+	startRelayWith(t, cfg, s, fs, &fakePresence{ok: true})
+	waitUntil(t, "every copy delivered", 10*time.Second, func() bool { return queued(t, s) == 0 })
+	got := direct.sent()
+	// c3 was refused; with two on the wire c4 may have left beside it, but
+	// nothing begun ahead behind them goes before c3 is sent again.
+	first := slices.Index(got, "c3")
+	again := first + 1 + slices.Index(got[first+1:], "c3")
+	if first < 0 || again <= first {
+		t.Fatalf("device a got %q: c3 not sent twice", got)
+	}
+	for _, b := range got[first+1 : again] {
+		if b != "c4" {
+			t.Fatalf("device a got %q: %s left between the refused c3 and its resend", got, b)
+		}
+	}
+	if n := len(got); n != 11 {
+		t.Fatalf("device a got %q: want each copy once and c3 twice", got)
+	}
+	if b := fs.to("internal/sip:1001@b:2"); strings.Join(b, ",") != bodies("c", 0, 10) {
+		t.Fatalf("device b got %q", b)
 	}
 }
