@@ -101,11 +101,14 @@ type Config struct {
 	// 10 per second: 16 drains 1,000 in ≈ 9 s, 4 took ≈ 33 s (BENCHMARKS.md).
 	Window int // default 16
 	// DirectWindow is the window while the recipient's device is reached by the
-	// direct path (Direct.Ready): one round trip per send, so a few in flight
-	// already drain ≈ 600 per second, and more only burst the phone.
+	// direct path (Direct.Ready): the MESSAGEs out awaiting the device's answer.
+	// Up to 4 × as many further attempts are begun ahead, so that their fsync is
+	// not between one answer and the next send (docs/decisions.md §20); 4 drains
+	// 1,000 as fast as 16 or 64, and more only burst the phone.
 	DirectWindow int // default 4, or Window if that is smaller
-	// MaxInFlight caps sends in flight over all recipients; each is a FreeSWITCH
-	// thread while it waits for the device.
+	// MaxInFlight caps sends out awaiting their answer over all recipients
+	// (attempts begun ahead do not count); each is a FreeSWITCH thread while it
+	// waits for the device.
 	MaxInFlight int // default 256
 	// Settle: a message younger than this is not sent yet, so that its sender's
 	// messages still on FreeSWITCH's other chat thread are queued in order before it

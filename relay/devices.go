@@ -159,15 +159,20 @@ const maxWithCopies = 100_000
 // maxCopies bounds worker.devKeys: kv stores at most 32 copies a message.
 const maxCopies = 64
 
-// skip passes over, without decoding, the messages with copies the recipient's
-// lane has already seen: a message never loses its copies, so they are never
-// its. Without it, every read of a queue holding many copies would decode all
-// of them to find the few messages without.
+// skip passes over, without decoding, the lane's messages in flight (pick
+// would refuse them) and the messages with copies the recipient's lane has
+// already seen: a message never loses its copies, so they are never its.
+// Without it, every read of a queue holding many copies would decode all of
+// them to find the few messages without, and every read of a draining queue
+// the window's messages again.
 func (w *worker) skip() func(id []byte) bool {
-	if w.device != "" || len(w.withCopies) == 0 {
+	copies := w.device == "" && len(w.withCopies) > 0
+	if !copies && len(w.inflight) == 0 {
 		return nil
 	}
-	return func(id []byte) bool { return w.withCopies[string(id)] }
+	return func(id []byte) bool {
+		return w.inflight[string(id)] || copies && w.withCopies[string(id)]
+	}
 }
 
 // attemptID names an attempt; it is also the bgapi Job-UUID, so a copy's names

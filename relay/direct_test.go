@@ -18,6 +18,7 @@ type fakeDirect struct {
 	ok     bool
 	status func(n int) (int, error)
 	bodies []string
+	check  func(m *kv.Message) // if set, runs as each message leaves
 }
 
 func (d *fakeDirect) Send(_ context.Context, m *kv.Message) (func(context.Context) (int, error), bool, error) {
@@ -25,6 +26,9 @@ func (d *fakeDirect) Send(_ context.Context, m *kv.Message) (func(context.Contex
 	defer d.mu.Unlock()
 	if !d.ok {
 		return nil, false, nil
+	}
+	if d.check != nil {
+		d.check(m)
 	}
 	n := len(d.bodies)
 	d.bodies = append(d.bodies, string(m.Body))

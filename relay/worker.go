@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sipsilo/sipsilo/kv"
@@ -26,9 +27,16 @@ type worker struct {
 	device  string
 	key     string        // laneKey(aor, device)
 	wake    chan struct{} // cap 1: a pending wake-up
-	results chan result   // cap Window: a send never blocks on it
+	results chan result   // sends' slot notices and results; only run and drain read it
 
 	inflight map[string]bool // message ids being sent
+	// answered holds the messages in flight whose device answered 2xx while
+	// their Delivered record is still being written: they stay in inflight (so
+	// readAhead passes over them, and a failed record retries them as before)
+	// but no longer count against the window, so their records share
+	// fdatasyncs with the attempts begun meanwhile instead of the window
+	// waiting for each in turn (docs/decisions.md §20).
+	answered map[string]bool
 	// chain is closed when the last send started has been accepted by
 	// FreeSWITCH: each send waits for the one before, so the chats of a window
 	// start in queue order (FreeSWITCH starts its jobs in the order it accepted
@@ -50,6 +58,7 @@ type worker struct {
 	// copies: the lanes it wakes whenever one of its own messages ends.
 	withCopies map[string]bool
 	devKeys    map[string]bool
+	wire       *wire
 }
 
 type result struct {
@@ -67,6 +76,12 @@ type result struct {
 	// one by one behind the worker; recordErr is that write's error.
 	recorded  bool
 	recordErr error
+	// notSent: begun, but it did not go out (wire.take failed); the attempt
+	// is ended as not sent.
+	notSent bool
+	// slot: not a result but the notice that the device answered 2xx and the
+	// send's goroutine is now writing Delivered; the final result follows.
+	slot bool
 }
 
 // confirmed reports whether the device answered 2xx, and the result text.
@@ -83,13 +98,18 @@ func (res *result) confirmed() (string, bool) {
 
 func newWorker(r *Relay, aor, device string) *worker {
 	return &worker{
-		r:          r,
-		aor:        aor,
-		device:     device,
-		key:        laneKey(aor, device),
-		wake:       make(chan struct{}, 1),
-		results:    make(chan result, max(r.cfg.Window, r.cfg.DirectWindow)),
+		r:      r,
+		aor:    aor,
+		device: device,
+		key:    laneKey(aor, device),
+		wake:   make(chan struct{}, 1),
+		// A send posts a slot notice (2xx only) and a result. Its room covers
+		// the sends of a window and those begun ahead; past it a send waits
+		// for the worker, which reads it whenever it is not dispatching.
+		results:    make(chan result, 2*max(r.cfg.Window, r.cfg.DirectWindow+aheadDepth(r.cfg.DirectWindow))),
 		inflight:   make(map[string]bool),
+		answered:   make(map[string]bool),
+		wire:       newWire(),
 		chain:      closedChan(),
 		withCopies: make(map[string]bool),
 		devKeys:    make(map[string]bool),
@@ -133,8 +153,10 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-// drain waits for the sends in flight, cancelling them after DrainTimeout.
+// drain waits for the sends in flight, cancelling them after DrainTimeout. The
+// attempts begun ahead and not yet out are not sent: they end as not sent.
 func (w *worker) drain(ctx context.Context, cancelSends context.CancelFunc) {
+	w.wire.halt()
 	t := time.NewTimer(w.r.cfg.DrainTimeout)
 	defer t.Stop()
 	for len(w.inflight) > 0 {
@@ -160,6 +182,7 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 			return time.Time{}, false
 		}
 		w.blocked, w.stale = false, true // restart at the head
+		w.wire.halted.Store(false)
 	}
 	now := r.cfg.Now()
 	if until, ok := r.holds.queueHold(w.key, now); ok {
@@ -169,7 +192,8 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		w.noteHolding()
 		return time.Time{}, true // presence wakes us on a sign of life
 	}
-	free := w.window() - len(w.inflight)
+	onWire, ahead := w.window()
+	free := onWire + ahead - (len(w.inflight) - len(w.answered))
 	if free <= 0 {
 		return time.Time{}, false
 	}
@@ -215,31 +239,29 @@ func (w *worker) dispatch(ctx, sendCtx context.Context) (next time.Time, idle bo
 		if until, ok := r.holds.messageHold(w.msgKey(m.ID), now); ok {
 			return until, false
 		}
-		select {
-		case r.sem <- struct{}{}:
-		default:
-			return now.Add(10 * time.Millisecond), false // global cap reached
-		}
-		w.start(sendCtx, m, now)
+		w.start(sendCtx, m, now, onWire)
 		w.ahead = w.ahead[1:]
 		free--
 	}
 	return time.Time{}, false
 }
 
-// window is how many sends may be in flight to the recipient now: through
-// FreeSWITCH each is held ≥ 100 ms, so many overlap; the direct path needs few.
-// A device lane sends one at a time until its device confirmed a copy: a device
-// that went silent unnoticed then has one chat retransmitted by FreeSWITCH, not
-// a window of them landing in any order when it comes back (docs/decisions.md §29).
-func (w *worker) window() int {
+// window is how many sends may be out awaiting the device's answer now
+// (onWire): through FreeSWITCH each is held ≥ 100 ms, so many overlap; the
+// direct path needs few. A device lane sends one at a time until its device
+// confirmed a copy: a device that went silent unnoticed then has one chat
+// retransmitted by FreeSWITCH, not a window of them landing in any order when it
+// comes back (docs/decisions.md §29). On the direct path as many more may have
+// their attempt begun ahead (ahead), so that the fdatasync of the begun record
+// is not between one answer and the next send (docs/decisions.md §20).
+func (w *worker) window() (onWire, ahead int) {
 	if w.device != "" && !w.proven {
-		return 1
+		return 1, 0
 	}
 	if w.directReady() {
-		return w.r.cfg.DirectWindow
+		return w.r.cfg.DirectWindow, aheadDepth(w.r.cfg.DirectWindow)
 	}
-	return w.r.cfg.Window
+	return w.r.cfg.Window, 0
 }
 
 // readAhead reads the head of the queue, past the sends in flight: up to two
@@ -268,15 +290,17 @@ func (w *worker) readAhead() error {
 }
 
 // start sends m in its own goroutine: record the attempt durably, wait for the
-// previous send to be accepted, then bgapi chat.
-func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
+// previous send to leave and for a place on the wire (onWire sends awaiting
+// their answer at most), then send directly or by bgapi chat.
+func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time, onWire int) {
 	r := w.r
 	w.inflight[m.ID] = true
 	attempt, uncertain := w.attemptID(m)
 	prev, mine := w.chain, make(chan struct{})
 	w.chain = mine
 	r.wg.Go(func() {
-		defer func() { <-r.sem }()
+		release := func() {} // gives back the place under MaxInFlight, once taken
+		defer func() { release() }()
 		accepted := sync.OnceFunc(func() { close(mine) })
 		defer accepted()
 		res := result{m: m, attempt: attempt, started: now}
@@ -295,10 +319,22 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 		}
 		sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
 		defer cancel()
-		select {
-		case <-prev:
-		case <-sctx.Done():
+		if err := w.wire.take(sctx, prev, onWire, r.sem); err != nil {
+			// Begun ahead, but an earlier send of the window failed (or the
+			// wait ran out): it does not go out after that one.
+			w.wire.halt()
+			res.err, res.notSent = err, true
+			w.results <- res
+			return
 		}
+		release = sync.OnceFunc(func() { <-r.sem })
+		off := sync.OnceFunc(func() {
+			if _, ok := res.confirmed(); !ok {
+				w.wire.halt() // before the place is given back: see wire.take
+			}
+			w.wire.give()
+		})
+		defer off()
 		if r.cfg.Direct != nil {
 			wait, ok, err := w.sendDirect(sctx, m)
 			if ok {
@@ -310,7 +346,8 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 					res.status, err = wait(sctx)
 				}
 				res.err, res.took = err, r.cfg.Now().Sub(now)
-				w.record(ctx, &res)
+				off()
+				w.record(ctx, &res, release)
 				w.results <- res
 				return
 			}
@@ -328,20 +365,88 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time) {
 			res.err = err
 		}
 		res.took = r.cfg.Now().Sub(now)
-		w.record(ctx, &res)
+		off()
+		w.record(ctx, &res, release)
 		w.results <- res
 	})
 }
 
+// wire counts a lane's sends that left and await their answer. Sends take
+// their place in queue order (each only once the send before it left, so one
+// waits at a time) and give it back at the answer; once a send of the window
+// ends without a 2xx the lane halts: the sends begun ahead and not yet out are
+// not sent, until the worker restarts at the head of the queue.
+type wire struct {
+	out    atomic.Int32
+	halted atomic.Bool
+	freed  chan struct{} // cap 1: a place was given back
+}
+
+var errHalted = errors.New("relay: not sent: an earlier send of the window failed")
+
+func newWire() *wire { return &wire{freed: make(chan struct{}, 1)} }
+
+// take waits for prev (the send before this one left), then for fewer than
+// limit sends out, and takes a place; then for a place under the global cap
+// (sem, Config.MaxInFlight). It fails once the lane halted, holding nothing.
+func (l *wire) take(ctx context.Context, prev <-chan struct{}, limit int, sem chan struct{}) error {
+	select {
+	case <-prev:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for {
+		// The load of out comes first: a place given back by a failed send is
+		// seen only with its halt (halt happens before give).
+		if l.out.Load() < int32(limit) {
+			if l.halted.Load() {
+				return errHalted
+			}
+			break
+		}
+		select {
+		case <-l.freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if l.halted.Load() { // halted while this one waited for the global cap
+		<-sem
+		return errHalted
+	}
+	l.out.Add(1)
+	return nil
+}
+
+func (l *wire) give() {
+	l.out.Add(-1)
+	select {
+	case l.freed <- struct{}{}:
+	default:
+	}
+}
+
+func (l *wire) halt() { l.halted.Store(true) }
+
 // record writes a confirmed delivery from the send's goroutine. It takes the
 // message out of the queue in one commit after the device's 2xx: the one window
-// in which a crash resends (docs/decisions.md §1). The write outlives a
+// in which a crash resends (docs/decisions.md §1). The send is over at the
+// answer, so its window slot and its place under MaxInFlight are given back
+// before the write (release, and a slot notice to the worker); the message stays
+// in flight until the write's result is handled. The write outlives a
 // shutdown's cancellation, bounded on its own.
-func (w *worker) record(ctx context.Context, res *result) {
+func (w *worker) record(ctx context.Context, res *result, release func()) {
 	text, ok := res.confirmed()
 	if !ok {
 		return
 	}
+	release()
+	w.results <- result{m: res.m, attempt: res.attempt, slot: true}
 	w.r.c.delivered.Add(1) // before the write: whoever sees the queue empty sees the count
 	if w.device != "" {
 		w.r.c.deviceDeliveries.Add(1)
@@ -367,16 +472,27 @@ func closedChan() chan struct{} {
 // handle records one send's result and decides what comes next.
 func (w *worker) handle(ctx context.Context, res result) {
 	r := w.r
+	if res.slot {
+		if w.inflight[res.m.ID] {
+			w.answered[res.m.ID] = true
+		}
+		return
+	}
 	delete(w.inflight, res.m.ID)
+	delete(w.answered, res.m.ID)
 	if w.device == "" {
 		// The device lanes of the recipient may wait at this message.
 		defer r.wakeDevices(w.aor, w.devKeys)
 	} else {
 		w.proven = res.recorded && res.recordErr == nil
 	}
-	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if res.recorded { // the common case first, without a logger of its own
+		w.delivered(sctx, res)
+		return
+	}
+	id, log := res.m.ID, r.log.With("id", res.m.ID, "attempt", res.attempt)
 	reply := strings.TrimSpace(res.reply)
 	if res.begun && !res.recorded && res.m.Attempts == 0 {
 		// Its first attempt did not confirm: the sender may hear it was stored.
@@ -396,11 +512,13 @@ func (w *worker) handle(ctx context.Context, res result) {
 		log.Error("cannot record delivery attempt; not sent", "err", res.err)
 		r.holds.holdQueue(w.key, r.cfg.Now().Add(r.cfg.RetryMin))
 
+	case res.notSent:
+		w.blocked = true
+		w.endAttempt(sctx, res, kv.AttemptResult{Text: res.err.Error()})
+		log.Debug("begun ahead, not sent", "err", res.err)
+
 	case res.direct:
 		w.handleDirect(sctx, res)
-
-	case res.recorded:
-		w.delivered(sctx, res, log)
 
 	case res.err != nil && errors.Is(res.err, ErrOutcomeUnknown):
 		// The chat may be running in FreeSWITCH still: the message stays marked
@@ -424,15 +542,15 @@ func (w *worker) handle(ctx context.Context, res result) {
 }
 
 // delivered finishes a confirmed delivery whose write the send's goroutine did.
-func (w *worker) delivered(ctx context.Context, res result, log *slog.Logger) {
+func (w *worker) delivered(ctx context.Context, res result) {
 	r := w.r
 	if res.recordErr != nil {
 		r.c.storeErrors.Add(1)
-		log.Error("delivered but not recorded; it will be sent again", "err", res.recordErr)
+		r.log.Error("delivered but not recorded; it will be sent again", "id", res.m.ID, "attempt", res.attempt, "err", res.recordErr)
 		w.blocked = true
 		r.holds.holdQueue(w.key, r.cfg.Now().Add(r.cfg.RetryMin))
 	}
-	log.Debug("delivered", "took", res.took)
+	r.log.Debug("delivered", "id", res.m.ID, "attempt", res.attempt, "direct", res.direct, "took", res.took)
 	w.observe(ctx, presence.Delivered2xx, res.started)
 }
 
@@ -445,8 +563,6 @@ func (w *worker) handleDirect(ctx context.Context, res result) {
 	log := r.log.With("id", res.m.ID, "attempt", res.attempt, "path", "direct")
 	text := "SIP " + strconv.Itoa(res.status)
 	switch {
-	case res.recorded:
-		w.delivered(ctx, res, log)
 	case res.err == nil:
 		w.blocked = true
 		w.refused(ctx, res, text, log)
@@ -551,3 +667,8 @@ func (r *Relay) observe(ctx context.Context, aor string, o presence.Outcome, sen
 		r.log.Error("delivery outcome not recorded in presence", "outcome", o.String(), "err", err)
 	}
 }
+
+// aheadDepth is how many direct sends may have their attempt begun beyond the
+// window: enough that the begun records of the next sends are durable by the
+// time the window has room (docs/decisions.md §20).
+func aheadDepth(window int) int { return min(8*window, 64) }
