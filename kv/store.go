@@ -71,7 +71,7 @@ type Options struct {
 	OnApply func(aors []string)
 	// MapBudget is how much of the store's memory-mapped file may stay mapped
 	// into the process before its pages are dropped (they stay in the page
-	// cache; kv/trim.go); default 32 MiB of file-backed RSS (the binary's own
+	// cache; kv/trim.go); default 64 MiB of file-backed RSS (the binary's own
 	// text counts too), negative: never dropped.
 	MapBudget int64
 	Logger    *slog.Logger

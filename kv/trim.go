@@ -13,7 +13,7 @@ import (
 // file's size — a million queued messages, ≈ 450 MB. The trimmer drops the
 // mappings whenever they exceed a budget (docs/decisions.md §35, "Memory").
 const (
-	defaultTrimBudget = 32 << 20
+	defaultTrimBudget = 64 << 20
 	trimEvery         = 250 * time.Millisecond
 )
 
