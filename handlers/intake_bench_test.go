@@ -150,10 +150,13 @@ func benchIntake(b *testing.B, journal bool) {
 		for _, clients := range []int{1, 2, 16, 64, 256} {
 			b.Run(fmt.Sprintf("keepalive=%v/clients=%d", keepAlive, clients), func(b *testing.B) {
 				srv := startBenchServer(b, journal)
-				commits0 := srv.store.Commits()
+				commits0, syncs0 := srv.store.Commits(), srv.store.JournalSyncs()
 				elapsed := closedLoop(b, srv.url, keepAlive, clients)
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 				b.ReportMetric(float64(b.N)/float64(max(1, srv.store.Commits()-commits0)), "msgs/commit")
+				if journal {
+					b.ReportMetric(float64(b.N)/float64(max(1, srv.store.JournalSyncs()-syncs0)), "msgs/jsync")
+				}
 			})
 		}
 	}

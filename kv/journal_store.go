@@ -92,7 +92,7 @@ func (s *Store) replayRecord(tx *bolt.Tx, p []byte) error {
 		if err != nil {
 			return err
 		}
-		return s.enqueueTx(tx, &enqueueWrite{m: m, rec: p[1:], obx: obx, qk: qk}, false)
+		return s.enqueueTx(tx, &enqueueWrite{m: m, rec: p[1:], obx: obx, qk: qk}, true)
 	case recChange:
 		return s.replayChange(tx, p)
 	case recNoop:
@@ -187,10 +187,14 @@ func (s *Store) recoverJournal(o Options) error {
 	for len(recs) > 0 {
 		n := min(chunk, len(recs))
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			s.depth.deferWrites(tx)
 			for _, r := range recs[:n] {
 				if err := s.replayRecord(tx, r.payload); err != nil {
 					s.log.Error("journal: record not replayed", "seq", r.seq, "err", err)
 				}
+			}
+			if err := s.depth.flush(tx); err != nil {
+				return err
 			}
 			return tx.Bucket(bucketMeta).Put(keyApplied, u64(recs[n-1].seq))
 		})
@@ -473,7 +477,10 @@ func (s *Store) drainJournal() {
 // applier in its place.
 func (s *Store) appendOps(batch []*op) (undo []*op) {
 	s.ov.prune(s.appliedSeq.Load())
-	v := newView(s)
+	if s.jv == nil {
+		s.jv = newView(s)
+	}
+	v := s.jv
 	var group []*op
 	flush := func() {
 		undo = append(undo, s.appendGroup(v, group)...)
@@ -655,6 +662,7 @@ func (s *Store) applyRecords(take []*unit) error {
 	last := take[len(take)-1].last
 	s.commits.Add(1)
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		s.depth.deferWrites(tx)
 		for _, u := range take {
 			for _, p := range u.recs {
 				if err := s.replayRecord(tx, p); err != nil {
@@ -663,6 +671,9 @@ func (s *Store) applyRecords(take []*unit) error {
 					s.log.Error("journal: record not replayed", "err", err)
 				}
 			}
+		}
+		if err := s.depth.flush(tx); err != nil {
+			return err
 		}
 		s.depth.stamp(tx, last)
 		return tx.Bucket(bucketMeta).Put(keyApplied, u64(last))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -107,7 +108,14 @@ func (w *recWriter) time(t, base time.Time) {
 // encodeRecord writes m as a recordV2 of minLen bytes, or as short as it can be
 // when its fields take more, with room bytes of room at least.
 func encodeRecord(m *Message, minLen, room int) []byte {
-	w := &recWriter{b: make([]byte, 0, 160+len(m.Body)+recordRoom)}
+	return appendRecord(nil, m, minLen, room)
+}
+
+// appendRecord is encodeRecord appending to b, with room made for the whole
+// record at once.
+func appendRecord(b []byte, m *Message, minLen, room int) []byte {
+	start := len(b)
+	w := &recWriter{b: slices.Grow(b, max(recordSize(m)+room, minLen+16))}
 	w.b = append(w.b, recordV2)
 	w.str(m.ID)
 	w.str(string(m.State))
@@ -184,14 +192,33 @@ func encodeRecord(m *Message, minLen, room int) []byte {
 	}
 	// The room: the largest p whose length and bytes fit in what is left
 	// (a length of 128 or more takes two bytes, so one byte may stay unused).
-	p := max(minLen-len(w.b)-1, 0)
-	for p > 0 && uvarintLen(uint64(p))+p > minLen-len(w.b) {
+	n := len(w.b) - start
+	p := max(minLen-n-1, 0)
+	for p > 0 && uvarintLen(uint64(p))+p > minLen-n {
 		p--
 	}
 	p = max(p, room)
 	w.uint(uint64(p))
 	w.b = append(w.b, make([]byte, p)...)
 	return w.b
+}
+
+// recordSize is about the bytes m's record takes without its room: its
+// strings and body, and a few bytes for each number and length.
+func recordSize(m *Message) int {
+	n := 128 + len(m.ID) + len(m.From) + len(m.To) + len(m.FromFull) + len(m.ContentType) + len(m.Body) +
+		len(m.Profile) + len(m.Context) + len(m.Hostname) + len(m.CoreUUID) + len(m.Reason) + len(m.InFlight) +
+		len(m.LastResult)
+	for _, s := range m.Notices {
+		n += 2 + len(s)
+	}
+	for _, h := range m.History {
+		n += 24 + len(h.Kind) + len(h.Detail) + len(h.Device)
+	}
+	for _, c := range m.Devices {
+		n += 48 + len(c.Key) + len(c.InFlight) + len(c.LastResult)
+	}
+	return n
 }
 
 func uvarintLen(v uint64) int {

@@ -100,6 +100,7 @@ type Store struct {
 	j           *journal
 	jmu         sync.Mutex // guards j between the appender, the applier and JournalSyncs
 	ov          *overlay
+	jv          *view // the appender's, reused for every group
 	aq          *applyQueue
 	appliedSeq  atomic.Uint64 // seq of the last record bbolt holds
 	appendedSeq atomic.Uint64 // seq of the last record appended
