@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 )
 
 // The write-ahead journal in front of bbolt (docs/decisions.md §34). Records are
@@ -56,10 +57,14 @@ type journal struct {
 	f       *os.File   // the last segment
 	off     int64      // where the next record goes in f
 	next    uint64     // seq of the next record
-	spare   string     // a recycled segment file ready to become the next one
+	spare   string     // a recycled or prepared segment file ready to become the next one
 	maxN    uint64     // the highest segment number used
 	buf     []byte
 	syncs   uint64
+	// spares brings the files the store's sparer prepares ahead of need ("":
+	// it failed); preparing is set while it prepares one (kv/journal_store.go).
+	spares    chan string
+	preparing atomic.Bool
 }
 
 // append writes payloads as the next records and makes them durable with one
@@ -196,6 +201,18 @@ func (j *journal) flush() error {
 // zeros rather than fallocate's unwritten extents, so that an fdatasync after
 // an append has no block allocation to record.
 func (j *journal) roll() error {
+	if j.spare == "" && j.spares != nil {
+		// A file the sparer prepared, or is preparing: waiting for it is
+		// shorter than writing another beside it.
+		if j.preparing.Load() {
+			j.spare = <-j.spares
+		} else {
+			select {
+			case j.spare = <-j.spares:
+			default:
+			}
+		}
+	}
 	n := j.maxN + 1
 	path := filepath.Join(j.dir, fmt.Sprintf("%016x%s", n, segmentSuffix))
 	if j.spare != "" {
@@ -236,6 +253,35 @@ func (j *journal) roll() error {
 	return nil
 }
 
+// spareName is the file a segment is prepared in ahead of need (prepareSpare);
+// like a segment being preallocated, it is removed at open.
+const spareName = "spare" + segmentSuffix + ".tmp"
+
+// wantsSpare reports whether the next segment should be prepared now: there is
+// no spare, and none or half of the current segment is left.
+func (j *journal) wantsSpare() bool {
+	return j.spare == "" && len(j.spares) == 0 && (j.f == nil || j.off >= j.segSize/2)
+}
+
+// prepareSpare preallocates the next segment's file beside the journal, off
+// the appender's path (it holds no lock of the journal's while it writes), and
+// offers it as the spare: roll then only renames it. A failure (a full disk)
+// leaves things as they were: roll preallocates then, as without it.
+func prepareSpare(dir string, size int64) (string, error) {
+	path := filepath.Join(dir, spareName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("journal: %w", err)
+	}
+	err = preallocate(f, 0, size)
+	f.Close()
+	if err != nil {
+		os.Remove(path)
+		return "", err
+	}
+	return path, nil
+}
+
 // preallocate writes zeros from off to size and syncs the file.
 func preallocate(f *os.File, off, size int64) error {
 	zeros := make([]byte, 1<<20)
@@ -256,7 +302,7 @@ func preallocate(f *os.File, off, size int64) error {
 // bbolt holds durably: one is kept as the spare, the others are removed.
 // checkpoint, if set, is called first with applied, before anything is freed.
 func (j *journal) release(applied uint64, checkpoint func(uint64) error) error {
-	if len(j.segs) < 2 || j.segs[1].first == 0 || j.segs[1].first > applied+1 {
+	if !j.releasable(applied) {
 		return nil
 	}
 	if checkpoint != nil {
@@ -276,6 +322,11 @@ func (j *journal) release(applied uint64, checkpoint func(uint64) error) error {
 		}
 	}
 	return nil
+}
+
+// releasable reports whether release(applied) would free a segment.
+func (j *journal) releasable(applied uint64) bool {
+	return len(j.segs) >= 2 && j.segs[1].first != 0 && j.segs[1].first <= applied+1
 }
 
 func (j *journal) close() error {

@@ -418,6 +418,7 @@ func (q *applyQueue) full() (bool, <-chan struct{}) {
 func (s *Store) runJournal() {
 	defer close(s.done)
 	go s.runApplier()
+	go s.runSparer()
 	var carry []*op
 	for {
 		batch := carry
@@ -467,9 +468,39 @@ func (s *Store) drainJournal() {
 	s.aq.mu.Unlock()
 	s.aq.kick()
 	<-s.applierDone
+	<-s.sparerDone
 	s.jmu.Lock()
 	s.j.close()
 	s.jmu.Unlock()
+}
+
+// runSparer prepares the journal's next segment ahead of need, at the start
+// and once half of the current one is used, so that an append that starts a
+// segment renames a file instead of writing one: 32 MiB of zeros and a sync
+// took 0.1–0.9 s on a busy disk, with every caller waiting behind it.
+func (s *Store) runSparer() {
+	defer close(s.sparerDone)
+	for {
+		s.jmu.Lock()
+		want := s.j.wantsSpare()
+		if want {
+			s.j.preparing.Store(true)
+		}
+		s.jmu.Unlock()
+		if want {
+			path, err := prepareSpare(s.j.dir, s.j.segSize)
+			if err != nil {
+				s.log.Debug("journal: next segment not prepared ahead", "err", err)
+			}
+			s.j.spares <- path // never blocks: wantsSpare saw it empty, and only this sends
+			s.j.preparing.Store(false)
+		}
+		select {
+		case <-s.spareWanted:
+		case <-s.quit:
+			return
+		}
+	}
 }
 
 // appendOps decides batch's ops in order, appends the records of each run of
@@ -526,10 +557,17 @@ func (s *Store) appendGroup(v *view, group []*op) (undo []*op) {
 	if len(v.recs) > 0 {
 		s.jmu.Lock()
 		last, aerr := s.j.append(v.recs)
+		spare := s.j.wantsSpare()
 		s.jmu.Unlock()
 		if aerr != nil {
 			err = aerr
 		} else {
+			if spare {
+				select {
+				case s.spareWanted <- struct{}{}:
+				default:
+				}
+			}
 			s.appendedSeq.Store(last)
 			s.ov.add(last, v.msgs, v.deltas, v.fresh)
 			u := &unit{recs: v.recs, last: last, at: time.Now()}
@@ -683,9 +721,20 @@ func (s *Store) applyRecords(take []*unit) error {
 		return err
 	}
 	s.appliedSeq.Store(last)
+	// The checkpoint (a file written, synced and renamed) is written without
+	// the journal's lock, which the appender takes for every append; only
+	// the applier frees segments, so what it found due stays due.
 	s.jmu.Lock()
-	rerr := s.j.release(last, s.checkpoint)
+	due := s.j.releasable(last)
 	s.jmu.Unlock()
+	var rerr error
+	if due {
+		if rerr = s.checkpoint(last); rerr == nil {
+			s.jmu.Lock()
+			rerr = s.j.release(last, nil)
+			s.jmu.Unlock()
+		}
+	}
 	if rerr != nil {
 		s.log.Warn("journal: segment not recycled", "err", rerr)
 	}

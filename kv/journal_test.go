@@ -695,3 +695,64 @@ func TestJournalReplayAddsToTheStoredDepths(t *testing.T) {
 		}
 	}
 }
+
+// The next segment is preallocated off the appender's path, at the start and
+// once half of the current one is used: an append that starts a segment only
+// renames it.
+func TestJournalPreparesTheNextSegmentAhead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sipsilo.db")
+	s := openJournaled(t, path, time.Hour) // 64 KiB segments
+	spare := filepath.Join(path+".journal", spareName)
+	waitSpare := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if fi, err := os.Stat(spare); err == nil && fi.Size() == 1<<16 && len(s.j.spares) == 1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no segment prepared %s", what)
+			}
+		}
+	}
+	waitSpare("at the start")
+	ctx := context.Background()
+	if _, err := s.Enqueue(ctx, msg("1001@127.0.0.1", "c", 1, "first")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(spare); !os.IsNotExist(err) {
+		t.Fatalf("the first segment was not made from the prepared file: %v", err)
+	}
+	if n := len(segFiles(t, path+".journal")); n != 1 {
+		t.Fatalf("%d segments", n)
+	}
+	// Past half of the segment: the next one is prepared.
+	body := strings.Repeat("x", 1000)
+	for i := 2; s.appendedSeq.Load() < 40; i++ {
+		if _, err := s.Enqueue(ctx, msg("1001@127.0.0.1", "c", uint64(i), body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSpare("past half of the first segment")
+	for i := 100; s.appendedSeq.Load() < 80; i++ {
+		if _, err := s.Enqueue(ctx, msg("1001@127.0.0.1", "c", uint64(i), body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(segFiles(t, path+".journal")); n < 2 {
+		t.Fatalf("%d segments after %d KiB of records", n, 80)
+	}
+	ids := map[string]bool{}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q, err := s.Queue("1001@127.0.0.1", 0)
+	if err != nil || len(q) != 80 {
+		t.Fatalf("%d queued: %v", len(q), err)
+	}
+	for _, m := range q {
+		ids[m.ID] = true
+	}
+	crashed := snapshot(t, path, true, true)
+	r := openJournaled(t, crashed, time.Hour)
+	queuedOnce(t, r, ids)
+}

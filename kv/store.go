@@ -109,6 +109,8 @@ type Store struct {
 	wakes       chan []string // to runWaker
 	wakerDone   chan struct{}
 	applierDone chan struct{}
+	spareWanted chan struct{} // cap 1: the sparer has a segment to prepare
+	sparerDone  chan struct{}
 	replayed    int
 	unapplied   int // read-only: journal records the file lacks
 }
@@ -216,6 +218,8 @@ func Open(path string, o Options) (*Store, error) {
 	if s.j != nil {
 		s.wakes, s.wakerDone = make(chan []string, 16), make(chan struct{})
 		s.ov, s.aq, s.applierDone = newOverlay(), newApplyQueue(), make(chan struct{})
+		s.spareWanted, s.sparerDone = make(chan struct{}, 1), make(chan struct{})
+		s.j.spares = make(chan string, 1)
 		if s.onApply != nil {
 			go s.runWaker()
 		} else {
