@@ -77,7 +77,11 @@ func (s *Store) replayRecord(tx *bolt.Tx, p []byte) error {
 	}
 	switch p[0] {
 	case recEnqueue:
-		m, err := decodeMessage(p[1:])
+		decode := decodeMessage
+		if !s.outbox && len(p) > 1 && p[1] != '{' {
+			decode = peekQueued // the outbox record alone needs the whole message
+		}
+		m, err := decode(p[1:])
 		if err != nil {
 			return fmt.Errorf("journal record: %w: %v", ErrCorrupt, err)
 		}

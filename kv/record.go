@@ -315,6 +315,49 @@ func (r *recReader) count() int {
 	return int(v)
 }
 
+// skipStr passes over a string.
+func (r *recReader) skipStr() {
+	if v := r.uint(); v&1 == 0 {
+		r.take(v >> 1)
+	}
+}
+
+// peekQueued reads of a record only what a new message's queue entry needs
+// (ID, To, CoreUUID, Order), allocating nothing else: the journal's applier
+// stores the record as it is.
+func peekQueued(b []byte) (*Message, error) {
+	if len(b) == 0 || b[0] != recordV1 && b[0] != recordV2 {
+		return nil, fmt.Errorf("%w: unknown record version", errRecord)
+	}
+	r := &recReader{b: b[1:]}
+	m := new(Message)
+	m.ID = r.str()
+	r.skipStr() // State
+	r.skipStr() // From
+	m.To = r.str()
+	r.skipStr() // FromFull
+	r.skipStr() // ContentType
+	if v := r.uint(); v > 0 {
+		r.take(v - 1) // Body
+	}
+	r.skipStr() // BodySource
+	r.skipStr() // Profile
+	r.skipStr() // Context
+	r.skipStr() // Hostname
+	m.CoreUUID = r.str()
+	r.uint() // EventSeq
+	r.int()  // EventTime
+	if r.uint() == 1 {
+		r.int() // Received
+	}
+	m.Order.Epoch = r.int()
+	m.Order.Seq = r.uint()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return m, nil
+}
+
 func decodeRecord(b []byte) (*Message, error) {
 	if len(b) == 0 || b[0] != recordV1 && b[0] != recordV2 {
 		return nil, fmt.Errorf("%w: unknown record version", errRecord)
