@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -44,6 +45,10 @@ func startBenchHandlers(b *testing.B, s Store) string {
 	b.Helper()
 	// The access log is on, as in production, formatted but written nowhere.
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if os.Getenv("BENCHLOG") != "" {
+		// Says why a benchmark failed on an answer (it stores nothing).
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	// So is the /metrics hook: every answer is observed into a histogram. These
 	// tests cannot import package metrics (it imports handlers), so this is the
 	// same client_golang histogram looked up by its labels on each call, which
