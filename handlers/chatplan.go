@@ -121,7 +121,7 @@ func (h *chatplan) serve(c echo.Context) error {
 	return err
 }
 
-// stored is a message answer stored, to be answered final.
+// stored is a message answer has stored: serve then answers it final.
 type stored struct {
 	id string
 	m  *kv.Message
