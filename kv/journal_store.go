@@ -481,15 +481,13 @@ func (s *Store) drainJournal() {
 // runSparer prepares the journal's next segment ahead of need, at the start
 // and once half of the current one is used, so that an append that starts a
 // segment renames a file instead of writing one: 32 MiB of zeros and a sync
-// took 0.1–0.9 s on a busy disk, with every caller waiting behind it.
+// took 0.1–0.9 s on a busy disk, with every caller waiting behind it. An
+// append that finds none ready starts a short one (inlineSegment).
 func (s *Store) runSparer() {
 	defer close(s.sparerDone)
 	for {
 		s.jmu.Lock()
 		want := s.j.wantsSpare()
-		if want {
-			s.j.preparing.Store(true)
-		}
 		s.jmu.Unlock()
 		if want {
 			path, err := prepareSpare(s.j.dir, s.j.segSize)
@@ -497,7 +495,6 @@ func (s *Store) runSparer() {
 				s.log.Debug("journal: next segment not prepared ahead", "err", err)
 			}
 			s.j.spares <- path // never blocks: wantsSpare saw it empty, and only this sends
-			s.j.preparing.Store(false)
 		}
 		select {
 		case <-s.spareWanted:

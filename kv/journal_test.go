@@ -504,7 +504,7 @@ func TestJournalKeepsUnappliedRecordsBesideStaleSegments(t *testing.T) {
 	}
 	// Roll into the spare (its stale records now under a new number), crash
 	// before anything is written there.
-	if err := j.roll(); err != nil {
+	if err := j.roll(0); err != nil {
 		t.Fatal(err)
 	}
 	j.close()
@@ -755,4 +755,60 @@ func TestJournalPreparesTheNextSegmentAhead(t *testing.T) {
 	crashed := snapshot(t, path, true, true)
 	r := openJournaled(t, crashed, time.Hour)
 	queuedOnce(t, r, ids)
+}
+
+// With no prepared segment at hand, an append starts a short one
+// (inlineSegment) rather than preallocating a whole segment while its callers
+// wait; the records read back across them, and a short segment is not kept
+// as the spare once freed.
+func TestJournalStartsAShortSegmentWhenNoneIsPrepared(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 4 * inlineSegment
+	j, _, err := openJournal(dir, segSize, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ≈ 2.5 short segments of records, in groups of 50.
+	for seq := 1; seq <= 30000; seq += 50 {
+		if _, err := j.append(payloads(seq, 50)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := segFiles(t, dir)
+	if len(segs) < 3 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	for _, p := range segs {
+		if fi, err := os.Stat(p); err != nil || fi.Size() != inlineSegment {
+			t.Fatalf("%s: %v, %d bytes, want %d", p, err, fi.Size(), inlineSegment)
+		}
+	}
+	if err := j.release(j.next-1-50, nil); err != nil { // all but the last group applied
+		t.Fatal(err)
+	}
+	if j.spare != "" || len(segFiles(t, dir)) != 1 {
+		t.Fatalf("spare %q, %d segments left", j.spare, len(segFiles(t, dir)))
+	}
+	j.close()
+	j, recs, err := openJournal(dir, segSize, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if len(recs) == 0 || recs[len(recs)-1].seq != 30000 {
+		t.Fatalf("read back %d records", len(recs))
+	}
+	// A whole-size segment offered by the sparer is taken as it is.
+	spare, err := prepareSpare(dir, segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.spares = make(chan string, 1)
+	j.spares <- spare
+	if err := j.roll(0); err != nil {
+		t.Fatal(err)
+	}
+	if j.room() != segSize {
+		t.Fatalf("room %d after the prepared segment, want %d", j.room(), segSize)
+	}
 }
