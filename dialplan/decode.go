@@ -1,41 +1,66 @@
 package dialplan
 
-import "strings"
+import (
+	"bytes"
+	"strings"
+)
 
 // Field is one name=value pair of an xml_curl form, in the order FreeSWITCH sent it.
 type Field struct {
 	Name, Value string
 }
 
-// splitForm splits an application/x-www-form-urlencoded string into decoded fields,
+// splitForm splits an application/x-www-form-urlencoded body into decoded fields,
 // keeping their order and duplicates. FreeSWITCH encodes with switch_url_encode, whose
 // unsafe set includes '+', '&' and '=', so a literal '+' never stands for a space:
-// unescape keeps it, and keeps any '%' not followed by two hex digits, rather than
-// failing the whole request over one odd byte. All names and values share one
-// allocation: this runs for every message FreeSWITCH routes.
-func splitForm(s string) []Field {
-	out := make([]Field, 0, strings.Count(s, "&")+1)
-	buf := make([]byte, 0, len(s))
+// the decoding keeps it, and keeps any '%' not followed by two hex digits, rather
+// than failing the whole request over one odd byte. All names and values share one
+// allocation, written once (decoding never lengthens): this runs for every message
+// FreeSWITCH routes.
+func splitForm(form []byte) []Field {
+	var b strings.Builder
+	b.Grow(len(form))
 	type span struct{ n0, n1, v1 int }
-	spans := make([]span, 0, cap(out))
-	for s != "" {
-		var pair string
-		pair, s, _ = strings.Cut(s, "&")
-		if pair == "" {
+	var stack [64]span // FreeSWITCH sends about 50 fields
+	spans := stack[:0]
+	for len(form) > 0 {
+		var pair []byte
+		pair, form, _ = bytes.Cut(form, []byte{'&'})
+		if len(pair) == 0 {
 			continue
 		}
-		name, value, _ := strings.Cut(pair, "=")
-		n0 := len(buf)
-		buf = appendUnescaped(buf, name)
-		n1 := len(buf)
-		buf = appendUnescaped(buf, value)
-		spans = append(spans, span{n0, n1, len(buf)})
+		name, value, _ := bytes.Cut(pair, []byte{'='})
+		n0 := b.Len()
+		writeUnescaped(&b, name)
+		n1 := b.Len()
+		writeUnescaped(&b, value)
+		spans = append(spans, span{n0, n1, b.Len()})
 	}
-	all := string(buf)
-	for _, sp := range spans {
-		out = append(out, Field{Name: all[sp.n0:sp.n1], Value: all[sp.n1:sp.v1]})
+	all := b.String()
+	out := make([]Field, len(spans))
+	for i, sp := range spans {
+		out[i] = Field{Name: all[sp.n0:sp.n1], Value: all[sp.n1:sp.v1]}
 	}
 	return out
+}
+
+// writeUnescaped writes s to b with %XX sequences decoded, a run at a time.
+func writeUnescaped(b *strings.Builder, s []byte) {
+	for {
+		i := bytes.IndexByte(s, '%')
+		if i < 0 {
+			b.Write(s)
+			return
+		}
+		b.Write(s[:i])
+		if i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			s = s[i+3:]
+			continue
+		}
+		b.WriteByte('%')
+		s = s[i+1:]
+	}
 }
 
 // unescape decodes %XX sequences and leaves everything else as it is.

@@ -63,11 +63,14 @@ func DecodeText(raw, sum string) (body []byte, exact bool) {
 		return []byte(unescape(raw)), false
 	}
 	parts, ambiguous, clean := splitText(inner)
-	want, err := hex.DecodeString(sum)
-	if err != nil || len(want) != md5.Size || !clean {
+	var want [md5.Size]byte
+	if len(sum) != hex.EncodedLen(md5.Size) || !clean {
 		return joinText(parts, nil), false
 	}
-	if lit, ok := settle(parts, ambiguous, want); ok {
+	if _, err := hex.Decode(want[:], []byte(sum)); err != nil {
+		return joinText(parts, nil), false
+	}
+	if lit, ok := settle(parts, ambiguous, want[:]); ok {
 		return joinText(parts, lit), true
 	}
 	return joinText(parts, nil), false
@@ -176,15 +179,22 @@ func splitText(s string) (parts []textPart, ambiguous []int, clean bool) {
 // joinText builds a candidate body: the escapes at the indexes in literal read
 // as text, every other one as its byte.
 func joinText(parts []textPart, literal []int) []byte {
-	var b bytes.Buffer
+	n := 0
+	for _, p := range parts {
+		n += max(len(p.b), len(p.alt))
+	}
+	if n == 0 {
+		return nil
+	}
+	b := make([]byte, 0, n)
 	j := 0
 	for i, p := range parts {
 		if j < len(literal) && literal[j] == i {
-			b.WriteString(p.alt)
+			b = append(b, p.alt...)
 			j++
 			continue
 		}
-		b.Write(p.b)
+		b = append(b, p.b...)
 	}
-	return b.Bytes()
+	return b
 }

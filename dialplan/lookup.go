@@ -89,7 +89,7 @@ func (l *Lookup) Get(name string) (string, bool) {
 // Parse reads an xml_curl request: rawQuery is the URL's raw query (it carries the
 // body with use-dynamic-url) and form the request body.
 func Parse(rawQuery string, form []byte) (*Lookup, error) {
-	fields := splitForm(string(form))
+	fields := splitForm(form)
 	if len(fields) == 0 {
 		return nil, fmt.Errorf("%w: empty form", ErrMalformed)
 	}
@@ -125,7 +125,9 @@ func Parse(rawQuery string, form []byte) (*Lookup, error) {
 func (l *Lookup) queryBody(rawQuery string) {
 	var text, sum, body string
 	var hasText, hasSum, hasBody bool
-	for _, p := range strings.Split(rawQuery, "&") {
+	for rest := rawQuery; rest != ""; {
+		var p string
+		p, rest, _ = strings.Cut(rest, "&")
 		name, v, _ := strings.Cut(p, "=")
 		switch {
 		case name == "text" && !hasText:

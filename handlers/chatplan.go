@@ -107,18 +107,33 @@ func newChatplan(cfg ChatplanConfig, store Store, log *slog.Logger) (*chatplan, 
 // message as it would without sipsilo.
 func (h *chatplan) serve(c echo.Context) error {
 	start := time.Now()
-	answer, why, err := h.answer(c)
+	answer, why, st, err := h.answer(c)
+	if st.m != nil {
+		// Written here, once answer's frame is gone: the write sorts the
+		// response's headers deep in net/http, and from inside answer the
+		// handler's stack outgrew its start size, to be copied on every
+		// request after each collection had shrunk it.
+		answer, why = h.final(c, st)
+	}
 	if h.cfg.Observe != nil {
 		h.cfg.Observe(answer, why, time.Since(start))
 	}
 	return err
 }
 
-// answer decides and writes the answer; it returns what it answered and why.
-func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
+// stored is a message answer has stored: serve then answers it final.
+type stored struct {
+	id string
+	m  *kv.Message
+	l  *dialplan.Lookup
+}
+
+// answer decides, and writes the answer unless the message was stored (st);
+// it returns what it answered and why.
+func (h *chatplan) answer(c echo.Context) (answer, why string, st stored, err error) {
 	// leave answers not found: FreeSWITCH delivers the message as stock.
-	leave := func(status int, why string) (string, string, error) {
-		return AnswerNotFound, why, notFound(c, status)
+	leave := func(status int, why string) (string, string, stored, error) {
+		return AnswerNotFound, why, stored{}, notFound(c, status)
 	}
 	req := c.Request()
 	ctx, cancel := context.WithTimeout(req.Context(), h.cfg.AnswerTimeout)
@@ -143,7 +158,9 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		return leave(http.StatusOK, WhyOtherSection)
 	}
 	if l.TagName != "" {
-		return h.lookup(c, l) // xml_locate, e.g. sipsilo check-fs; never a message
+		// xml_locate, e.g. sipsilo check-fs; never a message
+		answer, why, err := h.lookup(c, l)
+		return answer, why, stored{}, err
 	}
 	if err := l.CheckMessage(); err != nil {
 		// The error names the field, never its value.
@@ -188,6 +205,13 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 		h.log.Error("message not stored, left to FreeSWITCH", "err", err)
 		return leave(http.StatusOK, storeFailure(err))
 	}
+	return "", "", stored{id: id, m: m, l: l}, nil
+}
+
+// final answers a stored message: the chatplan that makes FreeSWITCH hand it
+// over, or, when that cannot be written, its release (docs/decisions.md §5).
+func (h *chatplan) final(c echo.Context, st stored) (answer, why string) {
+	req, id, l := c.Request(), st.id, st.l
 	doc, err := dialplan.Chatplan(l.Context, id)
 	if err == nil {
 		err = req.Context().Err() // FreeSWITCH gave up on this request
@@ -204,15 +228,15 @@ func (h *chatplan) answer(c echo.Context) (answer, why string, err error) {
 	}
 	if err != nil {
 		h.release(id, err)
-		return AnswerLost, WhyReleased, nil
+		return AnswerLost, WhyReleased
 	}
-	if h.log.Enabled(ctx, slog.LevelDebug) { // the addresses are built only to be logged
+	if h.log.Enabled(req.Context(), slog.LevelDebug) { // the addresses are built only to be logged
 		h.log.Debug("stored", "id", id, "from", l.Sender(), "to", l.Recipient(), "bytes", len(l.Body))
 	}
 	if h.cfg.Queued != nil {
-		h.cfg.Queued(m)
+		h.cfg.Queued(st.m)
 	}
-	return AnswerFinal, WhyStored, nil
+	return AnswerFinal, WhyStored
 }
 
 // storeFailure says why a message was not stored: the answer's deadline, the

@@ -10,10 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +46,10 @@ func startBenchHandlers(b *testing.B, s Store) string {
 	b.Helper()
 	// The access log is on, as in production, formatted but written nowhere.
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if os.Getenv("BENCHLOG") != "" {
+		// Says why a benchmark failed on an answer (it stores nothing).
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	// So is the /metrics hook: every answer is observed into a histogram. These
 	// tests cannot import package metrics (it imports handlers), so this is the
 	// same client_golang histogram looked up by its labels on each call, which
@@ -75,17 +81,25 @@ func startBenchHandlers(b *testing.B, s Store) string {
 	return "http://" + ln.Addr().String()
 }
 
-// BenchmarkIntakeHandler is BenchmarkIntake at FreeSWITCH's pattern with a
-// store that answers at once: the handler's own cost (echo, the access log,
-// parsing, the decision, the answer) above BenchmarkHTTPFloor, without the
-// commit. Run them in one `go test -bench` (BENCHMARKS.md).
+// BenchmarkIntakeHandler is BenchmarkIntake with a store that answers at
+// once: the handler's own cost (echo, the access log, parsing, the decision,
+// the answer) above BenchmarkHTTPFloor, without the commit, at FreeSWITCH's
+// pattern and at 64 kept-alive clients. Run them in one `go test -bench`
+// (BENCHMARKS.md).
 func BenchmarkIntakeHandler(b *testing.B) {
-	store := &fakeStore{enqueue: func(context.Context, *kv.Message) (string, error) {
-		return "01JFIXTURE0000000000000001", nil
-	}}
-	url := startBenchHandlers(b, store)
-	elapsed := closedLoop(b, url, false, 2)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	for _, shape := range []struct {
+		keepAlive bool
+		clients   int
+	}{{false, 2}, {true, 64}} {
+		b.Run(fmt.Sprintf("keepalive=%v/clients=%d", shape.keepAlive, shape.clients), func(b *testing.B) {
+			store := &fakeStore{enqueue: func(context.Context, *kv.Message) (string, error) {
+				return "01JFIXTURE0000000000000001", nil
+			}}
+			url := startBenchHandlers(b, store)
+			elapsed := closedLoop(b, url, shape.keepAlive, shape.clients)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+		})
+	}
 }
 
 // closedLoop runs b.N requests from clients load clients (each sends as soon
@@ -96,7 +110,7 @@ func closedLoop(b *testing.B, url string, keepAlive bool, clients int) time.Dura
 	lat := make([][]time.Duration, clients)
 	var failed atomic.Value
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	var wg sync.WaitGroup
 	for w := range clients {
 		wg.Go(func() {
@@ -117,13 +131,26 @@ func closedLoop(b *testing.B, url string, keepAlive bool, clients int) time.Dura
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	b.StopTimer()
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
 	reportLatency(b, slices.Concat(lat...))
+	// The process's CPU per request, server, store and clients together: on
+	// a machine shared with other work the rates move with what the others
+	// take, this much less (BENCHMARKS.md, "Intake CPU — 2026-12-07").
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/req")
 	return elapsed
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func reportLatency(b *testing.B, lat []time.Duration) {
@@ -150,10 +177,13 @@ func benchIntake(b *testing.B, journal bool) {
 		for _, clients := range []int{1, 2, 16, 64, 256} {
 			b.Run(fmt.Sprintf("keepalive=%v/clients=%d", keepAlive, clients), func(b *testing.B) {
 				srv := startBenchServer(b, journal)
-				commits0 := srv.store.Commits()
+				commits0, syncs0 := srv.store.Commits(), srv.store.JournalSyncs()
 				elapsed := closedLoop(b, srv.url, keepAlive, clients)
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 				b.ReportMetric(float64(b.N)/float64(max(1, srv.store.Commits()-commits0)), "msgs/commit")
+				if journal {
+					b.ReportMetric(float64(b.N)/float64(max(1, srv.store.JournalSyncs()-syncs0)), "msgs/jsync")
+				}
 			})
 		}
 	}

@@ -141,25 +141,31 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			if res.Status < 300 && c.Path() == ChatplanPath {
 				level = slog.LevelDebug
 			}
-			ctx := req.Context()
-			if !log.Enabled(ctx, level) {
-				return nil
+			if log.Enabled(req.Context(), level) {
+				logRequest(log, level, c, start)
 			}
-			attrs := []slog.Attr{
-				slog.String("method", req.Method),
-				slog.String("route", route(c)),
-				slog.Int("status", res.Status),
-				slog.Int64("bytes", res.Size),
-				slog.Duration("took", time.Since(start)),
-				slog.String("remote", c.RealIP()),
-			}
-			if log.Enabled(ctx, slog.LevelDebug) {
-				attrs = append(attrs, slog.String("path", req.URL.Path))
-			}
-			log.LogAttrs(ctx, level, "request", attrs...)
 			return nil
 		}
 	}
+}
+
+// logRequest writes accessLog's line. Apart, so that its attributes take
+// room on the stack only when a line is written.
+func logRequest(log *slog.Logger, level slog.Level, c echo.Context, start time.Time) {
+	req, res := c.Request(), c.Response()
+	ctx := req.Context()
+	attrs := []slog.Attr{
+		slog.String("method", req.Method),
+		slog.String("route", route(c)),
+		slog.Int("status", res.Status),
+		slog.Int64("bytes", res.Size),
+		slog.Duration("took", time.Since(start)),
+		slog.String("remote", c.RealIP()),
+	}
+	if log.Enabled(ctx, slog.LevelDebug) {
+		attrs = append(attrs, slog.String("path", req.URL.Path))
+	}
+	log.LogAttrs(ctx, level, "request", attrs...)
 }
 
 // route is the pattern of the route that served c, or "unrouted" when none did

@@ -56,10 +56,30 @@ type journal struct {
 	f       *os.File   // the last segment
 	off     int64      // where the next record goes in f
 	next    uint64     // seq of the next record
-	spare   string     // a recycled segment file ready to become the next one
+	spare   string     // a recycled or prepared segment file ready to become the next one
 	maxN    uint64     // the highest segment number used
 	buf     []byte
 	syncs   uint64
+	// cap is the current segment's size when it is not segSize (a segment
+	// started before a full one was prepared); 0: segSize.
+	cap int64
+	// spares brings the files the store's sparer prepares ahead of need ("":
+	// it failed; kv/journal_store.go).
+	spares chan string
+}
+
+// inlineSegment is the most a segment started in an append's path
+// preallocates when no prepared one is at hand: 32 MiB of zeros and a sync
+// took 0.1–0.9 s on a busy disk, 1 MiB a few milliseconds; the sparer
+// prepares full ones meanwhile.
+const inlineSegment = 1 << 20
+
+// room is the current segment's size.
+func (j *journal) room() int64 {
+	if j.cap > 0 {
+		return j.cap
+	}
+	return j.segSize
 }
 
 // append writes payloads as the next records and makes them durable with one
@@ -67,13 +87,6 @@ type journal struct {
 // of the last one. On error none of them counts: the caller fails every one, and
 // the journal continues after what was durable before.
 func (j *journal) append(payloads [][]byte) (last uint64, err error) {
-	if j.f == nil {
-		// None yet (made at the first append), or unwind could not reopen the
-		// segment it went back to: appending starts the next one.
-		if err := j.roll(); err != nil {
-			return 0, err
-		}
-	}
 	size := int64(0)
 	for _, p := range payloads {
 		if len(p) == 0 || len(p) > maxRecord || int64(frameHeader+len(p)) > j.segSize {
@@ -81,11 +94,18 @@ func (j *journal) append(payloads [][]byte) (last uint64, err error) {
 		}
 		size += int64(frameHeader + len(p))
 	}
+	if j.f == nil {
+		// None yet (made at the first append), or unwind could not reopen the
+		// segment it went back to: appending starts the next one.
+		if err := j.roll(size); err != nil {
+			return 0, err
+		}
+	}
 	// A group that does not fit where the segment ends starts the next one
 	// before anything of it is written, so that a failure to start it leaves
 	// nothing of the group on disk.
-	if j.off+size > j.segSize && j.off > 0 {
-		if err := j.roll(); err != nil {
+	if j.off+size > j.room() && j.off > 0 {
+		if err := j.roll(size); err != nil {
 			return 0, err
 		}
 	}
@@ -97,12 +117,12 @@ func (j *journal) append(payloads [][]byte) (last uint64, err error) {
 	}()
 	j.buf = j.buf[:0]
 	for _, p := range payloads {
-		if j.off+int64(len(j.buf)+frameHeader+len(p)) > j.segSize {
+		if j.off+int64(len(j.buf)+frameHeader+len(p)) > j.room() {
 			// Only a group larger than a segment gets here.
 			if err := j.flush(); err != nil {
 				return 0, err
 			}
-			if err := j.roll(); err != nil {
+			if err := j.roll(int64(frameHeader + len(p))); err != nil {
 				return 0, err
 			}
 		}
@@ -192,24 +212,33 @@ func (j *journal) flush() error {
 }
 
 // roll starts the next segment: the spare if there is one (its stale records
-// end a scan by their seq), else a new file preallocated with zeros. Written
+// end a scan by their seq), else a new file preallocated with zeros, of at
+// most inlineSegment bytes unless need, what must fit in it, is more. Written
 // zeros rather than fallocate's unwritten extents, so that an fdatasync after
 // an append has no block allocation to record.
-func (j *journal) roll() error {
+func (j *journal) roll(need int64) error {
+	if j.spare == "" && j.spares != nil {
+		select {
+		case j.spare = <-j.spares: // "" when the sparer failed
+		default:
+		}
+	}
 	n := j.maxN + 1
 	path := filepath.Join(j.dir, fmt.Sprintf("%016x%s", n, segmentSuffix))
+	size := j.segSize
 	if j.spare != "" {
 		if err := os.Rename(j.spare, path); err != nil {
 			return fmt.Errorf("journal: %w", err)
 		}
 		j.spare = ""
 	} else {
+		size = min(j.segSize, max(inlineSegment, need))
 		tmp := path + ".tmp"
 		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return fmt.Errorf("journal: %w", err)
 		}
-		err = preallocate(f, 0, j.segSize)
+		err = preallocate(f, 0, size)
 		f.Close()
 		if err != nil {
 			os.Remove(tmp)
@@ -230,10 +259,42 @@ func (j *journal) roll() error {
 	if j.f != nil {
 		j.f.Close()
 	}
-	j.f, j.off = f, 0
+	if fi, err := f.Stat(); err == nil && fi.Size() < j.segSize {
+		size = fi.Size() // a spare of an earlier size
+	}
+	j.f, j.off, j.cap = f, 0, size
 	j.maxN = n
 	j.segs = append(j.segs, &segment{n: n, path: path})
 	return nil
+}
+
+// spareName is the file a segment is prepared in ahead of need (prepareSpare);
+// like a segment being preallocated, it is removed at open.
+const spareName = "spare" + segmentSuffix + ".tmp"
+
+// wantsSpare reports whether the next segment should be prepared now: there is
+// no spare, and none or half of the current segment is left.
+func (j *journal) wantsSpare() bool {
+	return j.spare == "" && len(j.spares) == 0 && (j.f == nil || j.off >= j.room()/2)
+}
+
+// prepareSpare preallocates the next segment's file beside the journal, off
+// the appender's path (it holds no lock of the journal's while it writes), and
+// offers it as the spare: roll then only renames it. A failure (a full disk)
+// leaves things as they were: roll preallocates then, as without it.
+func prepareSpare(dir string, size int64) (string, error) {
+	path := filepath.Join(dir, spareName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("journal: %w", err)
+	}
+	err = preallocate(f, 0, size)
+	f.Close()
+	if err != nil {
+		os.Remove(path)
+		return "", err
+	}
+	return path, nil
 }
 
 // preallocate writes zeros from off to size and syncs the file.
@@ -256,7 +317,7 @@ func preallocate(f *os.File, off, size int64) error {
 // bbolt holds durably: one is kept as the spare, the others are removed.
 // checkpoint, if set, is called first with applied, before anything is freed.
 func (j *journal) release(applied uint64, checkpoint func(uint64) error) error {
-	if len(j.segs) < 2 || j.segs[1].first == 0 || j.segs[1].first > applied+1 {
+	if !j.releasable(applied) {
 		return nil
 	}
 	if checkpoint != nil {
@@ -267,8 +328,8 @@ func (j *journal) release(applied uint64, checkpoint func(uint64) error) error {
 	for len(j.segs) > 1 && j.segs[1].first != 0 && j.segs[1].first <= applied+1 {
 		old := j.segs[0]
 		j.segs = j.segs[1:]
-		if j.spare == "" {
-			j.spare = old.path
+		if fi, err := os.Stat(old.path); j.spare == "" && err == nil && fi.Size() >= j.segSize {
+			j.spare = old.path // a short one (started inline) is not kept
 			continue
 		}
 		if err := os.Remove(old.path); err != nil {
@@ -276,6 +337,11 @@ func (j *journal) release(applied uint64, checkpoint func(uint64) error) error {
 		}
 	}
 	return nil
+}
+
+// releasable reports whether release(applied) would free a segment.
+func (j *journal) releasable(applied uint64) bool {
+	return len(j.segs) >= 2 && j.segs[1].first != 0 && j.segs[1].first <= applied+1
 }
 
 func (j *journal) close() error {

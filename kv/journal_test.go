@@ -504,7 +504,7 @@ func TestJournalKeepsUnappliedRecordsBesideStaleSegments(t *testing.T) {
 	}
 	// Roll into the spare (its stale records now under a new number), crash
 	// before anything is written there.
-	if err := j.roll(); err != nil {
+	if err := j.roll(0); err != nil {
 		t.Fatal(err)
 	}
 	j.close()
@@ -693,5 +693,122 @@ func TestJournalReplayAddsToTheStoredDepths(t *testing.T) {
 		if err := r.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The next segment is preallocated off the appender's path, at the start and
+// once half of the current one is used: an append that starts a segment only
+// renames it.
+func TestJournalPreparesTheNextSegmentAhead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sipsilo.db")
+	s := openJournaled(t, path, time.Hour) // 64 KiB segments
+	spare := filepath.Join(path+".journal", spareName)
+	waitSpare := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if fi, err := os.Stat(spare); err == nil && fi.Size() == 1<<16 && len(s.j.spares) == 1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no segment prepared %s", what)
+			}
+		}
+	}
+	waitSpare("at the start")
+	ctx := context.Background()
+	if _, err := s.Enqueue(ctx, msg("1001@127.0.0.1", "c", 1, "first")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(spare); !os.IsNotExist(err) {
+		t.Fatalf("the first segment was not made from the prepared file: %v", err)
+	}
+	if n := len(segFiles(t, path+".journal")); n != 1 {
+		t.Fatalf("%d segments", n)
+	}
+	// Past half of the segment: the next one is prepared.
+	body := strings.Repeat("x", 1000)
+	for i := 2; s.appendedSeq.Load() < 40; i++ {
+		if _, err := s.Enqueue(ctx, msg("1001@127.0.0.1", "c", uint64(i), body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSpare("past half of the first segment")
+	for i := 100; s.appendedSeq.Load() < 80; i++ {
+		if _, err := s.Enqueue(ctx, msg("1001@127.0.0.1", "c", uint64(i), body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(segFiles(t, path+".journal")); n < 2 {
+		t.Fatalf("%d segments after %d KiB of records", n, 80)
+	}
+	ids := map[string]bool{}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q, err := s.Queue("1001@127.0.0.1", 0)
+	if err != nil || len(q) != 80 {
+		t.Fatalf("%d queued: %v", len(q), err)
+	}
+	for _, m := range q {
+		ids[m.ID] = true
+	}
+	crashed := snapshot(t, path, true, true)
+	r := openJournaled(t, crashed, time.Hour)
+	queuedOnce(t, r, ids)
+}
+
+// With no prepared segment at hand, an append starts a short one
+// (inlineSegment) rather than preallocating a whole segment while its callers
+// wait; the records read back across them, and a short segment is not kept
+// as the spare once freed.
+func TestJournalStartsAShortSegmentWhenNoneIsPrepared(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 4 * inlineSegment
+	j, _, err := openJournal(dir, segSize, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ≈ 2.5 short segments of records, in groups of 50.
+	for seq := 1; seq <= 30000; seq += 50 {
+		if _, err := j.append(payloads(seq, 50)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := segFiles(t, dir)
+	if len(segs) < 3 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	for _, p := range segs {
+		if fi, err := os.Stat(p); err != nil || fi.Size() != inlineSegment {
+			t.Fatalf("%s: %v, %d bytes, want %d", p, err, fi.Size(), inlineSegment)
+		}
+	}
+	if err := j.release(j.next-1-50, nil); err != nil { // all but the last group applied
+		t.Fatal(err)
+	}
+	if j.spare != "" || len(segFiles(t, dir)) != 1 {
+		t.Fatalf("spare %q, %d segments left", j.spare, len(segFiles(t, dir)))
+	}
+	j.close()
+	j, recs, err := openJournal(dir, segSize, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if len(recs) == 0 || recs[len(recs)-1].seq != 30000 {
+		t.Fatalf("read back %d records", len(recs))
+	}
+	// A whole-size segment offered by the sparer is taken as it is.
+	spare, err := prepareSpare(dir, segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.spares = make(chan string, 1)
+	j.spares <- spare
+	if err := j.roll(0); err != nil {
+		t.Fatal(err)
+	}
+	if j.room() != segSize {
+		t.Fatalf("room %d after the prepared segment, want %d", j.room(), segSize)
 	}
 }

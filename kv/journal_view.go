@@ -145,7 +145,9 @@ func (ov *overlay) pendingDepth(aor string, applied uint64) int {
 	return n
 }
 
-// view is the appender's changer for one group of ops (see changer).
+// view is the appender's changer for one group of ops (see changer). One view
+// serves every group of the appender: its maps and the op's layer are emptied,
+// not made again, for each (what a view hands on, recs and fresh, is not reused).
 type view struct {
 	s   *Store
 	rtx *bolt.Tx // bbolt as committed, opened at the first read
@@ -158,12 +160,23 @@ type view struct {
 	recs   [][]byte
 
 	// The current op's layer: kept (merged into the group's) or dropped when
-	// the op fails.
-	opMsgs  map[string][]byte
-	opDepth map[string]int
+	// the op fails. Few entries each (an op changes one message, or a few
+	// copies of one): slices searched from the newest.
+	opMsgs  []opMsg
+	opDepth []opDelta
 	opGrown []string
 	opFresh []freshEntry
 	opRecs  [][]byte
+}
+
+type opMsg struct {
+	id  string
+	rec []byte
+}
+
+type opDelta struct {
+	aor string
+	d   int
 }
 
 func newView(s *Store) *view {
@@ -171,8 +184,10 @@ func newView(s *Store) *view {
 }
 
 func (v *view) message(id string) ([]byte, error) {
-	if rec, ok := v.opMsgs[id]; ok {
-		return rec, nil
+	for i := len(v.opMsgs) - 1; i >= 0; i-- {
+		if v.opMsgs[i].id == id {
+			return v.opMsgs[i].rec, nil
+		}
 	}
 	if rec, ok := v.msgs[id]; ok {
 		return rec, nil
@@ -194,40 +209,70 @@ func (v *view) message(id string) ([]byte, error) {
 	return append([]byte(nil), rec...), nil // valid only while rtx is
 }
 
+// taken reports whether a message id is in use, as message would find it,
+// without copying its record.
+func (v *view) taken(id string) (bool, error) {
+	for i := len(v.opMsgs) - 1; i >= 0; i-- {
+		if v.opMsgs[i].id == id {
+			return true, nil
+		}
+	}
+	if _, ok := v.msgs[id]; ok {
+		return true, nil
+	}
+	if _, ok := v.s.ov.msgs[id]; ok {
+		return true, nil
+	}
+	if v.rtx == nil {
+		tx, err := v.s.db.Begin(false)
+		if err != nil {
+			return false, err
+		}
+		v.rtx = tx
+	}
+	return v.rtx.Bucket(bucketMessages).Get([]byte(id)) != nil, nil
+}
+
 // depth returns aor's queued count as the op being decided sees it.
 func (v *view) depth(aor string) int {
 	n, applied := v.s.depth.committedAt(aor)
-	return n + v.s.ov.pendingDepth(aor, applied) + v.deltas[aor] + v.opDepth[aor]
+	n += v.s.ov.pendingDepth(aor, applied) + v.deltas[aor]
+	for _, d := range v.opDepth {
+		if d.aor == aor {
+			n += d.d
+		}
+	}
+	return n
 }
 
 func (v *view) put(id string, rec []byte) {
-	if v.opMsgs == nil {
-		v.opMsgs = map[string][]byte{}
-	}
-	v.opMsgs[id] = rec
+	v.opMsgs = append(v.opMsgs, opMsg{id, rec})
 }
 
 func (v *view) moved(aor string, d int) {
-	if v.opDepth == nil {
-		v.opDepth = map[string]int{}
-	}
-	v.opDepth[aor] += d
+	v.opDepth = append(v.opDepth, opDelta{aor, d})
 }
 
-// entered records m entering its recipient's queue.
-func (v *view) entered(m *Message) {
+// entered records m entering its recipient's queue under queue key qk (nil:
+// made here).
+func (v *view) entered(m *Message, qk []byte) {
 	v.moved(m.To, 1)
 	v.opGrown = append(v.opGrown, m.To)
-	if qk, err := queueKey(m.To, m.Order, m.ID); err == nil {
-		v.opFresh = append(v.opFresh, freshEntry{aor: m.To, id: m.ID, qk: qk})
+	if qk == nil {
+		var err error
+		if qk, err = queueKey(m.To, m.Order, m.ID); err != nil {
+			return
+		}
 	}
+	v.opFresh = append(v.opFresh, freshEntry{aor: m.To, id: m.ID, qk: qk})
 }
 
-// enqueued records a new message.
-func (v *view) enqueued(m *Message, rec []byte) {
-	v.put(m.ID, rec)
-	v.entered(m)
-	v.opRecs = append(v.opRecs, append([]byte{recEnqueue}, rec...))
+// enqueued records a new message: p is its journal record (recEnqueue and the
+// message's record), qk its queue key.
+func (v *view) enqueued(m *Message, p, qk []byte) {
+	v.put(m.ID, p[1:])
+	v.entered(m, qk)
+	v.opRecs = append(v.opRecs, p)
 }
 
 // changed implements changer: the change becomes a recChange record, which
@@ -241,7 +286,7 @@ func (v *view) changed(m *Message, was State, rec, obx []byte) error {
 	v.put(m.ID, p[5:5+len(rec)])
 	if (was == StateQueued) != (m.State == StateQueued) {
 		if m.State == StateQueued {
-			v.entered(m)
+			v.entered(m, nil)
 		} else {
 			v.moved(m.To, -1)
 		}
@@ -252,11 +297,11 @@ func (v *view) changed(m *Message, was State, rec, obx []byte) error {
 
 // keep merges the op's layer into the group's.
 func (v *view) keep() {
-	for id, rec := range v.opMsgs {
-		v.msgs[id] = rec
+	for _, e := range v.opMsgs {
+		v.msgs[e.id] = e.rec
 	}
-	for aor, d := range v.opDepth {
-		v.deltas[aor] += d
+	for _, d := range v.opDepth {
+		v.deltas[d.aor] += d.d
 	}
 	for _, aor := range v.opGrown {
 		v.grown[aor] = struct{}{}
@@ -268,7 +313,10 @@ func (v *view) keep() {
 
 // drop forgets the op's layer.
 func (v *view) drop() {
-	v.opMsgs, v.opDepth, v.opGrown, v.opFresh, v.opRecs = nil, nil, nil, nil, nil
+	clear(v.opMsgs)
+	clear(v.opFresh)
+	clear(v.opRecs)
+	v.opMsgs, v.opDepth, v.opGrown, v.opFresh, v.opRecs = v.opMsgs[:0], v.opDepth[:0], v.opGrown[:0], v.opFresh[:0], v.opRecs[:0]
 }
 
 // release ends the read transaction: before the appender waits for anything
@@ -281,9 +329,14 @@ func (v *view) release() {
 	}
 }
 
-// reset empties the group's layer once it is appended (or failed).
+// reset empties the group's layer once it is appended (or failed): the
+// overlay and the applier keep recs and fresh, and copied what they needed of
+// the maps.
 func (v *view) reset() {
-	v.msgs, v.deltas, v.grown, v.fresh, v.recs = map[string][]byte{}, map[string]int{}, map[string]struct{}{}, nil, nil
+	clear(v.msgs)
+	clear(v.deltas)
+	clear(v.grown)
+	v.fresh, v.recs = nil, nil
 }
 
 // depthNow returns aor's queued count with the records not yet applied, for a

@@ -147,6 +147,16 @@ func encodeMessage(m *Message) ([]byte, error) {
 	return encodeRecord(m, 0, 0), nil
 }
 
+// encodeNewMessage is a new message's journal record (recEnqueue, then what
+// encodeMessage writes).
+func encodeNewMessage(m *Message) []byte {
+	room := 0
+	if m.State == StateQueued && !m.BodyFinal {
+		room = recordRoom
+	}
+	return appendRecord(append(make([]byte, 0, 1+recordSize(m)+room), recEnqueue), m, 0, room)
+}
+
 // reencodeMessage writes m again in place of its record old, no shorter than
 // old: a record that does not grow leaves its page as it was (kv/record.go).
 func reencodeMessage(m *Message, old []byte) ([]byte, error) {

@@ -50,16 +50,16 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 	if s.outbox {
 		m.Events = 1
 	}
-	rec, err := encodeMessage(m)
-	if err != nil {
-		return "", fmt.Errorf("enqueue: %w", err)
-	}
+	// The journal's record is the kind byte and the message's record, which
+	// bbolt stores: encoded once, into one buffer.
+	p := encodeNewMessage(m)
+	rec := p[1:]
 	obx, err := s.receivedRecord(m) // the outbox record, also encoded here
 	if err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
 	w := &enqueueWrite{m: m, rec: rec, obx: obx, qk: qk}
-	apply := func(tx *bolt.Tx) error { return s.enqueueTx(tx, w, true) }
+	apply := func(tx *bolt.Tx) error { return s.enqueueTx(tx, w, false) }
 	undo := func(tx *bolt.Tx) error {
 		if w.overQuota {
 			return nil // nothing was written
@@ -75,14 +75,14 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (string, error) {
 			w.overQuota = true
 			return nil
 		}
-		old, err := v.message(m.ID)
+		taken, err := v.taken(m.ID)
 		if err != nil {
 			return err
 		}
-		if old != nil {
+		if taken {
 			return fmt.Errorf("enqueue %s: id already taken", m.ID)
 		}
-		v.enqueued(m, rec)
+		v.enqueued(m, p, qk)
 		return nil
 	}
 	o.undoDecide = func(v *view) error {
@@ -121,21 +121,22 @@ func (s *Store) receivedRecord(m *Message) ([]byte, error) {
 	return json.Marshal(OutboxRecord{MsgID: m.ID, EventSeq: 1, Kind: EventReceived, At: m.Received, Message: m})
 }
 
-// enqueueTx writes a new message in tx. checkQuota is false for a journal
-// record's replay: the quota admitted the message when it was appended.
-func (s *Store) enqueueTx(tx *bolt.Tx, w *enqueueWrite, checkQuota bool) error {
+// enqueueTx writes a new message in tx. replay is true for a journal
+// record's replay: the quota admitted the message when it was appended, and
+// the caller found its id free.
+func (s *Store) enqueueTx(tx *bolt.Tx, w *enqueueWrite, replay bool) error {
 	m := w.m
 	w.overQuota = false // a group commit that failed may run it again
 	// Decided here, in the single writer's transaction, so that concurrent
 	// intakes cannot both take the last slot. Refusing is not an error: an
 	// error would fail the whole group commit.
-	if checkQuota && s.quota > 0 && s.depth.get(tx, m.To) >= s.quota {
+	if !replay && s.quota > 0 && s.depth.get(tx, m.To) >= s.quota {
 		w.overQuota = true
 		return nil
 	}
 	id := []byte(m.ID)
 	msgs := tx.Bucket(bucketMessages)
-	if msgs.Get(id) != nil {
+	if !replay && msgs.Get(id) != nil {
 		return fmt.Errorf("enqueue %s: id already taken", id)
 	}
 	// Append-only by key (ULIDs and per-recipient order keys grow), so full pages
@@ -164,12 +165,16 @@ func (s *Store) enqueueTx(tx *bolt.Tx, w *enqueueWrite, checkQuota bool) error {
 			return err
 		}
 	}
-	if m.CoreUUID == "" {
+	// (Replay at Open runs before the order keys are loaded: s.order is nil.)
+	if m.CoreUUID == "" || s.order != nil && s.order.isStored(m.CoreUUID) {
 		return nil
 	}
 	// Persist the Core-UUID's first-seen time with its first stored message, so
 	// that the order survives a restart.
 	cores := tx.Bucket(bucketCores)
+	if s.order != nil {
+		defer s.order.storedOnCommit(tx, m.CoreUUID)
+	}
 	if cores.Get([]byte(m.CoreUUID)) != nil {
 		return nil
 	}

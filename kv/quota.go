@@ -36,6 +36,11 @@ type depths struct {
 	// them (every write transaction runs there).
 	tx    *bolt.Tx
 	delta *txDelta
+	// lazy is a transaction that writes each recipient's count to the depths
+	// bucket once, at flush, rather than at every change: the applier's,
+	// which replays hundreds of messages for a few recipients.
+	lazy  *bolt.Tx
+	dirty map[string]struct{}
 }
 
 // txDelta is one write transaction's changes to the counts, and the journal
@@ -137,14 +142,46 @@ func (d *depths) get(tx *bolt.Tx, aor string) int {
 func (d *depths) add(tx *bolt.Tx, aor string, v int) error {
 	d.begin(tx)
 	d.delta.n[aor] += v
+	if d.lazy == tx {
+		d.dirty[aor] = struct{}{}
+		return nil
+	}
+	return d.write(tx, aor)
+}
+
+// write stores aor's count as tx sees it in the depths bucket.
+func (d *depths) write(tx *bolt.Tx, aor string) error {
 	b := tx.Bucket(bucketDepths)
 	if b == nil {
 		return fmt.Errorf("%w: depths bucket missing", ErrCorrupt)
 	}
 	if n := d.get(tx, aor); n > 0 {
-		return b.Put([]byte(aor), binary.AppendUvarint(nil, uint64(n)))
+		var buf [binary.MaxVarintLen64]byte
+		return b.Put([]byte(aor), binary.AppendUvarint(buf[:0], uint64(n)))
 	}
 	return b.Delete([]byte(aor)) // a recipient whose queue emptied costs nothing
+}
+
+// deferWrites makes add in tx write the counts only at flush, which tx must
+// call before it commits.
+func (d *depths) deferWrites(tx *bolt.Tx) {
+	d.lazy = tx
+	if d.dirty == nil {
+		d.dirty = map[string]struct{}{}
+	}
+	clear(d.dirty)
+}
+
+// flush writes the counts tx changed since deferWrites.
+func (d *depths) flush(tx *bolt.Tx) error {
+	d.lazy = nil
+	defer clear(d.dirty)
+	for aor := range d.dirty {
+		if err := d.write(tx, aor); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (d *depths) begin(tx *bolt.Tx) {

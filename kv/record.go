@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -107,7 +108,14 @@ func (w *recWriter) time(t, base time.Time) {
 // encodeRecord writes m as a recordV2 of minLen bytes, or as short as it can be
 // when its fields take more, with room bytes of room at least.
 func encodeRecord(m *Message, minLen, room int) []byte {
-	w := &recWriter{b: make([]byte, 0, 160+len(m.Body)+recordRoom)}
+	return appendRecord(nil, m, minLen, room)
+}
+
+// appendRecord is encodeRecord appending to b, with room made for the whole
+// record at once.
+func appendRecord(b []byte, m *Message, minLen, room int) []byte {
+	start := len(b)
+	w := &recWriter{b: slices.Grow(b, max(recordSize(m)+room, minLen+16))}
 	w.b = append(w.b, recordV2)
 	w.str(m.ID)
 	w.str(string(m.State))
@@ -184,14 +192,33 @@ func encodeRecord(m *Message, minLen, room int) []byte {
 	}
 	// The room: the largest p whose length and bytes fit in what is left
 	// (a length of 128 or more takes two bytes, so one byte may stay unused).
-	p := max(minLen-len(w.b)-1, 0)
-	for p > 0 && uvarintLen(uint64(p))+p > minLen-len(w.b) {
+	n := len(w.b) - start
+	p := max(minLen-n-1, 0)
+	for p > 0 && uvarintLen(uint64(p))+p > minLen-n {
 		p--
 	}
 	p = max(p, room)
 	w.uint(uint64(p))
 	w.b = append(w.b, make([]byte, p)...)
 	return w.b
+}
+
+// recordSize is about the bytes m's record takes without its room: its
+// strings and body, and a few bytes for each number and length.
+func recordSize(m *Message) int {
+	n := 128 + len(m.ID) + len(m.From) + len(m.To) + len(m.FromFull) + len(m.ContentType) + len(m.Body) +
+		len(m.Profile) + len(m.Context) + len(m.Hostname) + len(m.CoreUUID) + len(m.Reason) + len(m.InFlight) +
+		len(m.LastResult)
+	for _, s := range m.Notices {
+		n += 2 + len(s)
+	}
+	for _, h := range m.History {
+		n += 24 + len(h.Kind) + len(h.Detail) + len(h.Device)
+	}
+	for _, c := range m.Devices {
+		n += 48 + len(c.Key) + len(c.InFlight) + len(c.LastResult)
+	}
+	return n
 }
 
 func uvarintLen(v uint64) int {
@@ -286,6 +313,49 @@ func (r *recReader) count() int {
 		return 0
 	}
 	return int(v)
+}
+
+// skipStr passes over a string.
+func (r *recReader) skipStr() {
+	if v := r.uint(); v&1 == 0 {
+		r.take(v >> 1)
+	}
+}
+
+// peekQueued reads of a record only what a new message's queue entry needs
+// (ID, To, CoreUUID, Order), allocating nothing else: the journal's applier
+// stores the record as it is.
+func peekQueued(b []byte) (*Message, error) {
+	if len(b) == 0 || b[0] != recordV1 && b[0] != recordV2 {
+		return nil, fmt.Errorf("%w: unknown record version", errRecord)
+	}
+	r := &recReader{b: b[1:]}
+	m := new(Message)
+	m.ID = r.str()
+	r.skipStr() // State
+	r.skipStr() // From
+	m.To = r.str()
+	r.skipStr() // FromFull
+	r.skipStr() // ContentType
+	if v := r.uint(); v > 0 {
+		r.take(v - 1) // Body
+	}
+	r.skipStr() // BodySource
+	r.skipStr() // Profile
+	r.skipStr() // Context
+	r.skipStr() // Hostname
+	m.CoreUUID = r.str()
+	r.uint() // EventSeq
+	r.int()  // EventTime
+	if r.uint() == 1 {
+		r.int() // Received
+	}
+	m.Order.Epoch = r.int()
+	m.Order.Seq = r.uint()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return m, nil
 }
 
 func decodeRecord(b []byte) (*Message, error) {

@@ -105,3 +105,30 @@ func TestRecordCoversEveryField(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordPeekQueuedReadsWhatDecodeReads: the journal's applier reads a new
+// message's ID, recipient, Core-UUID and order without decoding the rest;
+// they must be what the whole decode gives, and a damaged record an error.
+func TestRecordPeekQueuedReadsWhatDecodeReads(t *testing.T) {
+	for i, m := range recordSamples() {
+		rec := encodeNewMessage(m)[1:]
+		full, err := decodeMessage(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := peekQueued(rec)
+		if err != nil {
+			t.Fatalf("sample %d: %v", i, err)
+		}
+		want := &Message{ID: full.ID, To: full.To, CoreUUID: full.CoreUUID, Order: full.Order}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("sample %d:\n got %+v\nwant %+v", i, got, want)
+		}
+		// Cut anywhere: never a panic; cut within the ID, an error.
+		for n := range len(rec) {
+			if _, err := peekQueued(rec[:n]); err == nil && n <= len(full.ID) {
+				t.Errorf("sample %d cut at %d: no error", i, n)
+			}
+		}
+	}
+}

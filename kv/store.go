@@ -110,6 +110,7 @@ type Store struct {
 	j           *journal
 	jmu         sync.Mutex // guards j between the appender, the applier and JournalSyncs
 	ov          *overlay
+	jv          *view // the appender's, reused for every group
 	aq          *applyQueue
 	appliedSeq  atomic.Uint64 // seq of the last record bbolt holds
 	appendedSeq atomic.Uint64 // seq of the last record appended
@@ -118,6 +119,8 @@ type Store struct {
 	wakes       chan []string // to runWaker
 	wakerDone   chan struct{}
 	applierDone chan struct{}
+	spareWanted chan struct{} // cap 1: the sparer has a segment to prepare
+	sparerDone  chan struct{}
 	replayed    int
 	unapplied   int // read-only: journal records the file lacks
 }
@@ -230,6 +233,8 @@ func Open(path string, o Options) (*Store, error) {
 	if s.j != nil {
 		s.wakes, s.wakerDone = make(chan []string, 16), make(chan struct{})
 		s.ov, s.aq, s.applierDone = newOverlay(), newApplyQueue(), make(chan struct{})
+		s.spareWanted, s.sparerDone = make(chan struct{}, 1), make(chan struct{})
+		s.j.spares = make(chan string, 1)
 		if s.onApply != nil {
 			go s.runWaker()
 		} else {
