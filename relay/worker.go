@@ -27,7 +27,7 @@ type worker struct {
 	device  string
 	key     string        // laneKey(aor, device)
 	wake    chan struct{} // cap 1: a pending wake-up
-	results chan result   // sends' slot notices and results; only run and drain read it
+	results chan *result  // sends' slot notices and results; only run and drain read it
 
 	inflight map[string]bool // message ids being sent
 	// answered holds the messages in flight whose device answered 2xx while
@@ -106,7 +106,9 @@ func newWorker(r *Relay, aor, device string) *worker {
 		// A send posts a slot notice (2xx only) and a result. Its room covers
 		// the sends of a window and those begun ahead; past it a send waits
 		// for the worker, which reads it whenever it is not dispatching.
-		results:    make(chan result, 2*max(r.cfg.Window, r.cfg.DirectWindow+aheadDepth(r.cfg.DirectWindow))),
+		// Pointers: a restart at 10,000 queued recipients makes a lane for each
+		// at once, and 40 results by value were ≈ 10 KB per lane (100 MB).
+		results:    make(chan *result, 2*max(r.cfg.Window, r.cfg.DirectWindow+aheadDepth(r.cfg.DirectWindow))),
 		inflight:   make(map[string]bool),
 		answered:   make(map[string]bool),
 		wire:       newWire(),
@@ -141,7 +143,7 @@ func (w *worker) run(ctx context.Context) {
 		}
 		select {
 		case res := <-w.results:
-			w.handle(sendCtx, res)
+			w.handle(sendCtx, *res)
 		case <-w.wake:
 			w.stale = true // a new message or body, or a sign of life
 		case <-tc:
@@ -162,7 +164,7 @@ func (w *worker) drain(ctx context.Context, cancelSends context.CancelFunc) {
 	for len(w.inflight) > 0 {
 		select {
 		case res := <-w.results:
-			w.handle(ctx, res)
+			w.handle(ctx, *res)
 		case <-t.C:
 			cancelSends() // BgAPI returns at once; the messages stay in flight on disk
 		}
@@ -306,7 +308,7 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time, onWire
 		res := result{m: m, attempt: attempt, started: now}
 		if err := w.beginAttempt(ctx, m, attempt, now); err != nil {
 			res.err = err
-			w.results <- res
+			w.results <- &res
 			return
 		}
 		res.begun = true
@@ -324,7 +326,7 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time, onWire
 			// wait ran out): it does not go out after that one.
 			w.wire.halt()
 			res.err, res.notSent = err, true
-			w.results <- res
+			w.results <- &res
 			return
 		}
 		release = sync.OnceFunc(func() { <-r.sem })
@@ -348,7 +350,7 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time, onWire
 				res.err, res.took = err, r.cfg.Now().Sub(now)
 				off()
 				w.record(ctx, &res, release)
-				w.results <- res
+				w.results <- &res
 				return
 			}
 		}
@@ -367,7 +369,7 @@ func (w *worker) start(ctx context.Context, m *kv.Message, now time.Time, onWire
 		res.took = r.cfg.Now().Sub(now)
 		off()
 		w.record(ctx, &res, release)
-		w.results <- res
+		w.results <- &res
 	})
 }
 
@@ -446,7 +448,7 @@ func (w *worker) record(ctx context.Context, res *result, release func()) {
 		return
 	}
 	release()
-	w.results <- result{m: res.m, attempt: res.attempt, slot: true}
+	w.results <- &result{m: res.m, attempt: res.attempt, slot: true}
 	w.r.c.delivered.Add(1) // before the write: whoever sees the queue empty sees the count
 	if w.device != "" {
 		w.r.c.deviceDeliveries.Add(1)
