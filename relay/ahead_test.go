@@ -39,19 +39,7 @@ func openStoreJournal(t *testing.T, journal bool) *kv.Store {
 
 func startRelayStore(t *testing.T, cfg Config, st Store, p *fakePresence) *Relay {
 	t.Helper()
-	r := New(cfg, st, &fakeFS{registered: true}, p)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("relay did not stop")
-		}
-	})
-	return r
+	return startRelayWith(t, cfg, st, &fakeFS{registered: true}, p)
 }
 
 // checkedDirect is a fakeDirect that checks, as each MESSAGE leaves, that its

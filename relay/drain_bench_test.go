@@ -87,18 +87,7 @@ func benchDirectDrain(b *testing.B, journal bool, window, n int) {
 	}
 	defer s.Close(ctx)
 	const aor = "1001@127.0.0.1"
-	for i := range n {
-		m := &kv.Message{From: "1000@127.0.0.1", To: aor, ContentType: "text/plain",
-			Body: fmt.Appendf(nil, "m%05d", i), BodySource: kv.BodyQuery, CoreUUID: "core-a",
-			EventSeq: uint64(100 + i), Received: time.Now().Add(-time.Second)}
-		id, err := s.Enqueue(ctx, m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := s.FinalizeBody(ctx, id); err != nil {
-			b.Fatal(err)
-		}
-	}
+	queueForDrain(b, s, aor, n)
 	phone, err := fsemu.NewUA(fsemu.UAOptions{User: "1001", Switch: "127.0.0.1:9"})
 	if err != nil {
 		b.Fatal(err)
@@ -201,4 +190,26 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// queueForDrain queues n messages for aor, bodies "m00000", "m00001", … in
+// order, each final and received a second ago, and returns their ids.
+func queueForDrain(tb testing.TB, s *kv.Store, aor string, n int) []string {
+	tb.Helper()
+	ctx := context.Background()
+	ids := make([]string, n)
+	for i := range n {
+		m := &kv.Message{From: "1000@127.0.0.1", To: aor, ContentType: "text/plain",
+			Body: fmt.Appendf(nil, "m%05d", i), BodySource: kv.BodyQuery, CoreUUID: "core-a",
+			EventSeq: uint64(100 + i), Received: time.Now().Add(-time.Second)}
+		id, err := s.Enqueue(ctx, m)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ids[i] = id
+		if _, err := s.FinalizeBody(ctx, id); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return ids
 }

@@ -98,20 +98,7 @@ func traceDrain(t *testing.B, window, n int) {
 	}
 	defer s.Close(ctx)
 	const aor = "1001@127.0.0.1"
-	ids := make([]string, n)
-	for i := range n {
-		m := &kv.Message{From: "1000@127.0.0.1", To: aor, ContentType: "text/plain",
-			Body: fmt.Appendf(nil, "m%05d", i), BodySource: kv.BodyQuery, CoreUUID: "core-a",
-			EventSeq: uint64(100 + i), Received: time.Now().Add(-time.Second)}
-		id, err := s.Enqueue(ctx, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = id
-		if _, err := s.FinalizeBody(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ids := queueForDrain(t, s, aor, n)
 	phone, err := fsemu.NewUA(fsemu.UAOptions{User: "1001", Switch: "127.0.0.1:9"})
 	if err != nil {
 		t.Fatal(err)

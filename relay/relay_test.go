@@ -141,7 +141,7 @@ func enqueue(t *testing.T, s *kv.Store, n int) []string {
 }
 
 // startRelayWith runs a Relay until the test ends, with any Sender and Presence.
-func startRelayWith(t *testing.T, cfg Config, s *kv.Store, fs Sender, p Presence) *Relay {
+func startRelayWith(t *testing.T, cfg Config, s Store, fs Sender, p Presence) *Relay {
 	t.Helper()
 	r := New(cfg, s, fs, p)
 	ctx, cancel := context.WithCancel(context.Background())
