@@ -75,6 +75,9 @@ func (c *checker) branch(p []byte, id uint64, lo, hi []byte, depth, nesting int)
 		if !ok {
 			return corrupt("%s: element %d outside the page", where, i)
 		}
+		if len(k) == 0 {
+			return corrupt("%s: key %d is empty", where, i) // bbolt asserts on it: a panic
+		}
 		if !inOrder(k, keys[max(i-1, 0)], lo, hi, i == 0) {
 			return corrupt("%s: key %d out of order", where, i)
 		}
@@ -112,6 +115,9 @@ func (c *checker) leaf(p []byte, id uint64, lo, hi []byte, nesting int) error {
 			return corrupt("%s: element %d outside the page", where, i)
 		}
 		k, v := kv[:ksz], kv[ksz:]
+		if len(k) == 0 {
+			return corrupt("%s: key %d is empty", where, i) // bbolt asserts on it: a panic
+		}
 		if !inOrder(k, prev, lo, hi, i == 0) {
 			return corrupt("%s: key %d out of order", where, i)
 		}
