@@ -38,6 +38,12 @@ type rig struct {
 func newRig(t testing.TB, opts fsemu.SwitchOptions, args ...string) *rig {
 	t.Helper()
 	r := &rig{t: t, db: filepath.Join(t.TempDir(), "sipsilo.db"), http: freePort(t)}
+	if opts.ESL.HeartbeatInterval == 0 {
+		// As FreeSWITCH does by default. Without it a rig whose deliveries all
+		// go direct sends nothing on the event socket for a minute, and sipsilo
+		// rightly takes the silent connection for a dead one.
+		opts.ESL.HeartbeatInterval = 20 * time.Second
+	}
 	opts.XMLCurl = &fsemu.XMLCurl{
 		URL:     strings.Replace(conf.ChatplanURL, "127.0.0.1:8484", r.http, 1),
 		Timeout: conf.ChatplanTimeoutSeconds * time.Second,
